@@ -1,0 +1,161 @@
+//! Throughput of training steps and inference on synthetic data, timed exactly like
+//! `pytorch_peer.py` (the PyTorch reference) so the two can be compared side by side.
+
+use crate::engine::{Rng, Tensor, ThreadPool};
+use crate::models;
+use crate::nn::spec::InputShape;
+use crate::nn::{cross_entropy, Context, Init, Network};
+use crate::optim::{AdamConfig, NoPenalty, Optimizer};
+use std::time::{Duration, Instant};
+
+/// The models `pytorch_peer.py` times.
+pub const MODELS: [&str; 4] = ["simple-cnn", "levy-initial", "levy-new", "resnet18"];
+
+/// What to time.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Training batch size (inference always uses 256, as the peer script does).
+    pub batch: usize,
+    pub warmup: Duration,
+    pub train: Duration,
+    pub infer: Duration,
+}
+
+/// One JSON line of results, with the peer script's fields.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub engine: String,
+    pub model: String,
+    pub batch: usize,
+    pub threads: usize,
+    pub train_img_per_s: f64,
+    pub infer_img_per_s: f64,
+    /// Peak resident memory of the process so far, in MB (Linux only).
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Input side and classes of each benchmark model, as in `pytorch_peer.py`.
+fn shape_of(model: &str) -> (usize, usize) {
+    match model {
+        "levy-initial" | "levy-new" => (64, 200),
+        _ => (32, 10),
+    }
+}
+
+/// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
+/// random labels.
+fn setup(model: &str, batch: usize) -> Option<(Network, Vec<(Tensor, Vec<u32>)>)> {
+    let (side, classes) = shape_of(model);
+    let input = InputShape {
+        channels: 3,
+        height: side,
+        width: side,
+    };
+    let net = models::by_name(model, input, classes)?
+        .build(Init::Pytorch, 0)
+        .ok()?;
+    let mut rng = Rng::new(42);
+    let batches = (0..8)
+        .map(|_| {
+            let x: Vec<f32> = (0..batch * side * side * 3)
+                .map(|_| rng.next_f32())
+                .collect();
+            let y = (0..batch)
+                .map(|_| rng.below(classes as u64) as u32)
+                .collect();
+            (
+                Tensor::from_vec(&[batch, side, side, 3], x).expect("shape"),
+                y,
+            )
+        })
+        .collect();
+    Some((net, batches))
+}
+
+/// Calls `step` for `warmup`, then counts calls for at least `duration`; returns images/s.
+fn throughput(mut step: impl FnMut(), images: usize, warmup: Duration, duration: Duration) -> f64 {
+    let start = Instant::now();
+    while start.elapsed() < warmup {
+        step();
+    }
+    let (start, mut calls) = (Instant::now(), 0usize);
+    loop {
+        step();
+        calls += 1;
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            return (calls * images) as f64 / elapsed.as_secs_f64();
+        }
+    }
+}
+
+/// Times one model; `None` if the name is not a benchmark model.
+pub fn run(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<BenchResult> {
+    let (mut net, batches) = setup(model, config.batch)?;
+    let (train, infer) = pool.install(|| {
+        let mut optimizer = AdamConfig::new(1e-3).init();
+        let mut ctx = Context::train(Rng::new(7));
+        let mut grad = Tensor::default();
+        let mut i = 0;
+        let train = throughput(
+            || {
+                let (x, y) = &batches[i % batches.len()];
+                i += 1;
+                let scores = net.forward(x, &mut ctx);
+                std::hint::black_box(cross_entropy(scores, y, &mut grad).loss);
+                net.backward(x, &grad);
+                optimizer.step(&mut net.params_mut(), &NoPenalty);
+            },
+            config.batch,
+            config.warmup,
+            config.train,
+        );
+        let (side, _) = shape_of(model);
+        let mut rng = Rng::new(43);
+        let x = (0..256 * side * side * 3).map(|_| rng.next_f32()).collect();
+        let x = Tensor::from_vec(&[256, side, side, 3], x).expect("shape");
+        let mut eval = Context::eval();
+        let classes = net.classes();
+        let infer = throughput(
+            || {
+                let scores = net.forward(&x, &mut eval);
+                std::hint::black_box(argmax(&scores.data()[..classes]));
+            },
+            256,
+            config.warmup,
+            config.infer,
+        );
+        (train, infer)
+    });
+    Some(BenchResult {
+        engine: format!("regstudy-{}", env!("CARGO_PKG_VERSION")),
+        model: model.into(),
+        batch: config.batch,
+        threads: pool.threads(),
+        train_img_per_s: (train * 10.0).round() / 10.0,
+        infer_img_per_s: (infer * 10.0).round() / 10.0,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// The process's peak resident set size (`VmHWM`), in MB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}

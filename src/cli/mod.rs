@@ -1,0 +1,49 @@
+//! Command-line options (their doc comments are the `--help` text) and dispatch.
+
+mod bench;
+mod data;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Reproducible, fast studies of weight regularization in convolutional networks.
+#[derive(Debug, Parser)]
+#[command(name = "regstudy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Time training steps and inference on synthetic data (compare with PyTorch's peer script).
+    Bench(bench::BenchArgs),
+    /// Inspect and verify data sets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+/// Parses the command line, runs the command, and maps an error to exit status 1 with its
+/// message (and its chain of causes) on standard error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::Data(command) => data::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error type of a command: any error, reported with its causes.
+pub type CommandResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,0 +1,22 @@
+//! regstudy: reproducible, fast studies of how weight regularization changes convolutional
+//! networks.
+//!
+//! The crate is a small training engine written for that one job:
+//!
+//! - [`engine`]: f32 tensors in NHWC layout, matrix multiply, im2col, the thread pool, the RNG;
+//! - [`nn`]: layers as forward/backward pairs, a network built from a [`nn::ModelSpec`], named
+//!   parameters with a [`nn::ParamKind`], softmax cross-entropy;
+//! - [`optim`]: SGD, Adam and AdamW with PyTorch's exact update rules, and the
+//!   [`optim::StepHook`] through which penalties act inside the optimizer's single pass;
+//! - [`models`]: the source studies' networks as specs;
+//! - [`checkpoint`]: weights and optimizer state in the safetensors format;
+//! - [`bench`]: the throughput benchmark that is compared with PyTorch.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod engine;
+pub mod fsio;
+pub mod models;
+pub mod nn;
+pub mod optim;

@@ -1,0 +1,227 @@
+//! Finite-difference checks of every layer's backward pass.
+//!
+//! For a layer `f` and a fixed random `r`, the scalar `L(x, theta) = sum r * f(x; theta)` is
+//! evaluated in f32 and summed in f64; central differences `(L(x + h e_i) - L(x - h e_i)) / 2h`
+//! must match the analytic dL/dx_i and dL/dtheta_i. Inputs are distinct values at least 0.01
+//! apart and away from 0, so no difference step crosses a ReLU kink or changes a max-pool winner.
+
+use super::conv2d::Conv2dConfig;
+use super::*;
+use crate::engine::{Rng, Tensor};
+
+/// Difference step, tolerance (absolute + relative) for one check.
+#[derive(Clone, Copy)]
+struct Tolerance {
+    step: f32,
+    abs: f64,
+    rel: f64,
+}
+
+/// Piecewise-linear layers: FD is exact up to rounding, so a large step keeps rounding small.
+const LINEAR: Tolerance = Tolerance {
+    step: 4e-3,
+    abs: 1e-3,
+    rel: 1e-2,
+};
+
+/// Smooth non-linear layers (batch norm): a smaller step for a smaller truncation error.
+const SMOOTH: Tolerance = Tolerance {
+    step: 1e-3,
+    abs: 4e-3,
+    rel: 2e-2,
+};
+
+/// Distinct values spaced 0.01 apart, shuffled, none within 0.005 of zero.
+fn distinct_input(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut values: Vec<f32> = (0..n)
+        .map(|i| (i as f32 - n as f32 / 2.0) * 0.01 + 0.005)
+        .collect();
+    rng.shuffle(&mut values);
+    Tensor::from_vec(shape, values).unwrap()
+}
+
+fn weighted_sum(layer: &mut dyn Layer, x: &Tensor, ctx: &Context, r: &[f32]) -> f64 {
+    let mut ctx = ctx.clone();
+    layer.forward(x, &mut ctx);
+    layer
+        .output()
+        .data()
+        .iter()
+        .zip(r)
+        .map(|(&y, &r)| y as f64 * r as f64)
+        .sum()
+}
+
+fn assert_close(what: &str, analytic: f32, numeric: f64, tol: Tolerance) {
+    let err = (analytic as f64 - numeric).abs();
+    assert!(
+        err <= tol.abs + tol.rel * numeric.abs(),
+        "{what}: analytic {analytic} vs finite difference {numeric}"
+    );
+}
+
+/// Indices to check: all of them for small tensors, a fixed sample of 150 otherwise.
+fn sample(len: usize, rng: &mut Rng) -> Vec<usize> {
+    if len <= 150 {
+        (0..len).collect()
+    } else {
+        (0..150).map(|_| rng.below(len as u64) as usize).collect()
+    }
+}
+
+/// Checks dL/dx and dL/dtheta of `layer` at a random input of `shape`.
+fn check(mut layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance) {
+    let mut rng = Rng::new(99);
+    let x = distinct_input(shape, &mut rng);
+    let ctx = Context {
+        training,
+        rng: Rng::new(5),
+    };
+    weighted_sum(&mut layer, &x, &ctx, &[]);
+    let r: Vec<f32> = (0..layer.output().len())
+        .map(|_| rng.uniform(-1.0, 1.0))
+        .collect();
+    let grad_output = Tensor::from_vec(layer.output().shape(), r.clone()).unwrap();
+    weighted_sum(&mut layer, &x, &ctx, &r);
+    layer.backward(&x, &grad_output, true);
+    let grad_input = layer.grad_input().data().to_vec();
+    let grads: Vec<Vec<f32>> = layer.params().iter().map(|p| p.grad.clone()).collect();
+
+    for i in sample(x.len(), &mut rng) {
+        let mut shifted = x.clone();
+        shifted.data_mut()[i] += tol.step;
+        let plus = weighted_sum(&mut layer, &shifted, &ctx, &r);
+        shifted.data_mut()[i] -= 2.0 * tol.step;
+        let minus = weighted_sum(&mut layer, &shifted, &ctx, &r);
+        let numeric = (plus - minus) / (2.0 * tol.step as f64);
+        assert_close(&format!("dL/dx[{i}]"), grad_input[i], numeric, tol);
+    }
+    let count = layer.params().len();
+    for (k, grad) in grads.iter().enumerate().take(count) {
+        if !layer.params()[k].kind.is_trainable() {
+            continue;
+        }
+        let name = layer.params()[k].name.clone();
+        for i in sample(grad.len(), &mut rng) {
+            let nudge = |layer: &mut dyn Layer, delta: f32| layer.params_mut()[k].value[i] += delta;
+            nudge(&mut layer, tol.step);
+            let plus = weighted_sum(&mut layer, &x, &ctx, &r);
+            nudge(&mut layer, -2.0 * tol.step);
+            let minus = weighted_sum(&mut layer, &x, &ctx, &r);
+            nudge(&mut layer, tol.step);
+            let numeric = (plus - minus) / (2.0 * tol.step as f64);
+            assert_close(&format!("dL/d{name}[{i}]"), grad[i], numeric, tol);
+        }
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Conv2d {
+    let config = Conv2dConfig {
+        in_channels: cin,
+        out_channels: cout,
+        kernel_size: k,
+        stride,
+        padding,
+        bias,
+    };
+    Conv2d::new("conv", config, Init::Pytorch, 1)
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    check(conv(3, 4, 3, 1, 1, true), &[2, 5, 6, 3], false, LINEAR);
+}
+
+#[test]
+fn strided_unpadded_conv2d_gradients_match_finite_differences() {
+    check(conv(2, 3, 3, 2, 0, false), &[2, 7, 7, 2], false, LINEAR);
+}
+
+#[test]
+fn pointwise_conv2d_gradients_match_finite_differences() {
+    check(conv(4, 3, 1, 1, 0, true), &[2, 3, 3, 4], false, LINEAR);
+    check(conv(4, 3, 1, 2, 0, false), &[2, 5, 5, 4], false, LINEAR);
+}
+
+#[test]
+fn linear_gradients_match_finite_differences() {
+    check(
+        Linear::new("fc", 7, 5, true, Init::Keras, 2),
+        &[3, 7],
+        false,
+        LINEAR,
+    );
+}
+
+#[test]
+fn relu_gradients_match_finite_differences() {
+    check(Relu::default(), &[2, 3, 3, 4], false, LINEAR);
+}
+
+#[test]
+fn max_pool_gradients_match_finite_differences() {
+    check(MaxPool2d::new(2, 2), &[2, 4, 6, 3], false, LINEAR);
+    check(MaxPool2d::new(3, 2), &[1, 7, 7, 2], false, LINEAR);
+}
+
+#[test]
+fn avg_pool_gradients_match_finite_differences() {
+    check(AvgPool2d::new(2, 2), &[2, 4, 6, 3], false, LINEAR);
+}
+
+#[test]
+fn global_avg_pool_gradients_match_finite_differences() {
+    check(GlobalAvgPool::default(), &[2, 3, 4, 5], false, LINEAR);
+}
+
+#[test]
+fn flatten_gradients_match_finite_differences() {
+    check(Flatten::default(), &[2, 3, 2, 4], false, LINEAR);
+}
+
+#[test]
+fn dropout_gradients_match_finite_differences_for_a_fixed_mask() {
+    check(Dropout::new(0.4), &[3, 20], true, LINEAR);
+}
+
+#[test]
+fn batch_norm_gradients_match_finite_differences_in_training() {
+    let mut bn = BatchNorm::new("bn", 3);
+    // Non-trivial scale and shift, so their gradients are exercised away from the identity.
+    let params = bn.params_mut();
+    params
+        .into_iter()
+        .take(2)
+        .for_each(|p| p.value = vec![0.5, -1.5, 2.0]);
+    check(bn, &[2, 3, 2, 3], true, SMOOTH);
+    check(BatchNorm::new("bn1d", 4), &[6, 4], true, SMOOTH);
+}
+
+#[test]
+fn batch_norm_gradients_match_finite_differences_in_evaluation() {
+    let mut bn = BatchNorm::new("bn", 3);
+    bn.params_mut()[2].value = vec![0.1, -0.2, 0.3];
+    bn.params_mut()[3].value = vec![0.5, 2.0, 1.5];
+    check(bn, &[2, 3, 2, 3], false, LINEAR);
+}
+
+#[test]
+fn basic_block_gradients_match_finite_differences() {
+    check(
+        BasicBlock::new("b", 3, 3, 1, Init::Pytorch, 3),
+        &[2, 4, 4, 3],
+        true,
+        SMOOTH,
+    );
+}
+
+#[test]
+fn basic_block_with_projection_gradients_match_finite_differences() {
+    check(
+        BasicBlock::new("b", 2, 4, 2, Init::Pytorch, 4),
+        &[2, 5, 5, 2],
+        true,
+        SMOOTH,
+    );
+}

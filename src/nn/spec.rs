@@ -1,0 +1,461 @@
+//! Models as data: a list of named layers from which a [`Network`] is built.
+//!
+//! The model zoo and users' TOML files describe networks the same way, e.g.
+//!
+//! ```toml
+//! name = "tiny"
+//! input = { channels = 1, height = 28, width = 28 }
+//! [[layers]]
+//! type = "conv2d"
+//! name = "conv1"
+//! out_channels = 8
+//! kernel_size = 3
+//! padding = 1
+//! [[layers]]
+//! type = "relu"
+//! [[layers]]
+//! type = "max_pool2d"
+//! kernel_size = 2
+//! [[layers]]
+//! type = "flatten"
+//! [[layers]]
+//! type = "linear"
+//! name = "fc"
+//! out_features = 10
+//! ```
+
+use super::{
+    AvgPool2d, BasicBlock, BatchNorm, Conv2d, Dropout, Flatten, GlobalAvgPool, Init, Layer, Linear,
+    MaxPool2d, Network, Relu,
+};
+use crate::nn::conv2d::Conv2dConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The shape of one input image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// A sequential network: an input shape and layers applied in order. The last layer must
+/// produce one value per class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub input: InputShape,
+    pub layers: Vec<LayerSpec>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One layer of a [`ModelSpec`]. Layers with parameters carry the name that prefixes their
+/// parameters (PyTorch's module path, e.g. `conv1` or `layer1.0`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// Square-kernel convolution (`stride` 1, `padding` 0, `bias` true by default).
+    Conv2d {
+        name: String,
+        out_channels: usize,
+        kernel_size: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// Fully connected layer on flat features (`bias` true by default).
+    Linear {
+        name: String,
+        out_features: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    Relu,
+    /// Max pooling; `stride` defaults to `kernel_size`, as in PyTorch.
+    MaxPool2d {
+        kernel_size: usize,
+        stride: Option<usize>,
+    },
+    /// Average pooling; `stride` defaults to `kernel_size`.
+    AvgPool2d {
+        kernel_size: usize,
+        stride: Option<usize>,
+    },
+    /// Mean over each channel's pixels: `[N, H, W, C] -> [N, C]`.
+    GlobalAvgPool,
+    BatchNorm2d {
+        name: String,
+    },
+    BatchNorm1d {
+        name: String,
+    },
+    /// Inverted dropout with drop probability `p` in [0, 1).
+    Dropout {
+        p: f32,
+    },
+    /// Images to feature vectors, in PyTorch's `(c, h, w)` order.
+    Flatten,
+    /// ResNet basic block (two 3x3 convolutions with batch norm, projection shortcut when the
+    /// shape changes).
+    BasicBlock {
+        name: String,
+        out_channels: usize,
+        #[serde(default = "one")]
+        stride: usize,
+    },
+}
+
+/// A model spec that cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpecError {
+    #[error("layer {index} ({layer}): {problem}")]
+    Layer {
+        index: usize,
+        layer: String,
+        problem: String,
+    },
+    #[error("parameter name `{0}` is used by two layers")]
+    DuplicateName(String),
+    #[error("the model has no layers")]
+    Empty,
+    #[error("the last layer must output flat class scores, but it outputs {0}")]
+    NotFlatOutput(String),
+}
+
+/// The shape flowing between layers, without the batch dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Image { h: usize, w: usize, c: usize },
+    Flat(usize),
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Image { h, w, c } => write!(f, "{c} channels of {h}x{w}"),
+            Shape::Flat(n) => write!(f, "{n} flat features"),
+        }
+    }
+}
+
+impl LayerSpec {
+    fn label(&self) -> String {
+        match self {
+            LayerSpec::Conv2d { name, .. }
+            | LayerSpec::Linear { name, .. }
+            | LayerSpec::BatchNorm2d { name }
+            | LayerSpec::BatchNorm1d { name }
+            | LayerSpec::BasicBlock { name, .. } => format!("`{name}`"),
+            other => format!("{other:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("")
+                .to_lowercase(),
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            LayerSpec::Conv2d { name, .. }
+            | LayerSpec::Linear { name, .. }
+            | LayerSpec::BatchNorm2d { name }
+            | LayerSpec::BatchNorm1d { name }
+            | LayerSpec::BasicBlock { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Builds the layer for an input of shape `input`, returning it with its output shape.
+    fn build(
+        &self,
+        input: Shape,
+        init: Init,
+        seed: u64,
+    ) -> Result<(Box<dyn Layer>, Shape), String> {
+        let image = || match input {
+            Shape::Image { h, w, c } => Ok((h, w, c)),
+            Shape::Flat(_) => Err(format!("needs an image input, got {input}")),
+        };
+        let flat = || match input {
+            Shape::Flat(n) => Ok(n),
+            Shape::Image { .. } => Err(format!(
+                "needs flat features, got {input} (add a flatten layer)"
+            )),
+        };
+        let positive = |what: &str, v: usize| {
+            if v == 0 {
+                Err(format!("{what} must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(match *self {
+            LayerSpec::Conv2d {
+                ref name,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                bias,
+            } => {
+                let (h, w, c) = image()?;
+                positive("out_channels", out_channels)?;
+                positive("kernel_size", kernel_size)?;
+                positive("stride", stride)?;
+                let (oh, ow) = (
+                    window_out(h + 2 * padding, kernel_size, stride)?,
+                    window_out(w + 2 * padding, kernel_size, stride)?,
+                );
+                let config = Conv2dConfig {
+                    in_channels: c,
+                    out_channels,
+                    kernel_size,
+                    stride,
+                    padding,
+                    bias,
+                };
+                (
+                    Box::new(Conv2d::new(name, config, init, seed)),
+                    Shape::Image {
+                        h: oh,
+                        w: ow,
+                        c: out_channels,
+                    },
+                )
+            }
+            LayerSpec::Linear {
+                ref name,
+                out_features,
+                bias,
+            } => {
+                let n = flat()?;
+                positive("out_features", out_features)?;
+                (
+                    Box::new(Linear::new(name, n, out_features, bias, init, seed)),
+                    Shape::Flat(out_features),
+                )
+            }
+            LayerSpec::Relu => (Box::new(Relu::default()), input),
+            LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+            }
+            | LayerSpec::AvgPool2d {
+                kernel_size,
+                stride,
+            } => {
+                let (h, w, c) = image()?;
+                let k = positive("kernel_size", kernel_size)?;
+                let s = positive("stride", stride.unwrap_or(k))?;
+                let out = Shape::Image {
+                    h: window_out(h, k, s)?,
+                    w: window_out(w, k, s)?,
+                    c,
+                };
+                let layer: Box<dyn Layer> = if matches!(self, LayerSpec::MaxPool2d { .. }) {
+                    Box::new(MaxPool2d::new(k, s))
+                } else {
+                    Box::new(AvgPool2d::new(k, s))
+                };
+                (layer, out)
+            }
+            LayerSpec::GlobalAvgPool => {
+                let (_, _, c) = image()?;
+                (Box::new(GlobalAvgPool::default()), Shape::Flat(c))
+            }
+            LayerSpec::BatchNorm2d { ref name } => {
+                let (_, _, c) = image()?;
+                (Box::new(BatchNorm::new(name, c)), input)
+            }
+            LayerSpec::BatchNorm1d { ref name } => (Box::new(BatchNorm::new(name, flat()?)), input),
+            LayerSpec::Dropout { p } => {
+                if !(0.0..1.0).contains(&p) {
+                    return Err(format!("p must be in [0, 1), got {p}"));
+                }
+                (Box::new(Dropout::new(p)), input)
+            }
+            LayerSpec::Flatten => {
+                let n = match input {
+                    Shape::Image { h, w, c } => h * w * c,
+                    Shape::Flat(n) => n,
+                };
+                (Box::new(Flatten::default()), Shape::Flat(n))
+            }
+            LayerSpec::BasicBlock {
+                ref name,
+                out_channels,
+                stride,
+            } => {
+                let (h, w, c) = image()?;
+                positive("out_channels", out_channels)?;
+                positive("stride", stride)?;
+                let block = BasicBlock::new(name, c, out_channels, stride, init, seed);
+                let side = |x: usize| (x - 1) / stride + 1;
+                (
+                    Box::new(block),
+                    Shape::Image {
+                        h: side(h),
+                        w: side(w),
+                        c: out_channels,
+                    },
+                )
+            }
+        })
+    }
+}
+
+/// Output side of a window of `kernel` moved by `stride` over `size` (padding included).
+fn window_out(size: usize, kernel: usize, stride: usize) -> Result<usize, String> {
+    if kernel > size {
+        return Err(format!(
+            "kernel {kernel} is larger than its {size}-pixel input"
+        ));
+    }
+    Ok((size - kernel) / stride + 1)
+}
+
+impl ModelSpec {
+    /// Builds the network with freshly initialized parameters (seeded per parameter name).
+    pub fn build(&self, init: Init, seed: u64) -> Result<Network, SpecError> {
+        if self.layers.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        let mut names = HashSet::new();
+        let InputShape {
+            channels,
+            height,
+            width,
+        } = self.input;
+        let mut shape = Shape::Image {
+            h: height,
+            w: width,
+            c: channels,
+        };
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (index, spec) in self.layers.iter().enumerate() {
+            if let Some(name) = spec.name() {
+                if !names.insert(name.to_string()) {
+                    return Err(SpecError::DuplicateName(name.to_string()));
+                }
+            }
+            let (layer, out) =
+                spec.build(shape, init, seed)
+                    .map_err(|problem| SpecError::Layer {
+                        index,
+                        layer: spec.label(),
+                        problem,
+                    })?;
+            layers.push(layer);
+            shape = out;
+        }
+        match shape {
+            Shape::Flat(classes) => Ok(Network::new(self.clone(), layers, classes)),
+            image => Err(SpecError::NotFlatOutput(image.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(layers: Vec<LayerSpec>) -> ModelSpec {
+        ModelSpec {
+            name: "t".into(),
+            input: InputShape {
+                channels: 1,
+                height: 8,
+                width: 8,
+            },
+            layers,
+        }
+    }
+
+    #[test]
+    fn a_toml_spec_builds_a_network_with_pytorch_parameter_names() {
+        let text = "name = 'tiny'\ninput = { channels = 1, height = 28, width = 28 }\n\
+            [[layers]]\ntype = 'conv2d'\nname = 'conv1'\nout_channels = 8\nkernel_size = 3\npadding = 1\n\
+            [[layers]]\ntype = 'relu'\n[[layers]]\ntype = 'max_pool2d'\nkernel_size = 2\n\
+            [[layers]]\ntype = 'flatten'\n[[layers]]\ntype = 'linear'\nname = 'fc'\nout_features = 10\n";
+        let spec: ModelSpec = toml::from_str(text).unwrap();
+        let net = spec.build(Init::Pytorch, 0).unwrap();
+        let names: Vec<String> = net.params().iter().map(|p| p.name.clone()).collect();
+        assert_eq!(
+            names,
+            ["conv1.weight", "conv1.bias", "fc.weight", "fc.bias"]
+        );
+        assert_eq!(net.params()[2].shape, vec![10, 8 * 14 * 14]);
+        assert_eq!(net.classes(), 10);
+    }
+
+    #[test]
+    fn a_linear_layer_on_images_is_rejected_with_a_hint() {
+        let err = spec(vec![LayerSpec::Linear {
+            name: "fc".into(),
+            out_features: 2,
+            bias: true,
+        }])
+        .build(Init::Pytorch, 0)
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("layer 0 (`fc`)"), "{err}");
+        assert!(err.to_string().contains("add a flatten layer"), "{err}");
+    }
+
+    #[test]
+    fn dropout_outside_zero_to_one_is_rejected() {
+        let err = spec(vec![LayerSpec::Flatten, LayerSpec::Dropout { p: 1.0 }])
+            .build(Init::Pytorch, 0)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("p must be in [0, 1)"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_larger_than_its_input_is_rejected() {
+        let err = spec(vec![
+            LayerSpec::MaxPool2d {
+                kernel_size: 9,
+                stride: None,
+            },
+            LayerSpec::Flatten,
+        ])
+        .build(Init::Pytorch, 0)
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_and_image_outputs_are_rejected() {
+        let bn = || LayerSpec::BatchNorm2d { name: "bn".into() };
+        assert_eq!(
+            spec(vec![bn(), bn()]).build(Init::Pytorch, 0).err(),
+            Some(SpecError::DuplicateName("bn".into()))
+        );
+        assert!(matches!(
+            spec(vec![bn()]).build(Init::Pytorch, 0).err(),
+            Some(SpecError::NotFlatOutput(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_layer_type_fails_to_parse() {
+        let text = "name = 'x'\ninput = { channels = 1, height = 2, width = 2 }\n[[layers]]\ntype = 'conv3d'\n";
+        let err = toml::from_str::<ModelSpec>(text).unwrap_err();
+        assert!(err.to_string().contains("conv3d"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! Adam and AdamW, PyTorch's `torch.optim.Adam` / `AdamW`.
+
+use super::{
+    check_algorithm, soft_threshold, Optimizer, OptimizerState, Slots, StateError, StepHook,
+};
+use crate::engine::par::CHUNK;
+use crate::nn::Param;
+use rayon::prelude::*;
+
+/// Settings of [`Adam`]; defaults are PyTorch's (`betas = (0.9, 0.999)`, `eps = 1e-8`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Coupled weight decay, added to the gradient as `wd * w` (PyTorch `Adam`); default 0.
+    pub weight_decay: f32,
+    /// Decoupled weight decay, `w <- w * (1 - lr * wd)` (PyTorch `AdamW`); default 0.
+    pub decoupled_decay: f32,
+}
+
+impl AdamConfig {
+    pub fn new(lr: f32) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_decay: 0.0,
+        }
+    }
+
+    /// AdamW: Adam with decoupled decay `decay` (PyTorch's `AdamW(lr, weight_decay=decay)`;
+    /// note PyTorch's AdamW default decay is 0.01).
+    pub fn adamw(lr: f32, decay: f32) -> Self {
+        Self::new(lr).with_decoupled_decay(decay)
+    }
+
+    pub fn with_betas(self, beta1: f32, beta2: f32) -> Self {
+        Self {
+            beta1,
+            beta2,
+            ..self
+        }
+    }
+
+    pub fn with_eps(self, eps: f32) -> Self {
+        Self { eps, ..self }
+    }
+
+    pub fn with_weight_decay(self, weight_decay: f32) -> Self {
+        Self {
+            weight_decay,
+            ..self
+        }
+    }
+
+    pub fn with_decoupled_decay(self, decoupled_decay: f32) -> Self {
+        Self {
+            decoupled_decay,
+            ..self
+        }
+    }
+
+    pub fn init(self) -> Adam {
+        Adam {
+            config: self,
+            step: 0,
+            slots: Slots::default(),
+        }
+    }
+}
+
+/// At step `t`, per weight, with `g` the gradient plus penalty gradients plus `wd * w`:
+/// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
+/// `w <- w * (1 - lr * decoupled) - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`,
+/// then the proximal L1 step with threshold `lr * l1_prox / (sqrt(v_hat) + eps)`.
+pub struct Adam {
+    config: AdamConfig,
+    step: u64,
+    slots: Slots,
+}
+
+const SLOT_NAMES: [&str; 2] = ["exp_avg", "exp_avg_sq"];
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut [&mut Param], hook: &dyn StepHook) {
+        let c = self.config;
+        self.step += 1;
+        let t = self.step as i32;
+        // Bias corrections in f64, as PyTorch computes them in Python floats.
+        let step_size = (c.lr as f64 / (1.0 - (c.beta1 as f64).powi(t))) as f32;
+        let bias_correction2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt() as f32;
+        for p in params.iter_mut().filter(|p| p.kind.is_trainable()) {
+            let terms = hook.terms(p);
+            let prox = c.lr * terms.l1_prox;
+            let decay = 1.0 - c.lr * c.decoupled_decay;
+            let slots = self.slots.of(p, 2);
+            let (exp_avg, exp_avg_sq) = slots.split_at_mut(1);
+            p.value
+                .par_chunks_mut(CHUNK)
+                .zip(p.grad.par_chunks(CHUNK))
+                .zip(exp_avg[0].par_chunks_mut(CHUNK))
+                .zip(exp_avg_sq[0].par_chunks_mut(CHUNK))
+                .for_each(|(((w, g), m), v)| {
+                    for i in 0..w.len() {
+                        let g = g[i] + c.weight_decay * w[i] + terms.gradient(w[i]);
+                        m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g;
+                        v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g * g;
+                        let denom = v[i].sqrt() / bias_correction2_sqrt + c.eps;
+                        let updated = w[i] * decay - step_size * (m[i] / denom);
+                        w[i] = soft_threshold(updated, prox / denom);
+                    }
+                });
+        }
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn state(&self, params: &[&Param]) -> OptimizerState {
+        OptimizerState {
+            algorithm: "adam".into(),
+            step: self.step,
+            tensors: self.slots.export(&SLOT_NAMES, params),
+        }
+    }
+
+    fn load_state(&mut self, state: &OptimizerState, params: &[&Param]) -> Result<(), StateError> {
+        check_algorithm(state, "adam")?;
+        self.slots.import(&SLOT_NAMES, &state.tensors, params)?;
+        self.step = state.step;
+        Ok(())
+    }
+}
