@@ -19,6 +19,8 @@ pub struct BenchConfig {
     pub warmup: Duration,
     pub train: Duration,
     pub infer: Duration,
+    /// Print the time per layer (forward and backward) of the training steps to stderr.
+    pub profile: bool,
 }
 
 /// One JSON line of results, with the peer script's fields.
@@ -44,7 +46,10 @@ fn shape_of(model: &str) -> (usize, usize) {
 
 /// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
 /// random labels.
-fn setup(model: &str, batch: usize) -> Option<(Network, Vec<(Tensor, Vec<u32>)>)> {
+/// A batch of images with their labels.
+type LabelledBatch = (Tensor, Vec<u32>);
+
+fn setup(model: &str, batch: usize) -> Option<(Network, Vec<LabelledBatch>)> {
     let (side, classes) = shape_of(model);
     let input = InputShape {
         channels: 3,
@@ -94,6 +99,9 @@ pub fn run(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<Bench
     let (mut net, batches) = setup(model, config.batch)?;
     let (train, infer) = pool.install(|| {
         let mut optimizer = AdamConfig::new(1e-3).init();
+        if config.profile {
+            net.enable_profiling();
+        }
         let mut ctx = Context::train(Rng::new(7));
         let mut grad = Tensor::default();
         let mut i = 0;
@@ -110,6 +118,9 @@ pub fn run(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<Bench
             config.warmup,
             config.train,
         );
+        if let Some(profile) = net.profile() {
+            print_profile(&profile);
+        }
         let (side, _) = shape_of(model);
         let mut rng = Rng::new(43);
         let x = (0..256 * side * side * 3).map(|_| rng.next_f32()).collect();
@@ -136,6 +147,18 @@ pub fn run(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<Bench
         infer_img_per_s: (infer * 10.0).round() / 10.0,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+fn print_profile(profile: &[(String, [f64; 2])]) {
+    let total: f64 = profile.iter().map(|(_, t)| t[0] + t[1]).sum();
+    eprintln!(
+        "{:<24} {:>9} {:>9} {:>7}",
+        "layer", "forward", "backward", "share"
+    );
+    for (label, [fwd, bwd]) in profile {
+        let share = 100.0 * (fwd + bwd) / total;
+        eprintln!("{label:<24} {fwd:>8.3}s {bwd:>8.3}s {share:>6.1}%");
+    }
 }
 
 fn argmax(values: &[f32]) -> usize {

@@ -79,16 +79,13 @@ fn write_tensors(
     })
 }
 
+/// Tensors by name: shape and values.
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Reads a whole safetensors file: its tensors as f32 (name -> (shape, values)) and metadata.
 pub fn read_tensors(
     path: &Path,
-) -> Result<
-    (
-        BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-        HashMap<String, String>,
-    ),
-    CheckpointError,
-> {
+) -> Result<(NamedTensors, HashMap<String, String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.into(),
         source,

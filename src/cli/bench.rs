@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Print the time spent in each layer's forward and backward pass while training.
+    #[arg(long)]
+    profile: bool,
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -51,6 +54,7 @@ pub fn run(args: BenchArgs) -> CommandResult {
         warmup: seconds("warmup-secs", args.warmup_secs)?,
         train: seconds("train-secs", args.train_secs)?,
         infer: seconds("infer-secs", args.infer_secs)?,
+        profile: args.profile,
     };
     let pool = ThreadPool::new(args.threads)?;
     for model in &args.models {

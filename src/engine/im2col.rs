@@ -35,12 +35,22 @@ impl Window {
         self.kernel_h * self.kernel_w * self.channels
     }
 
-    /// Input coordinate of kernel offset `k` at output position `o`, or `None` in the padding.
+    /// Input row of kernel row `ky` at output row `oy`, or `None` in the padding.
     #[inline]
-    fn source(&self, o: usize, k: usize, extent: usize) -> Option<usize> {
-        (o * self.stride + k)
+    fn source_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
             .checked_sub(self.padding)
-            .filter(|&i| i < extent)
+            .filter(|&iy| iy < self.height)
+    }
+
+    /// For output column `ox`: the kernel columns `lo..hi` that fall inside the image, and the
+    /// input column under kernel column `lo`. Inside one kernel row those inputs are contiguous.
+    #[inline]
+    fn inside_columns(&self, ox: usize) -> (usize, usize, usize) {
+        let start = (ox * self.stride) as isize - self.padding as isize;
+        let lo = (-start).clamp(0, self.kernel_w as isize) as usize;
+        let hi = (self.width as isize - start).clamp(lo as isize, self.kernel_w as isize) as usize;
+        (lo, hi, (start + lo as isize).max(0) as usize)
     }
 }
 
@@ -56,20 +66,22 @@ pub fn im2col(input: &[f32], batch: usize, win: &Window, patches: &mut [f32]) {
         .zip(input.par_chunks(image_len))
         .take(batch)
         .for_each(|(out, image)| {
-            let mut dst = out.chunks_exact_mut(c);
+            let row_len = win.kernel_w * c;
+            let mut segments = out.chunks_exact_mut(row_len);
             for oy in 0..oh {
                 for ox in 0..ow {
+                    let (lo, hi, x0) = win.inside_columns(ox);
                     for ky in 0..win.kernel_h {
-                        let iy = win.source(oy, ky, win.height);
-                        for kx in 0..win.kernel_w {
-                            let cell = dst.next().expect("patch row length");
-                            match (iy, win.source(ox, kx, win.width)) {
-                                (Some(iy), Some(ix)) => {
-                                    let at = (iy * win.width + ix) * c;
-                                    cell.copy_from_slice(&image[at..at + c]);
-                                }
-                                _ => cell.fill(0.0),
-                            }
+                        let segment = segments.next().expect("patch row length");
+                        let Some(iy) = win.source_row(oy, ky) else {
+                            segment.fill(0.0);
+                            continue;
+                        };
+                        segment[..lo * c].fill(0.0);
+                        segment[hi * c..].fill(0.0);
+                        if hi > lo {
+                            let at = (iy * win.width + x0) * c;
+                            segment[lo * c..hi * c].copy_from_slice(&image[at..at + (hi - lo) * c]);
                         }
                     }
                 }
@@ -90,18 +102,18 @@ pub fn col2im(patches: &[f32], batch: usize, win: &Window, grad_input: &mut [f32
         .take(batch)
         .for_each(|(image, rows)| {
             image.fill(0.0);
-            let mut src = rows.chunks_exact(c);
+            let row_len = win.kernel_w * c;
+            let mut segments = rows.chunks_exact(row_len);
             for oy in 0..oh {
                 for ox in 0..ow {
+                    let (lo, hi, x0) = win.inside_columns(ox);
                     for ky in 0..win.kernel_h {
-                        let iy = win.source(oy, ky, win.height);
-                        for kx in 0..win.kernel_w {
-                            let cell = src.next().expect("patch row length");
-                            if let (Some(iy), Some(ix)) = (iy, win.source(ox, kx, win.width)) {
-                                let at = (iy * win.width + ix) * c;
-                                for (g, &v) in image[at..at + c].iter_mut().zip(cell) {
-                                    *g += v;
-                                }
+                        let segment = segments.next().expect("patch row length");
+                        if let (Some(iy), true) = (win.source_row(oy, ky), hi > lo) {
+                            let at = (iy * win.width + x0) * c;
+                            let target = &mut image[at..at + (hi - lo) * c];
+                            for (g, &v) in target.iter_mut().zip(&segment[lo * c..hi * c]) {
+                                *g += v;
                             }
                         }
                     }
@@ -141,6 +153,19 @@ mod tests {
         im2col(&[1.0, 2.0, 3.0, 4.0], 1, &win, &mut patches);
         assert_eq!(&patches[..9], &[0., 0., 0., 0., 1., 2., 0., 3., 4.]);
         assert_eq!(&patches[27..], &[1., 2., 0., 3., 4., 0., 0., 0., 0.]);
+    }
+
+    #[test]
+    fn windows_entirely_in_the_padding_are_zero() {
+        // 1x1 kernel, padding 2: the outer ring of outputs reads only padding.
+        let win = window(2, 2, 1, 1, 1, 2);
+        let mut patches = vec![f32::NAN; 6 * 6];
+        im2col(&[1.0, 2.0, 3.0, 4.0], 1, &win, &mut patches);
+        assert_eq!(patches.iter().sum::<f32>(), 10.0);
+        assert_eq!(patches[2 * 6 + 2], 1.0);
+        let mut back = vec![0.0; 4];
+        col2im(&patches, 1, &win, &mut back);
+        assert_eq!(back, [1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]

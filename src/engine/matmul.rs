@@ -47,6 +47,25 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Columns `start..end` of this matrix, as a view of the same memory.
+    pub fn columns(self, start: usize, end: usize) -> Self {
+        let offset = if end > start {
+            start * self.col_stride
+        } else {
+            0
+        };
+        Self {
+            data: &self.data[offset..],
+            cols: end - start,
+            ..self
+        }
+    }
+
+    /// Rows `start..end` of this matrix, as a view of the same memory.
+    pub fn rows_range(self, start: usize, end: usize) -> Self {
+        self.t().columns(start, end).t()
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -59,6 +78,15 @@ impl<'a> MatRef<'a> {
 /// Below this many multiply-adds a product runs on the calling thread: waking the pool costs
 /// more than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+
+/// Inner-dimension block for products with a small output and a long inner dimension (the
+/// weight gradients of convolutions: `out_channels x patch` from a sum over every pixel of the
+/// batch). A GEMM library parallelises over the output, which such a product barely has, so the
+/// inner dimension is cut into blocks multiplied in parallel and summed in block order.
+const INNER_BLOCK: usize = 4096;
+
+/// Largest output (elements) multiplied by splitting the inner dimension.
+const SPLIT_MAX_OUTPUT: usize = 1 << 17;
 
 /// `c = a * b`, or `c += a * b` when `accumulate`; `c` is row-major `a.rows() x b.cols()`.
 ///
@@ -84,11 +112,51 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
         }
         return;
     }
+    if m * n <= SPLIT_MAX_OUTPUT && k >= 2 * INNER_BLOCK {
+        return matmul_split_inner(a, b, c, accumulate);
+    }
     let parallelism = if m * n * k < PARALLEL_MIN_FLOPS || rayon::current_num_threads() == 1 {
         gemm::Parallelism::None
     } else {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     };
+    gemm_call(a, b, c, accumulate, parallelism);
+}
+
+/// `c (+)= a * b` as a sum over blocks of the inner dimension, each block on one thread. The
+/// blocks depend only on the shapes, and their products are added in block order, so the
+/// result does not depend on the number of threads.
+fn matmul_split_inner(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+    use rayon::prelude::*;
+    let (k, len) = (a.cols, c.len());
+    let blocks = k.div_ceil(INNER_BLOCK);
+    let mut partials = vec![0.0f32; blocks * len];
+    partials
+        .par_chunks_mut(len)
+        .enumerate()
+        .for_each(|(i, partial)| {
+            let (start, end) = (i * INNER_BLOCK, ((i + 1) * INNER_BLOCK).min(k));
+            let (a, b) = (a.columns(start, end), b.rows_range(start, end));
+            gemm_call(a, b, partial, false, gemm::Parallelism::None);
+        });
+    c.par_chunks_mut(1024).enumerate().for_each(|(chunk, out)| {
+        for (j, value) in out.iter_mut().enumerate() {
+            let at = chunk * 1024 + j;
+            let sum: f32 = (0..blocks).map(|i| partials[i * len + at]).sum();
+            *value = if accumulate { *value + sum } else { sum };
+        }
+    });
+}
+
+/// One call of the `gemm` crate on checked views.
+fn gemm_call(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     // SAFETY: the views were checked to lie inside their slices when built (the transposed view
     // covers the same elements), `c` holds exactly m*n elements written row-major, and `c` is
     // a unique borrow so it cannot alias `a` or `b`.
@@ -170,6 +238,40 @@ mod tests {
                 assert!((*got as f64 - want).abs() < 1e-4, "{got} vs {want}");
             }
         }
+    }
+
+    #[test]
+    fn long_inner_products_split_into_blocks_match_a_naive_product() {
+        let mut rng = Rng::new(12);
+        let (m, k, n) = (5, 3 * INNER_BLOCK + 77, 7);
+        let a_data = random(k * m, &mut rng);
+        let b_data = random(k * n, &mut rng);
+        // The shape of a weight gradient: dY^T (stored pixels x channels) times patches.
+        let a = MatRef::row_major(&a_data, k, m).t();
+        let b = MatRef::row_major(&b_data, k, n);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut c = vec![1.0; m * n];
+        pool.install(|| matmul(a, b, &mut c, true));
+        for (got, want) in c.iter().zip(naive(&a, &b)) {
+            assert!(
+                (*got as f64 - (want + 1.0)).abs() < 1e-3,
+                "{got} vs {}",
+                want + 1.0
+            );
+        }
+        let mut single = vec![1.0; m * n];
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one.install(|| matmul(a, b, &mut single, true));
+        let mut again = vec![1.0; m * n];
+        pool.install(|| matmul(a, b, &mut again, true));
+        assert_eq!(c, again, "two runs on two threads differ");
+        assert_eq!(c, single, "one and two threads differ");
     }
 
     #[test]

@@ -7,15 +7,50 @@ use crate::engine::Tensor;
 pub struct Network {
     spec: ModelSpec,
     layers: Vec<Box<dyn Layer>>,
+    /// What each built layer computes (one spec layer, or two fused into one pass).
+    labels: Vec<String>,
     classes: usize,
+    /// Per layer: seconds spent in forward and in backward, when profiling is on.
+    profile: Option<Vec<[f64; 2]>>,
 }
 
 impl Network {
-    pub(super) fn new(spec: ModelSpec, layers: Vec<Box<dyn Layer>>, classes: usize) -> Self {
+    pub(super) fn new(
+        spec: ModelSpec,
+        layers: Vec<Box<dyn Layer>>,
+        labels: Vec<String>,
+        classes: usize,
+    ) -> Self {
         Self {
             spec,
             layers,
+            labels,
             classes,
+            profile: None,
+        }
+    }
+
+    /// Starts timing every layer's forward and backward pass (see [`Network::profile`]).
+    pub fn enable_profiling(&mut self) {
+        self.profile = Some(vec![[0.0; 2]; self.layers.len()]);
+    }
+
+    /// Seconds spent per layer in forward and backward since profiling was enabled, with a
+    /// label per layer (its spec entry, e.g. `Conv2d conv1`).
+    pub fn profile(&self) -> Option<Vec<(String, [f64; 2])>> {
+        let times = self.profile.as_ref()?;
+        Some(
+            self.labels
+                .iter()
+                .cloned()
+                .zip(times.iter().copied())
+                .collect(),
+        )
+    }
+
+    fn record(&mut self, layer: usize, pass: usize, start: Option<std::time::Instant>) {
+        if let (Some(times), Some(start)) = (&mut self.profile, start) {
+            times[layer][pass] += start.elapsed().as_secs_f64();
         }
     }
 
@@ -44,12 +79,14 @@ impl Network {
             &self.input_shape()[..],
             "input shape does not match the model"
         );
-        let mut x = input;
-        for layer in self.layers.iter_mut() {
-            layer.forward(x, ctx);
-            x = layer.output();
+        for i in 0..self.layers.len() {
+            let start = self.profile.is_some().then(std::time::Instant::now);
+            let (before, rest) = self.layers.split_at_mut(i);
+            let layer_input = before.last().map_or(input, |l| l.output());
+            rest[0].forward(layer_input, ctx);
+            self.record(i, 0, start);
         }
-        x
+        self.layers.last().map_or(input, |l| l.output())
     }
 
     /// Back-propagates dLoss/dScores through the layers of the last [`Network::forward`],
@@ -60,7 +97,9 @@ impl Network {
             let (layer, after) = rest.split_first_mut().expect("index in range");
             let layer_input = before.last().map_or(input, |l| l.output());
             let grad_output = after.first().map_or(grad_scores, |l| l.grad_input());
+            let start = self.profile.is_some().then(std::time::Instant::now);
             layer.backward(layer_input, grad_output, i > 0);
+            self.record(i, 1, start);
         }
     }
 

@@ -133,8 +133,9 @@ mod tests {
         let value: Vec<f32> = (0..2 * 3 * 2 * 2).map(|i| i as f32).collect();
         let p = Param::channels_last_kernel("k".into(), [2, 3, 2, 2], value.clone());
         let torch = p.to_pytorch_order();
-        // PyTorch element [o=0, i=1, y=0, x=1] sits at ours [o=0, y=0, x=1, i=1] = 4.
-        assert_eq!(torch[(1 * 2 + 0) * 2 + 1], 4.0);
+        // PyTorch element [o=0, i=1, y=0, x=1] (flat index ((0*3 + 1)*2 + 0)*2 + 1 = 5) sits at
+        // ours [o=0, y=0, x=1, i=1] (flat index ((0*2 + 0)*2 + 1)*3 + 1 = 4), which holds 4.
+        assert_eq!(torch[5], 4.0);
         assert_eq!(p.from_pytorch_order(&torch), value);
     }
 

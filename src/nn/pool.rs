@@ -3,6 +3,7 @@
 use super::{Context, Layer};
 use crate::engine::Tensor;
 use rayon::prelude::*;
+use std::cmp::Ordering;
 
 /// Output side of a pooling window: `(size - kernel) / stride + 1` (PyTorch's floor rule).
 fn pooled(size: usize, kernel: usize, stride: usize) -> usize {
@@ -10,12 +11,19 @@ fn pooled(size: usize, kernel: usize, stride: usize) -> usize {
 }
 
 /// `y[n, oy, ox, c] = max over the k x k window at (oy*s, ox*s)`; backward routes each output
-/// gradient to the first maximal input of its window (PyTorch's tie rule).
+/// gradient to the first input of its window equal to the maximum (PyTorch's tie rule; a NaN
+/// wins, so it propagates as in PyTorch).
+///
+/// The winners are found again in backward from the input and output rather than stored: both
+/// passes are then branch-free loops over channels that vectorize, and no index buffer is kept.
+///
+/// With `relu_first`, the layer computes `max_pool(relu(x))` as `relu(max_pool(x))` (equal,
+/// since both are monotone), so a ReLU before a max-pool costs no pass of its own. Gradients are
+/// those of the two layers in sequence: zero where the maximum is not positive.
 pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
-    /// For each output element, the index of its maximal input within its image.
-    argmax: Vec<u32>,
+    relu_first: bool,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -25,45 +33,52 @@ impl MaxPool2d {
         Self {
             kernel,
             stride,
-            argmax: Vec::new(),
+            relu_first: false,
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
     }
+
+    /// `max_pool(relu(x))` in one pass (see the type's documentation).
+    pub fn after_relu(kernel: usize, stride: usize) -> Self {
+        Self {
+            relu_first: true,
+            ..Self::new(kernel, stride)
+        }
+    }
+}
+
+/// `v` replaces `best` as the window maximum (NaN always does, once).
+#[inline]
+fn beats(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
 }
 
 impl Layer for MaxPool2d {
     fn forward(&mut self, input: &Tensor, _ctx: &mut Context) {
         let (n, h, w, c) = input.nhwc();
-        let (oh, ow) = (
-            pooled(h, self.kernel, self.stride),
-            pooled(w, self.kernel, self.stride),
-        );
-        self.output.reshape_for(&[n, oh, ow, c]);
-        self.argmax.resize(self.output.len(), 0);
         let (k, s) = (self.kernel, self.stride);
+        let (oh, ow) = (pooled(h, k, s), pooled(w, k, s));
+        self.output.reshape_for(&[n, oh, ow, c]);
+        // relu(max(x)) = max(0, x_1, ..., x_n): start from 0 instead of -inf.
+        let floor = if self.relu_first {
+            0.0
+        } else {
+            f32::NEG_INFINITY
+        };
         self.output
             .data_mut()
             .par_chunks_mut(oh * ow * c)
-            .zip(self.argmax.par_chunks_mut(oh * ow * c))
             .zip(input.data().par_chunks(h * w * c))
-            .for_each(|((out, arg), image)| {
-                for (o, (out_px, arg_px)) in out
-                    .chunks_exact_mut(c)
-                    .zip(arg.chunks_exact_mut(c))
-                    .enumerate()
-                {
+            .for_each(|(out, image)| {
+                for (o, out_px) in out.chunks_exact_mut(c).enumerate() {
                     let (oy, ox) = (o / ow, o % ow);
-                    out_px.fill(f32::NEG_INFINITY);
+                    out_px.fill(floor);
                     for ky in 0..k {
                         for kx in 0..k {
                             let at = ((oy * s + ky) * w + ox * s + kx) * c;
-                            for ch in 0..c {
-                                let v = image[at + ch];
-                                if v > out_px[ch] || v.is_nan() {
-                                    out_px[ch] = v;
-                                    arg_px[ch] = (at + ch) as u32;
-                                }
+                            for (best, &v) in out_px.iter_mut().zip(&image[at..at + c]) {
+                                *best = if beats(v, *best) { v } else { *best };
                             }
                         }
                     }
@@ -79,18 +94,57 @@ impl Layer for MaxPool2d {
         if !need_grad_input {
             return;
         }
-        self.grad_input.reshape_for(input.shape());
-        let image_len = input.item_len();
+        let (_, h, w, c) = input.nhwc();
+        let (_, _, ow, _) = grad_output.nhwc();
+        let (k, s) = (self.kernel, self.stride);
         let out_len = grad_output.item_len();
+        self.grad_input.reshape_for(input.shape());
+        // Windows that do not overlap cover each input at most once: plain stores suffice.
+        let overlapping = s < k;
+        // After a ReLU, a maximum of 0 passes no gradient (relu'(x) = 0 for x <= 0).
+        let relu_first = self.relu_first;
         self.grad_input
             .data_mut()
-            .par_chunks_mut(image_len)
+            .par_chunks_mut(h * w * c)
+            .zip(input.data().par_chunks(h * w * c))
+            .zip(self.output.data().par_chunks(out_len))
             .zip(grad_output.data().par_chunks(out_len))
-            .zip(self.argmax.par_chunks(out_len))
-            .for_each(|((dx, dy), arg)| {
+            .for_each(|(((dx, image), out), dy)| {
                 dx.fill(0.0);
-                for (&g, &i) in dy.iter().zip(arg) {
-                    dx[i as usize] += g;
+                let none = (k * k) as u32;
+                let mut winner = vec![none; c];
+                let mut passed = vec![0.0f32; c];
+                let pixels = out.chunks_exact(c).zip(dy.chunks_exact(c));
+                for (o, (out_px, dy_px)) in pixels.enumerate() {
+                    for ((p, &d), &best) in passed.iter_mut().zip(dy_px).zip(out_px) {
+                        *p = if relu_first && best.partial_cmp(&0.0) != Some(Ordering::Greater) {
+                            0.0
+                        } else {
+                            d
+                        };
+                    }
+                    let (oy, ox) = (o / ow, o % ow);
+                    let at = |position: usize| {
+                        let (ky, kx) = (position / k, position % k);
+                        ((oy * s + ky) * w + ox * s + kx) * c
+                    };
+                    // The first position holding the maximum: scan backwards, keep the last hit.
+                    winner.fill(none);
+                    for position in (0..k * k).rev() {
+                        let inputs = &image[at(position)..at(position) + c];
+                        for ((win, &v), &best) in winner.iter_mut().zip(inputs).zip(out_px) {
+                            let hit = v == best || (v.is_nan() && best.is_nan());
+                            *win = if hit { position as u32 } else { *win };
+                        }
+                    }
+                    for position in 0..k * k {
+                        let grads = &mut dx[at(position)..at(position) + c];
+                        let routed = grads.iter_mut().zip(&winner).zip(&passed);
+                        for ((g, &win), &d) in routed {
+                            let share = if win == position as u32 { d } else { 0.0 };
+                            *g = if overlapping { *g + share } else { share };
+                        }
+                    }
                 }
             });
     }

@@ -167,6 +167,16 @@ impl LayerSpec {
         }
     }
 
+    /// A short description, e.g. `conv2d conv1` or `max_pool2d`.
+    pub fn describe(&self) -> String {
+        let kind = format!("{self:?}");
+        let kind = kind.split([' ', '{', '(']).next().unwrap_or("");
+        match self.name() {
+            Some(name) => format!("{kind} {name}"),
+            None => kind.to_string(),
+        }
+    }
+
     fn name(&self) -> Option<&str> {
         match self {
             LayerSpec::Conv2d { name, .. }
@@ -344,25 +354,51 @@ impl ModelSpec {
             w: width,
             c: channels,
         };
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (index, spec) in self.layers.iter().enumerate() {
+        let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(self.layers.len());
+        let mut labels = Vec::with_capacity(self.layers.len());
+        let mut index = 0;
+        while index < self.layers.len() {
+            let spec = &self.layers[index];
             if let Some(name) = spec.name() {
                 if !names.insert(name.to_string()) {
                     return Err(SpecError::DuplicateName(name.to_string()));
                 }
             }
-            let (layer, out) =
-                spec.build(shape, init, seed)
-                    .map_err(|problem| SpecError::Layer {
-                        index,
-                        layer: spec.label(),
-                        problem,
-                    })?;
+            fn at(index: usize, spec: &LayerSpec) -> impl FnOnce(String) -> SpecError + '_ {
+                move |problem| SpecError::Layer {
+                    index,
+                    layer: spec.label(),
+                    problem,
+                }
+            }
+            let (layer, out) = spec.build(shape, init, seed).map_err(at(index, spec))?;
+            // A ReLU followed by a max-pool runs as one layer (see `MaxPool2d::after_relu`).
+            let next = self.layers.get(index + 1);
+            if let (
+                LayerSpec::Relu,
+                Some(
+                    pool @ LayerSpec::MaxPool2d {
+                        kernel_size,
+                        stride,
+                    },
+                ),
+            ) = (spec, next)
+            {
+                let (_, out) = pool.build(shape, init, seed).map_err(at(index + 1, pool))?;
+                let stride = stride.unwrap_or(*kernel_size);
+                layers.push(Box::new(MaxPool2d::after_relu(*kernel_size, stride)));
+                labels.push(format!("{} + {}", spec.describe(), pool.describe()));
+                shape = out;
+                index += 2;
+                continue;
+            }
             layers.push(layer);
+            labels.push(spec.describe());
             shape = out;
+            index += 1;
         }
         match shape {
-            Shape::Flat(classes) => Ok(Network::new(self.clone(), layers, classes)),
+            Shape::Flat(classes) => Ok(Network::new(self.clone(), layers, labels, classes)),
             image => Err(SpecError::NotFlatOutput(image.to_string())),
         }
     }

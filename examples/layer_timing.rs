@@ -1,0 +1,95 @@
+//! Times one layer's forward and backward on a simple-CNN-sized input (a development aid for
+//! the profile printed by `regstudy bench --profile`).
+//!
+//!     cargo run --release --example layer_timing
+
+use regstudy::engine::im2col::{col2im, im2col, Window};
+use regstudy::engine::par::column_sums;
+use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::nn::{Context, Layer, MaxPool2d, Relu};
+use std::time::Instant;
+
+fn time(name: &str, layer: &mut dyn Layer, shape: &[usize]) {
+    let mut rng = Rng::new(0);
+    let n: usize = shape.iter().product();
+    let x = Tensor::from_vec(shape, (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()).unwrap();
+    let mut ctx = Context::train(Rng::new(1));
+    layer.forward(&x, &mut ctx);
+    let dy = layer.output().clone();
+    let reps = 50;
+    let start = Instant::now();
+    for _ in 0..reps {
+        layer.forward(&x, &mut ctx);
+    }
+    let fwd = start.elapsed().as_secs_f64() / reps as f64;
+    let start = Instant::now();
+    for _ in 0..reps {
+        layer.backward(&x, &dy, true);
+    }
+    let bwd = start.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "{name:<12} forward {:.3} ms, backward {:.3} ms",
+        fwd * 1e3,
+        bwd * 1e3
+    );
+}
+
+fn main() {
+    let pool = ThreadPool::new(0).unwrap();
+    pool.install(|| {
+        time("max_pool", &mut MaxPool2d::new(2, 2), &[64, 32, 32, 32]);
+        time("relu", &mut Relu::default(), &[64, 32, 32, 32]);
+        for (label, win) in [
+            (
+                "conv1",
+                Window {
+                    height: 32,
+                    width: 32,
+                    channels: 3,
+                    kernel_h: 3,
+                    kernel_w: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            ),
+            (
+                "conv2",
+                Window {
+                    height: 16,
+                    width: 16,
+                    channels: 32,
+                    kernel_h: 3,
+                    kernel_w: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            ),
+        ] {
+            let x = vec![0.5f32; 64 * win.height * win.width * win.channels];
+            let mut patches = vec![0.0f32; 64 * win.out_h() * win.out_w() * win.patch_len()];
+            let mut back = x.clone();
+            let reps = 50;
+            let start = Instant::now();
+            for _ in 0..reps {
+                im2col(&x, 64, &win, &mut patches);
+            }
+            let t1 = start.elapsed().as_secs_f64() / reps as f64;
+            let start = Instant::now();
+            for _ in 0..reps {
+                col2im(&patches, 64, &win, &mut back);
+            }
+            let t2 = start.elapsed().as_secs_f64() / reps as f64;
+            let start = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(column_sums(&patches[..patches.len() / 32 * 32], 32));
+            }
+            let t3 = start.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{label} im2col {:.3} ms, col2im {:.3} ms, column sums (2M) {:.3} ms",
+                t1 * 1e3,
+                t2 * 1e3,
+                t3 * 1e3
+            );
+        }
+    });
+}

@@ -1,0 +1,87 @@
+//! `regstudy data ...` run as a program on the MNIST files in `../shared/data/mnist`.
+
+use std::process::Command;
+
+const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist");
+
+fn regstudy(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(args)
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[test]
+fn data_info_prints_counts_per_split_and_class() {
+    let (ok, stdout, stderr) =
+        regstudy(&["data", "info", "mnist", "--data-dir", MNIST, "--offline"]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for expected in [
+        "train 60000 28x28x1",
+        "test 10000 28x28x1",
+        "1 6742 1135",
+        "9 5949 1009",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "{expected}: {stdout}");
+    }
+    assert!(stdout.contains("official md5"), "{stdout}");
+}
+
+#[test]
+fn data_info_json_is_machine_readable() {
+    let (ok, stdout, stderr) = regstudy(&["data", "info", "mnist", "--data-dir", MNIST, "--json"]);
+    assert!(ok, "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(info["train"]["images"], 60000);
+    assert_eq!(info["test"]["shape"], serde_json::json!([28, 28, 1]));
+    assert_eq!(info["train"]["per_class"][5], 5421);
+    assert_eq!(
+        info["identity"]["sources"][1]["md5"],
+        "d53e105ee54ea40749a09fcbcd1e9432"
+    );
+}
+
+#[test]
+fn data_verify_accepts_the_official_files() {
+    let (ok, stdout, stderr) = regstudy(&["data", "verify", "mnist", "--data-dir", MNIST]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("ok ").count(), 4, "{stdout}");
+}
+
+#[test]
+fn an_unknown_data_set_lists_the_accepted_forms() {
+    let (ok, _, stderr) = regstudy(&["data", "info", "imagenet"]);
+    assert!(!ok);
+    assert!(stderr.contains("folder:PATH"), "{stderr}");
+}
+
+#[test]
+fn a_data_set_absent_offline_says_where_to_place_it() {
+    let empty = std::env::temp_dir().join(format!("regstudy-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, stderr) = regstudy(&[
+        "data",
+        "info",
+        "cifar10",
+        "--data-dir",
+        empty.to_str().unwrap(),
+        "--offline",
+    ]);
+    let _ = std::fs::remove_dir_all(&empty);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cifar-10-binary.tar.gz") && stderr.contains("regstudy-cli-empty"),
+        "{stderr}"
+    );
+}
