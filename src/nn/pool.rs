@@ -296,3 +296,57 @@ impl Layer for GlobalAvgPool {
         &self.grad_input
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Rng;
+
+    fn image(values: &[f32]) -> Tensor {
+        Tensor::from_vec(&[1, 2, 2, 1], values.to_vec()).unwrap()
+    }
+
+    fn pool_grad(layer: &mut MaxPool2d, x: &Tensor) -> (f32, Vec<f32>) {
+        layer.forward(x, &mut Context::eval());
+        let dy = Tensor::from_vec(&[1, 1, 1, 1], vec![1.0]).unwrap();
+        layer.backward(x, &dy, true);
+        (layer.output().data()[0], layer.grad_input().data().to_vec())
+    }
+
+    #[test]
+    fn ties_send_the_gradient_to_the_first_maximum() {
+        let (max, grad) = pool_grad(&mut MaxPool2d::new(2, 2), &image(&[1.0, 3.0, 3.0, 0.0]));
+        assert_eq!(max, 3.0);
+        assert_eq!(grad, [0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn nan_propagates_and_takes_the_gradient() {
+        let (max, grad) = pool_grad(&mut MaxPool2d::new(2, 2), &image(&[1.0, f32::NAN, 5.0, 0.0]));
+        assert!(max.is_nan());
+        assert_eq!(grad, [0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn pooling_after_relu_equals_relu_then_pooling() {
+        let mut rng = Rng::new(3);
+        let shape = [2, 6, 6, 3];
+        let x = Tensor::from_vec(&shape, (0..216).map(|_| rng.uniform(-1.0, 0.3)).collect());
+        let x = x.unwrap();
+        let dy = Tensor::from_vec(&[2, 3, 3, 3], (0..54).map(|_| rng.uniform(-1.0, 1.0)).collect());
+        let dy = dy.unwrap();
+        let mut ctx = Context::eval();
+        let (mut relu, mut pool) = (crate::nn::Relu::default(), MaxPool2d::new(2, 2));
+        relu.forward(&x, &mut ctx);
+        pool.forward(relu.output(), &mut ctx);
+        pool.backward(relu.output(), &dy, true);
+        relu.backward(&x, pool.grad_input(), true);
+        let mut fused = MaxPool2d::after_relu(2, 2);
+        fused.forward(&x, &mut ctx);
+        fused.backward(&x, &dy, true);
+        assert_eq!(fused.output(), pool.output());
+        assert_eq!(fused.grad_input(), relu.grad_input());
+        // All-negative windows exist in this input, so the zero-gradient rule was exercised.
+        assert!(pool.output().data().contains(&0.0));
+    }
+}

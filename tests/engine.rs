@@ -1,0 +1,231 @@
+//! Whole-engine properties: reproducibility, checkpoints, penalties inside the optimizer step.
+//! (Memory growth has its own test binary, so no other test shares its process.)
+
+use regstudy::checkpoint::{load_optimizer, load_weights, save_optimizer, save_weights};
+use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::nn::spec::InputShape;
+use regstudy::nn::{cross_entropy, Context, Init, ModelSpec, Network, Param, ParamKind};
+use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, PenaltyTerms, SgdConfig, StepHook};
+use std::path::PathBuf;
+
+/// A small network with every kind of layer that has state or randomness.
+fn small_spec() -> ModelSpec {
+    let text = r#"
+        name = "small"
+        input = { channels = 3, height = 12, width = 12 }
+        [[layers]]
+        type = "conv2d"
+        name = "conv1"
+        out_channels = 8
+        kernel_size = 3
+        padding = 1
+        [[layers]]
+        type = "batch_norm2d"
+        name = "bn1"
+        [[layers]]
+        type = "relu"
+        [[layers]]
+        type = "max_pool2d"
+        kernel_size = 2
+        [[layers]]
+        type = "basic_block"
+        name = "layer1.0"
+        out_channels = 16
+        stride = 2
+        [[layers]]
+        type = "flatten"
+        [[layers]]
+        type = "dropout"
+        p = 0.3
+        [[layers]]
+        type = "linear"
+        name = "fc"
+        out_features = 5
+    "#;
+    toml::from_str(text).expect("spec")
+}
+
+fn batch(seed: u64) -> (Tensor, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let x = (0..16 * 12 * 12 * 3).map(|_| rng.next_f32()).collect();
+    let y = (0..16).map(|_| rng.below(5) as u32).collect();
+    (Tensor::from_vec(&[16, 12, 12, 3], x).unwrap(), y)
+}
+
+fn train_steps(
+    net: &mut Network,
+    opt: &mut dyn Optimizer,
+    ctx: &mut Context,
+    steps: u64,
+    hook: &dyn StepHook,
+) {
+    let mut grad = Tensor::default();
+    for step in 0..steps {
+        let (x, y) = batch(step);
+        let loss = cross_entropy(net.forward(&x, ctx), &y, &mut grad).loss;
+        assert!(loss.is_finite());
+        net.backward(&x, &grad);
+        opt.step(&mut net.params_mut(), hook);
+    }
+}
+
+fn values(net: &Network) -> Vec<Vec<f32>> {
+    net.params().iter().map(|p| p.value.clone()).collect()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("regstudy-engine-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_same_seed_and_thread_count_give_bit_identical_training() {
+    let pool = ThreadPool::new(2).unwrap();
+    let run = || {
+        pool.install(|| {
+            let mut net = small_spec().build(Init::Pytorch, 3).unwrap();
+            let mut opt = AdamConfig::new(1e-2).init();
+            let mut ctx = Context::train(Rng::new(4));
+            train_steps(&mut net, &mut opt, &mut ctx, 5, &NoPenalty);
+            values(&net)
+        })
+    };
+    let first = run();
+    assert_eq!(first, run());
+    let other_seed = pool.install(|| values(&small_spec().build(Init::Pytorch, 4).unwrap()));
+    assert_ne!(first[0], other_seed[0]);
+}
+
+#[test]
+fn training_resumed_from_a_checkpoint_matches_uninterrupted_training() {
+    let dir = temp_dir("resume");
+    let spec = small_spec();
+    let mut net = spec.build(Init::Pytorch, 1).unwrap();
+    let mut opt = SgdConfig::new(0.05).with_momentum(0.9).init();
+    let mut ctx = Context::train(Rng::new(2));
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
+    save_weights(
+        &dir.join("w.safetensors"),
+        &net.params(),
+        Default::default(),
+    )
+    .unwrap();
+    save_optimizer(&dir.join("o.safetensors"), &opt.state(&net.params())).unwrap();
+    let rng_state = ctx.rng.state();
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
+
+    let mut resumed = spec.build(Init::Pytorch, 99).unwrap();
+    load_weights(&dir.join("w.safetensors"), &mut resumed.params_mut()).unwrap();
+    let mut resumed_opt = SgdConfig::new(0.05).with_momentum(0.9).init();
+    let state = load_optimizer(&dir.join("o.safetensors")).unwrap();
+    resumed_opt.load_state(&state, &resumed.params()).unwrap();
+    let mut resumed_ctx = Context::train(Rng::from_state(rng_state));
+    train_steps(
+        &mut resumed,
+        &mut resumed_opt,
+        &mut resumed_ctx,
+        2,
+        &NoPenalty,
+    );
+
+    assert_eq!(values(&net), values(&resumed));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn loading_weights_of_another_model_names_the_file_and_the_tensor() {
+    let dir = temp_dir("mismatch");
+    let path = dir.join("small.safetensors");
+    let net = small_spec().build(Init::Pytorch, 1).unwrap();
+    save_weights(&path, &net.params(), Default::default()).unwrap();
+    let input = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let mut other = regstudy::models::simple_cnn(input, 10)
+        .build(Init::Pytorch, 1)
+        .unwrap();
+    let err = load_weights(&path, &mut other.params_mut())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("small.safetensors") && err.contains("conv1.weight"),
+        "{err}"
+    );
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a tensor file").unwrap();
+    let err = load_weights(&garbage, &mut other.params_mut())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("garbage.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Proximal L1 on kernels, nothing elsewhere.
+struct ProxL1(f32);
+
+impl StepHook for ProxL1 {
+    fn terms(&self, param: &Param) -> PenaltyTerms {
+        let l1_prox = if param.kind == ParamKind::Kernel {
+            self.0
+        } else {
+            0.0
+        };
+        PenaltyTerms {
+            l1_prox,
+            ..Default::default()
+        }
+    }
+}
+
+/// L2 on kernels, through the gradient.
+struct L2(f32);
+
+impl StepHook for L2 {
+    fn terms(&self, param: &Param) -> PenaltyTerms {
+        let l2 = if param.kind == ParamKind::Kernel {
+            self.0
+        } else {
+            0.0
+        };
+        PenaltyTerms {
+            l2,
+            ..Default::default()
+        }
+    }
+}
+
+fn kernel_zeros(net: &Network) -> (usize, usize) {
+    let kernels: Vec<&Param> = net
+        .params()
+        .into_iter()
+        .filter(|p| p.kind == ParamKind::Kernel)
+        .collect();
+    let zeros = kernels
+        .iter()
+        .map(|p| p.value.iter().filter(|&&w| w == 0.0).count())
+        .sum();
+    (zeros, kernels.iter().map(|p| p.len()).sum())
+}
+
+#[test]
+fn proximal_l1_yields_exact_zeros_and_l2_yields_none() {
+    let run = |hook: &dyn StepHook| {
+        let mut net = small_spec().build(Init::Pytorch, 5).unwrap();
+        let mut opt = AdamConfig::new(1e-2).init();
+        let mut ctx = Context::train(Rng::new(6));
+        train_steps(&mut net, &mut opt, &mut ctx, 10, hook);
+        kernel_zeros(&net)
+    };
+    let (prox_zeros, total) = run(&ProxL1(1.0));
+    assert!(
+        prox_zeros * 10 > total,
+        "only {prox_zeros} of {total} kernel weights are zero"
+    );
+    assert_eq!(run(&L2(1e-3)).0, 0);
+}
