@@ -44,11 +44,11 @@ fn shape_of(model: &str) -> (usize, usize) {
     }
 }
 
-/// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
-/// random labels.
 /// A batch of images with their labels.
 type LabelledBatch = (Tensor, Vec<u32>);
 
+/// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
+/// random labels.
 fn setup(model: &str, batch: usize) -> Option<(Network, Vec<LabelledBatch>)> {
     let (side, classes) = shape_of(model);
     let input = InputShape {

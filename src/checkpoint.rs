@@ -141,7 +141,10 @@ pub fn save_weights(
 /// those tensors with those shapes (apart from PyTorch's `num_batches_tracked`).
 pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), CheckpointError> {
     let (mut tensors, _) = read_tensors(path)?;
-    for p in params.iter_mut() {
+    // Every tensor is checked before any parameter changes, so a bad file leaves the network
+    // as it was.
+    let mut loaded = Vec::with_capacity(params.len());
+    for p in params.iter() {
         let (shape, values) = tensors
             .remove(&p.name)
             .ok_or_else(|| CheckpointError::Missing {
@@ -156,18 +159,21 @@ pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), Checkp
                 found: shape,
             });
         }
-        p.value = p.from_pytorch_order(&values);
+        loaded.push(p.from_pytorch_order(&values));
     }
-    match tensors
+    if let Some(name) = tensors
         .into_keys()
         .find(|k| !k.ends_with(".num_batches_tracked"))
     {
-        Some(name) => Err(CheckpointError::Unexpected {
+        return Err(CheckpointError::Unexpected {
             path: path.into(),
             name,
-        }),
-        None => Ok(()),
+        });
     }
+    for (p, values) in params.iter_mut().zip(loaded) {
+        p.value = values;
+    }
+    Ok(())
 }
 
 /// Saves an optimizer's state: its slots as tensors, algorithm and step count as metadata.

@@ -46,8 +46,8 @@ pub fn run(args: BenchArgs) -> CommandResult {
             .into());
         }
     }
-    if args.batch == 0 {
-        return Err("--batch must be at least 1".into());
+    if !(1..=4096).contains(&args.batch) {
+        return Err(format!("--batch must be between 1 and 4096, got {}", args.batch).into());
     }
     let config = BenchConfig {
         batch: args.batch,

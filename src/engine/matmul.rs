@@ -22,8 +22,9 @@ impl<'a> MatRef<'a> {
     /// # Panics
     /// If `data` is shorter than `rows * cols` (a programming error).
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        let len = rows.checked_mul(cols).expect("matrix size overflows");
         assert!(
-            data.len() >= rows * cols,
+            data.len() >= len,
             "matrix view {rows}x{cols} over {} elements",
             data.len()
         );
@@ -48,7 +49,15 @@ impl<'a> MatRef<'a> {
     }
 
     /// Columns `start..end` of this matrix, as a view of the same memory.
+    ///
+    /// # Panics
+    /// If the range is not inside `0..cols`.
     pub fn columns(self, start: usize, end: usize) -> Self {
+        assert!(
+            start <= end && end <= self.cols,
+            "columns {start}..{end} of {}",
+            self.cols
+        );
         let offset = if end > start {
             start * self.col_stride
         } else {
@@ -102,7 +111,8 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
         "inner dimensions differ: {m}x{k} times {}x{n}",
         b.rows
     );
-    assert_eq!(c.len(), m * n, "output of {m}x{n} has {} elements", c.len());
+    let len = m.checked_mul(n).expect("output size overflows");
+    assert_eq!(c.len(), len, "output of {m}x{n} has {} elements", c.len());
     if m == 0 || n == 0 {
         return;
     }

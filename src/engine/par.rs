@@ -50,16 +50,15 @@ pub fn column_sums(data: &[f32], width: usize) -> Vec<f64> {
     })
 }
 
-/// Adds `row` to every row of the row-major matrix `data` (a bias over the last dimension).
-pub fn add_row_vector(data: &mut [f32], row: &[f32]) {
+/// Sets every row of the row-major matrix `data` to `row` (a bias, before a product is added
+/// onto it: cheaper than a separate pass adding the bias afterwards).
+pub fn broadcast_rows(data: &mut [f32], row: &[f32]) {
     let width = row.len();
     let rows_per_task = (CHUNK / width.max(1)).max(1);
     data.par_chunks_mut(rows_per_task * width)
         .for_each(|block| {
             for r in block.chunks_exact_mut(width) {
-                for (x, &b) in r.iter_mut().zip(row) {
-                    *x += b;
-                }
+                r.copy_from_slice(row);
             }
         });
 }

@@ -4,7 +4,9 @@
 /// multiplies, batched kernels, optimizer updates) runs on these threads and no others.
 ///
 /// Results depend on the thread count only through the order of floating-point sums inside
-/// matrix multiplies: the same seed and the same thread count give bit-identical runs.
+/// matrix multiplies: the same seed and the same thread count give bit-identical runs on the
+/// same kind of processor (the matrix-multiply kernels are chosen at run time by CPU features,
+/// AVX-512 or AVX2).
 pub struct ThreadPool {
     pool: rayon::ThreadPool,
 }

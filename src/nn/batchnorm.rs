@@ -15,7 +15,10 @@ pub const EPS: f32 = 1e-5;
 ///
 /// Training uses the batch mean and biased variance, and updates the running statistics as
 /// PyTorch does: `running = (1 - momentum) * running + momentum * batch`, with the unbiased
-/// variance `var * M / (M - 1)`. Evaluation uses the running statistics.
+/// variance `var * M / (M - 1)`. Evaluation uses the running statistics. With a single value
+/// per channel (`M = 1`, e.g. a last batch of one image before BatchNorm1d) the batch variance
+/// is 0 and the layer outputs `beta`; PyTorch refuses such batches, so training loops should
+/// drop or merge them.
 ///
 /// Backward (training), with `xhat = (x - mean) * inv_std`:
 /// `dgamma = sum dy * xhat`, `dbeta = sum dy`,

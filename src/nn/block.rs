@@ -90,7 +90,8 @@ impl Layer for BasicBlock {
             .zip(shortcut.data().par_chunks(CHUNK))
             .for_each(|((y, a), b)| {
                 for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
+                    let sum = a + b;
+                    *y = if sum > 0.0 || sum.is_nan() { sum } else { 0.0 };
                 }
             });
     }

@@ -16,8 +16,15 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// `p` in [0, 1): the probability of zeroing an element (checked by the model spec).
+    /// `p` in [0, 1): the probability of zeroing an element.
+    ///
+    /// # Panics
+    /// If `p` is outside [0, 1) (model specs reject such values with an error first).
     pub fn new(p: f32) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "dropout probability {p} outside [0, 1)"
+        );
         Self {
             p,
             scale: Vec::new(),

@@ -3,7 +3,7 @@
 use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
 use crate::engine::matmul::{matmul, MatRef};
-use crate::engine::par::{add_row_vector, column_sums_into};
+use crate::engine::par::{broadcast_rows, column_sums_into};
 use crate::engine::Tensor;
 
 /// `y = x W^T + b`, with `W` of shape `[out, in]` as in PyTorch.
@@ -66,10 +66,14 @@ impl Layer for Linear {
         self.output.reshape_for(&[n, self.out_features]);
         let x = MatRef::row_major(input.data(), n, self.in_features);
         let weight = MatRef::row_major(&self.weight.value, self.out_features, self.in_features);
-        matmul(x, weight.t(), self.output.data_mut(), false);
-        if let Some(bias) = &self.bias {
-            add_row_vector(self.output.data_mut(), &bias.value);
-        }
+        let with_bias = match &self.bias {
+            Some(bias) => {
+                broadcast_rows(self.output.data_mut(), &bias.value);
+                true
+            }
+            None => false,
+        };
+        matmul(x, weight.t(), self.output.data_mut(), with_bias);
     }
 
     fn output(&self) -> &Tensor {

@@ -15,8 +15,9 @@ pub struct LossOutput {
 /// Computes the mean softmax cross-entropy of `logits` (`[N, classes]`) against `labels`, and
 /// writes dLoss/dLogits `= (softmax(z) - onehot(y)) / N` into `grad`.
 ///
-/// Uses the log-sum-exp shift by the row maximum, so large logits do not overflow. A non-finite
-/// logit yields a non-finite loss, which the caller reports as divergence.
+/// Uses the log-sum-exp shift by the row maximum, so large logits do not overflow. A NaN or
+/// +inf logit yields a non-finite loss, which the caller reports as divergence (a -inf logit
+/// away from the label leaves the loss finite, as in PyTorch).
 ///
 /// # Panics
 /// If a label is not below the number of classes: data sets are checked against the model's

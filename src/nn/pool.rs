@@ -12,7 +12,8 @@ fn pooled(size: usize, kernel: usize, stride: usize) -> usize {
 
 /// `y[n, oy, ox, c] = max over the k x k window at (oy*s, ox*s)`; backward routes each output
 /// gradient to the first input of its window equal to the maximum (PyTorch's tie rule; a NaN
-/// wins, so it propagates as in PyTorch).
+/// wins, so it propagates as in PyTorch; with several NaNs in one window the gradient goes to
+/// the first, where PyTorch picks the last).
 ///
 /// The winners are found again in backward from the input and output rather than stored: both
 /// passes are then branch-free loops over channels that vectorize, and no index buffer is kept.
@@ -99,8 +100,10 @@ impl Layer for MaxPool2d {
         let (k, s) = (self.kernel, self.stride);
         let out_len = grad_output.item_len();
         self.grad_input.reshape_for(input.shape());
-        // Windows that do not overlap cover each input at most once: plain stores suffice.
+        // Windows that do not overlap cover each input at most once: plain stores suffice, and
+        // when they also tile the image exactly, every input is stored and none needs zeroing.
         let overlapping = s < k;
+        let tiles_exactly = s == k && h % k == 0 && w % k == 0;
         // After a ReLU, a maximum of 0 passes no gradient (relu'(x) = 0 for x <= 0).
         let relu_first = self.relu_first;
         self.grad_input
@@ -110,7 +113,9 @@ impl Layer for MaxPool2d {
             .zip(self.output.data().par_chunks(out_len))
             .zip(grad_output.data().par_chunks(out_len))
             .for_each(|(((dx, image), out), dy)| {
-                dx.fill(0.0);
+                if !tiles_exactly {
+                    dx.fill(0.0);
+                }
                 let none = (k * k) as u32;
                 let mut winner = vec![none; c];
                 let mut passed = vec![0.0f32; c];
@@ -322,7 +327,10 @@ mod tests {
 
     #[test]
     fn nan_propagates_and_takes_the_gradient() {
-        let (max, grad) = pool_grad(&mut MaxPool2d::new(2, 2), &image(&[1.0, f32::NAN, 5.0, 0.0]));
+        let (max, grad) = pool_grad(
+            &mut MaxPool2d::new(2, 2),
+            &image(&[1.0, f32::NAN, 5.0, 0.0]),
+        );
         assert!(max.is_nan());
         assert_eq!(grad, [0.0, 1.0, 0.0, 0.0]);
     }
@@ -333,7 +341,10 @@ mod tests {
         let shape = [2, 6, 6, 3];
         let x = Tensor::from_vec(&shape, (0..216).map(|_| rng.uniform(-1.0, 0.3)).collect());
         let x = x.unwrap();
-        let dy = Tensor::from_vec(&[2, 3, 3, 3], (0..54).map(|_| rng.uniform(-1.0, 1.0)).collect());
+        let dy = Tensor::from_vec(
+            &[2, 3, 3, 3],
+            (0..54).map(|_| rng.uniform(-1.0, 1.0)).collect(),
+        );
         let dy = dy.unwrap();
         let mut ctx = Context::eval();
         let (mut relu, mut pool) = (crate::nn::Relu::default(), MaxPool2d::new(2, 2));

@@ -5,7 +5,7 @@ use crate::engine::par::CHUNK;
 use crate::engine::Tensor;
 use rayon::prelude::*;
 
-/// `y = max(x, 0)`; backward `dx = dy * [x > 0]`.
+/// `y = max(x, 0)` (NaN stays NaN, as in PyTorch); backward `dx = dy * [x > 0]`.
 #[derive(Default)]
 pub struct Relu {
     output: Tensor,
@@ -21,7 +21,8 @@ impl Layer for Relu {
             .zip(input.data().par_chunks(CHUNK))
             .for_each(|(y, x)| {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x.max(0.0);
+                    // Not `x.max(0.0)`, which maps NaN to 0 and would hide divergence.
+                    *y = if x > 0.0 || x.is_nan() { x } else { 0.0 };
                 }
             });
     }

@@ -127,8 +127,10 @@ pub enum SpecError {
         layer: String,
         problem: String,
     },
-    #[error("parameter name `{0}` is used by two layers")]
+    #[error("name `{0}` is used by two layers or parameters")]
     DuplicateName(String),
+    #[error("input {field} must be at least 1")]
+    EmptyInput { field: &'static str },
     #[error("the model has no layers")]
     Empty,
     #[error("the last layer must output flat class scores, but it outputs {0}")]
@@ -225,9 +227,10 @@ impl LayerSpec {
                 positive("out_channels", out_channels)?;
                 positive("kernel_size", kernel_size)?;
                 positive("stride", stride)?;
+                parameter_size(&[out_channels, c, kernel_size, kernel_size])?;
                 let (oh, ow) = (
-                    window_out(h + 2 * padding, kernel_size, stride)?,
-                    window_out(w + 2 * padding, kernel_size, stride)?,
+                    window_out(padded(h, padding)?, kernel_size, stride)?,
+                    window_out(padded(w, padding)?, kernel_size, stride)?,
                 );
                 let config = Conv2dConfig {
                     in_channels: c,
@@ -253,6 +256,7 @@ impl LayerSpec {
             } => {
                 let n = flat()?;
                 positive("out_features", out_features)?;
+                parameter_size(&[n, out_features])?;
                 (
                     Box::new(Linear::new(name, n, out_features, bias, init, seed)),
                     Shape::Flat(out_features),
@@ -311,6 +315,7 @@ impl LayerSpec {
             } => {
                 let (h, w, c) = image()?;
                 positive("out_channels", out_channels)?;
+                parameter_size(&[out_channels, out_channels.max(c), 9])?;
                 positive("stride", stride)?;
                 let block = BasicBlock::new(name, c, out_channels, stride, init, seed);
                 let side = |x: usize| (x - 1) / stride + 1;
@@ -337,23 +342,70 @@ fn window_out(size: usize, kernel: usize, stride: usize) -> Result<usize, String
     Ok((size - kernel) / stride + 1)
 }
 
+/// `size + 2 * padding`, refusing sizes no image has.
+fn padded(size: usize, padding: usize) -> Result<usize, String> {
+    padding
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(size))
+        .filter(|&s| s <= MAX_VALUES_PER_IMAGE)
+        .ok_or_else(|| format!("padding {padding} is too large"))
+}
+
+/// Largest activation of one image that a layer may produce (2^28 values, 1 GiB).
+const MAX_VALUES_PER_IMAGE: usize = 1 << 28;
+
+/// Largest parameter tensor a layer may hold (2^30 values, 4 GiB).
+const MAX_PARAMETER_VALUES: usize = 1 << 30;
+
+/// The product of `factors`, or an error if a parameter that large cannot be meant.
+fn parameter_size(factors: &[usize]) -> Result<usize, String> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .filter(|&n| n <= MAX_PARAMETER_VALUES)
+        .ok_or_else(|| format!("its parameters exceed {MAX_PARAMETER_VALUES} values"))
+}
+
+impl Shape {
+    /// Values per image, or an error when a layer's output would be absurdly large.
+    fn checked_len(self) -> Result<usize, String> {
+        let len = match self {
+            Shape::Image { h, w, c } => h.checked_mul(w).and_then(|hw| hw.checked_mul(c)),
+            Shape::Flat(n) => Some(n),
+        };
+        len.filter(|&n| n <= MAX_VALUES_PER_IMAGE).ok_or_else(|| {
+            format!("its output ({self}) exceeds {MAX_VALUES_PER_IMAGE} values per image")
+        })
+    }
+}
+
 impl ModelSpec {
     /// Builds the network with freshly initialized parameters (seeded per parameter name).
     pub fn build(&self, init: Init, seed: u64) -> Result<Network, SpecError> {
         if self.layers.is_empty() {
             return Err(SpecError::Empty);
         }
-        let mut names = HashSet::new();
         let InputShape {
             channels,
             height,
             width,
         } = self.input;
+        for (field, value) in [("channels", channels), ("height", height), ("width", width)] {
+            if value == 0 {
+                return Err(SpecError::EmptyInput { field });
+            }
+        }
+        let mut names = HashSet::new();
         let mut shape = Shape::Image {
             h: height,
             w: width,
             c: channels,
         };
+        shape.checked_len().map_err(|problem| SpecError::Layer {
+            index: 0,
+            layer: "input".into(),
+            problem,
+        })?;
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(self.layers.len());
         let mut labels = Vec::with_capacity(self.layers.len());
         let mut index = 0;
@@ -372,6 +424,7 @@ impl ModelSpec {
                 }
             }
             let (layer, out) = spec.build(shape, init, seed).map_err(at(index, spec))?;
+            out.checked_len().map_err(at(index, spec))?;
             // A ReLU followed by a max-pool runs as one layer (see `MaxPool2d::after_relu`).
             let next = self.layers.get(index + 1);
             if let (
@@ -397,10 +450,18 @@ impl ModelSpec {
             shape = out;
             index += 1;
         }
-        match shape {
-            Shape::Flat(classes) => Ok(Network::new(self.clone(), layers, labels, classes)),
-            image => Err(SpecError::NotFlatOutput(image.to_string())),
+        let Shape::Flat(classes) = shape else {
+            return Err(SpecError::NotFlatOutput(shape.to_string()));
+        };
+        // Layer names are unique, but a layer `b.conv1` and a block `b` would both own
+        // `b.conv1.weight`: parameters are found by name in optimizers and checkpoints.
+        let mut param_names = HashSet::new();
+        for param in layers.iter().flat_map(|l| l.params()) {
+            if !param_names.insert(param.name.as_str()) {
+                return Err(SpecError::DuplicateName(param.name.clone()));
+            }
         }
+        Ok(Network::new(self.clone(), layers, labels, classes))
     }
 }
 
@@ -486,6 +547,70 @@ mod tests {
             spec(vec![bn()]).build(Init::Pytorch, 0).err(),
             Some(SpecError::NotFlatOutput(_))
         ));
+    }
+
+    #[test]
+    fn a_layer_and_a_block_owning_the_same_parameter_name_are_rejected() {
+        let layers = vec![
+            LayerSpec::BasicBlock {
+                name: "b".into(),
+                out_channels: 4,
+                stride: 1,
+            },
+            LayerSpec::Conv2d {
+                name: "b.conv1".into(),
+                out_channels: 4,
+                kernel_size: 1,
+                stride: 1,
+                padding: 0,
+                bias: false,
+            },
+            LayerSpec::GlobalAvgPool,
+        ];
+        let err = spec(layers).build(Init::Pytorch, 0).err();
+        assert_eq!(err, Some(SpecError::DuplicateName("b.conv1.weight".into())));
+    }
+
+    #[test]
+    fn empty_inputs_and_absurd_sizes_are_rejected_without_panicking() {
+        let mut empty = spec(vec![LayerSpec::Flatten]);
+        empty.input.height = 0;
+        let err = empty.build(Init::Pytorch, 0).err();
+        assert_eq!(err, Some(SpecError::EmptyInput { field: "height" }));
+        let huge_padding = spec(vec![
+            LayerSpec::Conv2d {
+                name: "c".into(),
+                out_channels: 1,
+                kernel_size: 1,
+                stride: 1,
+                padding: usize::MAX / 2,
+                bias: true,
+            },
+            LayerSpec::Flatten,
+        ]);
+        let err = huge_padding
+            .build(Init::Pytorch, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("padding"), "{err}");
+        let huge_layer = spec(vec![
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                name: "fc".into(),
+                out_features: usize::MAX,
+                bias: true,
+            },
+        ]);
+        let err = huge_layer
+            .build(Init::Pytorch, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("layer 1 (`fc`)") && err.contains("exceed"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -89,15 +89,17 @@ impl Optimizer for Adam {
     fn step(&mut self, params: &mut [&mut Param], hook: &dyn StepHook) {
         let c = self.config;
         self.step += 1;
-        let t = self.step as i32;
-        // Bias corrections in f64, as PyTorch computes them in Python floats.
-        let step_size = (c.lr as f64 / (1.0 - (c.beta1 as f64).powi(t))) as f32;
-        let bias_correction2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt() as f32;
+        // Bias corrections and the betas' complements in f64, as PyTorch computes them.
+        let t = self.step as f64;
+        let (beta1, beta2) = (c.beta1 as f64, c.beta2 as f64);
+        let step_size = (c.lr as f64 / (1.0 - beta1.powf(t))) as f32;
+        let bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt() as f32;
+        let (one_minus_beta1, one_minus_beta2) = ((1.0 - beta1) as f32, (1.0 - beta2) as f32);
         for p in params.iter_mut().filter(|p| p.kind.is_trainable()) {
             let terms = hook.terms(p);
             let prox = c.lr * terms.l1_prox;
             let decay = 1.0 - c.lr * c.decoupled_decay;
-            let slots = self.slots.of(p, 2);
+            let (slots, _) = self.slots.of(p, 2);
             let (exp_avg, exp_avg_sq) = slots.split_at_mut(1);
             p.value
                 .par_chunks_mut(CHUNK)
@@ -107,8 +109,9 @@ impl Optimizer for Adam {
                 .for_each(|(((w, g), m), v)| {
                     for i in 0..w.len() {
                         let g = g[i] + c.weight_decay * w[i] + terms.gradient(w[i]);
-                        m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g;
-                        v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g * g;
+                        // PyTorch: exp_avg.lerp_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2).
+                        m[i] += one_minus_beta1 * (g - m[i]);
+                        v[i] = c.beta2 * v[i] + one_minus_beta2 * g * g;
                         let denom = v[i].sqrt() / bias_correction2_sqrt + c.eps;
                         let updated = w[i] * decay - step_size * (m[i] / denom);
                         w[i] = soft_threshold(updated, prox / denom);
@@ -135,7 +138,7 @@ impl Optimizer for Adam {
 
     fn load_state(&mut self, state: &OptimizerState, params: &[&Param]) -> Result<(), StateError> {
         check_algorithm(state, "adam")?;
-        self.slots.import(&SLOT_NAMES, &state.tensors, params)?;
+        self.slots.import(&SLOT_NAMES, state, params)?;
         self.step = state.step;
         Ok(())
     }

@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 /// For a parameter `w` the optimizer uses the gradient `g + l1 * sign(w) + 2 * l2 * w` (the
 /// gradient of `l1 * sum|w| + l2 * sum w^2`, with `sign(0) = 0` as in Keras), and after the
 /// update applies the proximal step of `l1_prox * sum|w|`: soft-thresholding
-/// `w <- sign(w) * max(|w| - t, 0)` with `t = l1_prox * (the step's per-weight learning rate)`
-/// (`lr` for SGD, `lr / (sqrt(v_hat) + eps)` for Adam), which sets small weights exactly to 0.
+/// `w <- sign(w) * max(|w| - t, 0)` with `t = lr * l1_prox` for SGD and
+/// `t = lr * l1_prox / (sqrt(v_hat) + eps)` for Adam (Adam's per-weight scale, without the
+/// first-moment bias correction), which sets small weights exactly to 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PenaltyTerms {
     pub l1: f32,
@@ -104,6 +105,10 @@ pub enum StateError {
         expected: usize,
         found: usize,
     },
+    #[error("optimizer state has no `{0}`, though steps were taken")]
+    MissingSlot(String),
+    #[error("optimizer state `{0}` matches no parameter of this model")]
+    UnexpectedSlot(String),
 }
 
 /// A gradient-descent optimizer.
@@ -125,13 +130,16 @@ struct Slots {
 }
 
 impl Slots {
-    /// The `count` slot vectors of `param`, created zeroed on first use.
-    fn of(&mut self, param: &Param, count: usize) -> &mut [Vec<f32>] {
-        if !self.by_param.contains_key(&param.name) {
+    /// The `count` slot vectors of `param`, created zeroed on first use, and whether they were
+    /// created just now (PyTorch's "no state yet" for this parameter).
+    fn of(&mut self, param: &Param, count: usize) -> (&mut [Vec<f32>], bool) {
+        let created = !self.by_param.contains_key(&param.name);
+        if created {
             self.by_param
                 .insert(param.name.clone(), vec![vec![0.0; param.len()]; count]);
         }
-        self.by_param.get_mut(&param.name).expect("inserted above")
+        let slots = self.by_param.get_mut(&param.name).expect("inserted above");
+        (slots, created)
     }
 
     fn export(&self, names: &[&str], params: &[&Param]) -> BTreeMap<String, Vec<f32>> {
@@ -146,31 +154,54 @@ impl Slots {
         out
     }
 
+    /// Restores slots saved by [`Slots::export`]. After any step every trainable parameter must
+    /// have every slot, and no slot may name another parameter: a state that does not fit is
+    /// refused rather than partly applied.
     fn import(
         &mut self,
         names: &[&str],
-        tensors: &BTreeMap<String, Vec<f32>>,
+        state: &OptimizerState,
         params: &[&Param],
     ) -> Result<(), StateError> {
-        self.by_param.clear();
+        let mut restored = BTreeMap::new();
+        let mut used = 0;
         for p in params.iter().filter(|p| p.kind.is_trainable()) {
             let mut slots = Vec::new();
             for slot in names {
                 let key = format!("{}.{slot}", p.name);
-                let Some(data) = tensors.get(&key) else { break };
-                if data.len() != p.len() {
-                    return Err(StateError::WrongLength {
-                        name: key,
-                        expected: p.len(),
-                        found: data.len(),
-                    });
+                match state.tensors.get(&key) {
+                    Some(data) if data.len() != p.len() => {
+                        return Err(StateError::WrongLength {
+                            name: key,
+                            expected: p.len(),
+                            found: data.len(),
+                        })
+                    }
+                    Some(data) => slots.push(p.from_pytorch_order(data)),
+                    None if state.step > 0 => return Err(StateError::MissingSlot(key)),
+                    None => {}
                 }
-                slots.push(p.from_pytorch_order(data));
             }
-            if slots.len() == names.len() {
-                self.by_param.insert(p.name.clone(), slots);
+            used += slots.len();
+            if !slots.is_empty() {
+                restored.insert(p.name.clone(), slots);
             }
         }
+        if used != state.tensors.len() {
+            let known = |k: &String| {
+                params
+                    .iter()
+                    .any(|p| names.iter().any(|s| *k == format!("{}.{s}", p.name)))
+            };
+            let extra = state
+                .tensors
+                .keys()
+                .find(|k| !known(k))
+                .cloned()
+                .unwrap_or_default();
+            return Err(StateError::UnexpectedSlot(extra));
+        }
+        self.by_param = restored;
         Ok(())
     }
 }

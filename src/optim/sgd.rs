@@ -85,13 +85,14 @@ const SLOT_NAMES: [&str; 1] = ["momentum_buffer"];
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [&mut Param], hook: &dyn StepHook) {
         let c = self.config;
-        let first = self.step == 0;
         self.step += 1;
         let slot_count = usize::from(c.momentum != 0.0);
         for p in params.iter_mut().filter(|p| p.kind.is_trainable()) {
             let terms = hook.terms(p);
             let threshold = c.lr * terms.l1_prox;
             let decay = 1.0 - c.lr * c.decoupled_decay;
+            // The first step of a parameter sets its buffer to the gradient (PyTorch).
+            let (slots, first) = self.slots.of(p, slot_count);
             let update = |w: &mut [f32], g: &[f32], mut b: Option<&mut [f32]>| {
                 for i in 0..w.len() {
                     let mut d = g[i] + c.weight_decay * w[i] + terms.gradient(w[i]);
@@ -110,7 +111,6 @@ impl Optimizer for Sgd {
                     w[i] = soft_threshold(w[i] * decay - c.lr * d, threshold);
                 }
             };
-            let slots = self.slots.of(p, slot_count);
             let weights = p.value.par_chunks_mut(CHUNK).zip(p.grad.par_chunks(CHUNK));
             match slots.first_mut() {
                 Some(buffer) => weights
@@ -139,7 +139,9 @@ impl Optimizer for Sgd {
 
     fn load_state(&mut self, state: &OptimizerState, params: &[&Param]) -> Result<(), StateError> {
         check_algorithm(state, "sgd")?;
-        self.slots.import(&SLOT_NAMES, &state.tensors, params)?;
+        let slot_count = usize::from(self.config.momentum != 0.0);
+        self.slots
+            .import(&SLOT_NAMES[..slot_count], state, params)?;
         self.step = state.step;
         Ok(())
     }
