@@ -134,6 +134,53 @@ fn training_resumed_from_a_checkpoint_matches_uninterrupted_training() {
 }
 
 #[test]
+fn adam_resumed_from_its_saved_state_matches_uninterrupted_adam() {
+    let dir = temp_dir("adam-resume");
+    let spec = small_spec();
+    let mut net = spec.build(Init::Pytorch, 1).unwrap();
+    let mut opt = AdamConfig::adamw(1e-2, 0.1).init();
+    let mut ctx = Context::train(Rng::new(2));
+    train_steps(&mut net, &mut opt, &mut ctx, 3, &NoPenalty);
+    let path = dir.join("o.safetensors");
+    save_optimizer(&path, &opt.state(&net.params())).unwrap();
+    let mut resumed = AdamConfig::adamw(1e-2, 0.1).init();
+    resumed
+        .load_state(&load_optimizer(&path).unwrap(), &net.params())
+        .unwrap();
+    let mut copy = spec.build(Init::Pytorch, 1).unwrap();
+    for (c, p) in copy.params_mut().into_iter().zip(net.params()) {
+        c.value = p.value.clone();
+    }
+    let mut copy_ctx = ctx.clone();
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
+    train_steps(&mut copy, &mut resumed, &mut copy_ctx, 2, &NoPenalty);
+    assert_eq!(values(&net), values(&copy));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_optimizer_state_that_does_not_fit_the_model_is_refused() {
+    let net = small_spec().build(Init::Pytorch, 1).unwrap();
+    let mut opt = AdamConfig::new(1e-3).init();
+    let mut state = regstudy::optim::OptimizerState {
+        algorithm: "adam".into(),
+        step: 3,
+        tensors: Default::default(),
+    };
+    let err = opt
+        .load_state(&state, &net.params())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("conv1.weight.exp_avg"), "{err}");
+    state.algorithm = "sgd".into();
+    let err = opt
+        .load_state(&state, &net.params())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`sgd`"), "{err}");
+}
+
+#[test]
 fn loading_weights_of_another_model_names_the_file_and_the_tensor() {
     let dir = temp_dir("mismatch");
     let path = dir.join("small.safetensors");

@@ -1,13 +1,15 @@
 //! The engine against PyTorch 2.13: forward outputs, every gradient, and the weights after 3
 //! optimizer steps, for the simple CNN, a ResNet basic block with projection shortcut, and batch
-//! norm. The reference values come from `tools/make_fixtures.py` (run once with PyTorch; CI
+//! norm (training and evaluation); and overlapping max-pooling and average pooling. The reference values come from `tools/make_fixtures.py` (run once with PyTorch; CI
 //! only reads the committed files). Tolerance: 1e-4 relative, 1e-5 absolute.
 
 use regstudy::checkpoint::read_tensors;
 use regstudy::engine::{Rng, Tensor};
 use regstudy::models::simple_cnn;
 use regstudy::nn::spec::InputShape;
-use regstudy::nn::{cross_entropy, BasicBlock, BatchNorm, Context, Init, Layer, Param};
+use regstudy::nn::{
+    cross_entropy, AvgPool2d, BasicBlock, BatchNorm, Context, Init, Layer, MaxPool2d, Param,
+};
 use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, SgdConfig};
 use std::collections::BTreeMap;
 
@@ -130,6 +132,12 @@ fn optimizer(name: &str) -> Box<dyn Optimizer> {
         ),
         "adamw" => Box::new(AdamConfig::adamw(1e-3, 0.1).init()),
         "adam_wd" => Box::new(AdamConfig::new(1e-3).with_weight_decay(0.1).init()),
+        "sgd_damp" => Box::new(
+            SgdConfig::new(0.05)
+                .with_momentum(0.9)
+                .with_dampening(0.3)
+                .init(),
+        ),
         other => panic!("no optimizer {other}"),
     }
 }
@@ -206,7 +214,11 @@ fn check_layer(layer: &mut dyn Layer, t: &Tensors, optimizers: &[&str]) {
 fn basic_block_matches_pytorch_forward_gradients_and_optimizer_steps() {
     let t = fixture("basic_block");
     let mut block = BasicBlock::new("block", 4, 8, 2, Init::Pytorch, 0);
-    check_layer(&mut block, &t, &["adam", "sgd", "adamw", "adam_wd"]);
+    check_layer(
+        &mut block,
+        &t,
+        &["adam", "sgd", "adamw", "adam_wd", "sgd_damp"],
+    );
 }
 
 #[test]
@@ -216,10 +228,35 @@ fn batch_norm_matches_pytorch_in_training_and_evaluation() {
     check_layer(&mut bn, &t, &["adam", "sgd"]);
     // After the sgd steps the running statistics match too (compared above as buffers), and
     // evaluation mode normalizes with them.
-    bn.forward(&nhwc(&t, "input"), &mut Context::eval());
+    let x = nhwc(&t, "input");
+    bn.forward(&x, &mut Context::eval());
     assert_close(
         "eval_output",
         &to_nchw(bn.output()),
         &get(&t, "eval_output").1,
     );
+    bn.backward(&x, &nhwc(&t, "grad_output"), true);
+    assert_close(
+        "eval_grad.input",
+        &to_nchw(bn.grad_input()),
+        &get(&t, "eval_grad.input").1,
+    );
+}
+
+#[test]
+fn overlapping_max_pool_and_average_pool_match_pytorch() {
+    let t = fixture("pooling");
+    let x = nhwc(&t, "input");
+    let layers: [(&str, Box<dyn Layer>); 2] = [
+        ("max3s2", Box::new(MaxPool2d::new(3, 2))),
+        ("avg2", Box::new(AvgPool2d::new(2, 2))),
+    ];
+    for (name, mut layer) in layers {
+        layer.forward(&x, &mut Context::eval());
+        let out = format!("{name}.output");
+        assert_close(&out, &to_nchw(layer.output()), &get(&t, &out).1);
+        layer.backward(&x, &nhwc(&t, &format!("{name}.grad_output")), true);
+        let grad = format!("{name}.grad.input");
+        assert_close(&grad, &to_nchw(layer.grad_input()), &get(&t, &grad).1);
+    }
 }

@@ -16,8 +16,14 @@ convolution kernels [out, in, kh, kw]); labels are stored as float32 too. Keys:
     <opt>.<state_dict key>      parameters and buffers after 3 steps on the same batch, for
                                 opt in adam (lr 1e-3), sgd (lr 0.05, momentum 0.9, nesterov,
                                 weight_decay 5e-4), and, for the block, adamw (lr 1e-3,
-                                weight_decay 0.1) and adam_wd (Adam lr 1e-3, weight_decay 0.1)
+                                weight_decay 0.1), adam_wd (Adam lr 1e-3, weight_decay 0.1) and
+                                sgd_damp (lr 0.05, momentum 0.9, dampening 0.3, not Nesterov)
     eval_output                 (batch norm) evaluation-mode output after the 3 sgd steps
+    eval_grad.input             (batch norm) evaluation-mode input gradient after those steps
+
+pooling.safetensors holds, for one input: <p>.output and <p>.grad.input for <p> in max3s2
+(max-pool, kernel 3, stride 2: overlapping windows) and avg2 (average pool, kernel 2), each
+with its own <p>.grad_output.
 """
 import sys
 from pathlib import Path
@@ -32,6 +38,7 @@ OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
     "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.1),
     "adam_wd": lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.1),
+    "sgd_damp": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, dampening=0.3),
 }
 
 
@@ -117,7 +124,8 @@ def basic_block(g):
     x = torch.randn(2, 4, 6, 6, generator=g)
     r = torch.randn(2, 8, 3, 3, generator=g)
     out = {"input": x, "grad_output": r}
-    record(model, lambda y: (y * r).sum(), x, out, ["adam", "sgd", "adamw", "adam_wd"], True)
+    record(model, lambda y: (y * r).sum(), x, out, ["adam", "sgd", "adamw", "adam_wd", "sgd_damp"],
+           True)
     return out
 
 
@@ -133,8 +141,26 @@ def batch_norm(g):
     out = {"input": x, "grad_output": r}
     record(model, lambda y: (y * r).sum(), x, out, ["adam", "sgd"], True)
     model.eval()
-    with torch.no_grad():
-        out["eval_output"] = model(x).clone()
+    xe = x.clone().requires_grad_(True)
+    y = model(xe)
+    (y * r).sum().backward()
+    out["eval_output"] = y.detach().clone()
+    out["eval_grad.input"] = xe.grad.detach().clone()
+    return out
+
+
+def pooling(g):
+    x = torch.randn(2, 3, 7, 7, generator=g)
+    out = {"input": x}
+    for name, pool in [("max3s2", lambda t: F.max_pool2d(t, 3, 2)),
+                       ("avg2", lambda t: F.avg_pool2d(t, 2))]:
+        xi = x.clone().requires_grad_(True)
+        y = pool(xi)
+        r = torch.randn(y.shape, generator=g)
+        (y * r).sum().backward()
+        out[f"{name}.output"] = y.detach().clone()
+        out[f"{name}.grad_output"] = r
+        out[f"{name}.grad.input"] = xi.grad.detach().clone()
     return out
 
 
@@ -144,7 +170,7 @@ def main():
     torch.set_num_threads(1)
     meta = {"torch": torch.__version__, "script": "tools/make_fixtures.py"}
     for name, make in [("simple_cnn", simple_cnn), ("basic_block", basic_block),
-                       ("batch_norm", batch_norm)]:
+                       ("batch_norm", batch_norm), ("pooling", pooling)]:
         tensors = {k: v.contiguous() for k, v in make(torch.Generator().manual_seed(42)).items()}
         save_file(tensors, folder / f"{name}.safetensors", metadata=meta)
         print(name, len(tensors), "tensors")
