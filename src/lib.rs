@@ -10,6 +10,8 @@
 //!   [`optim::StepHook`] through which penalties act inside the optimizer's single pass;
 //! - [`models`]: the source studies' networks as specs;
 //! - [`checkpoint`]: weights and optimizer state in the safetensors format;
+//! - [`regularize`]: L1/L2 penalties matched to parameters, and kernel sparsity measures;
+//! - [`train`]: one run of an experiment (`regstudy train`), its config, loop and records;
 //! - [`bench`]: the throughput benchmark that is compared with PyTorch.
 
 pub mod bench;
@@ -20,3 +22,5 @@ pub mod fsio;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod regularize;
+pub mod train;

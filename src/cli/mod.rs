@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ enum Command {
     /// Inspect and verify data sets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train one network on one data set under one regularization, recording every metric.
+    Train(Box<train::TrainArgs>),
 }
 
 /// Parses the command line, runs the command, and maps an error to exit status 1 with its
@@ -30,6 +33,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Data(command) => data::run(command),
+        Command::Train(args) => train::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

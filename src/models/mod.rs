@@ -3,16 +3,24 @@
 mod levy;
 mod resnet;
 mod simple_cnn;
+mod standard_cnn;
 
 pub use levy::{levy_initial, levy_new};
 pub use resnet::resnet18_cifar;
 pub use simple_cnn::simple_cnn;
+pub use standard_cnn::{standard_cnn, StandardCnnOptions};
 
 use crate::nn::spec::InputShape;
 use crate::nn::ModelSpec;
 
 /// Names accepted by [`by_name`].
-pub const NAMES: [&str; 4] = ["simple-cnn", "levy-initial", "levy-new", "resnet18"];
+pub const NAMES: [&str; 5] = [
+    "simple-cnn",
+    "levy-initial",
+    "levy-new",
+    "resnet18",
+    "standard-cnn",
+];
 
 /// The zoo model `name` for images of shape `input` and `classes` classes.
 pub fn by_name(name: &str, input: InputShape, classes: usize) -> Option<ModelSpec> {
@@ -21,6 +29,7 @@ pub fn by_name(name: &str, input: InputShape, classes: usize) -> Option<ModelSpe
         "levy-initial" => levy_initial(input, classes),
         "levy-new" => levy_new(input, classes),
         "resnet18" => resnet18_cifar(input, classes),
+        "standard-cnn" => standard_cnn(input, classes, StandardCnnOptions::default()),
         _ => return None,
     })
 }

@@ -1,0 +1,89 @@
+//! The cost of penalties in a training step: l1l2 against no penalty (a benchmark, not a test).
+//!
+//!     cargo run --release --example penalty_overhead
+
+use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::models;
+use regstudy::nn::spec::InputShape;
+use regstudy::nn::{cross_entropy, Context, Init, Network};
+use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, StepHook};
+use regstudy::regularize::{PenaltyPlan, PenaltyRule};
+use std::time::Instant;
+
+/// Seconds for `steps` training steps of `net` on one synthetic MNIST-shaped batch of 64.
+fn time_steps(net: &mut Network, hook: &dyn StepHook, steps: usize) -> f64 {
+    let mut rng = Rng::new(1);
+    let x: Vec<f32> = (0..64 * 28 * 28).map(|_| rng.next_f32()).collect();
+    let x = Tensor::from_vec(&[64, 28, 28, 1], x).unwrap();
+    let y: Vec<u32> = (0..64).map(|i| i % 10).collect();
+    let mut optimizer = AdamConfig::new(1e-3).init();
+    let mut ctx = Context::train(Rng::new(2));
+    let mut grad = Tensor::default();
+    let start = Instant::now();
+    for _ in 0..steps {
+        let out = cross_entropy(net.forward(&x, &mut ctx), &y, &mut grad);
+        std::hint::black_box(out.loss);
+        net.backward(&x, &grad);
+        optimizer.step(&mut net.params_mut(), hook);
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let pool = ThreadPool::new(0).unwrap();
+    let input = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let spec = models::by_name("simple-cnn", input, 10).unwrap();
+    let mut net = spec.build(Init::Pytorch, 0).unwrap();
+    let rule = PenaltyRule {
+        l1: 1e-5,
+        l2: 1e-4,
+        ..PenaltyRule::default()
+    };
+    let plan = PenaltyPlan::new(&rule, &net.params()).unwrap();
+    let (mut none, mut l1l2) = (Vec::new(), Vec::new());
+    pool.install(|| {
+        time_steps(&mut net, &NoPenalty, 50);
+        for _ in 0..7 {
+            none.push(time_steps(&mut net, &NoPenalty, 100));
+            l1l2.push(time_steps(&mut net, &plan, 100));
+        }
+    });
+    // The optimizer's pass alone, where the penalty's work happens.
+    let (mut step_none, mut step_l1l2) = (Vec::new(), Vec::new());
+    pool.install(|| {
+        let mut optimizer = AdamConfig::new(1e-3).init();
+        for _ in 0..7 {
+            for (hook, times) in [
+                (&NoPenalty as &dyn StepHook, &mut step_none),
+                (&plan, &mut step_l1l2),
+            ] {
+                let start = Instant::now();
+                for _ in 0..200 {
+                    optimizer.step(&mut net.params_mut(), hook);
+                }
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+    });
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&mut none), median(&mut l1l2));
+    println!(
+        "100 steps, {} threads: none {a:.3} s, l1l2 {b:.3} s (median of 7), overhead {:+.2}%",
+        pool.threads(),
+        100.0 * (b / a - 1.0)
+    );
+    let (c, d) = (median(&mut step_none), median(&mut step_l1l2));
+    println!(
+        "200 Adam steps alone: none {c:.3} s, l1l2 {d:.3} s; l1l2's extra {:.2} ms per step is \
+         {:.2}% of a training step",
+        (d - c) / 0.2,
+        100.0 * ((d - c) / 200.0) / (a / 100.0)
+    );
+}

@@ -1,0 +1,118 @@
+//! The per-epoch checkpoint from which `--resume` continues a run bit for bit.
+//!
+//! `RUN/checkpoint/` holds, after epoch `e`: `weights-e.safetensors` (every parameter and
+//! buffer), `optimizer-e.safetensors` (the optimizer's slots and step), `best-b.safetensors`
+//! (the weights of the best epoch `b` so far, when a validation split exists) and
+//! `state.json` ([`TrainState`]: epochs done, the dropout generator, early stopping and the
+//! metrics so far). `state.json` is written last, atomically: it names the files of the
+//! checkpoint, so a run stopped at any moment resumes from the last complete epoch. Files
+//! of older epochs are removed after it is written.
+
+use super::early_stop::EarlyStopping;
+use super::metrics::EpochMetrics;
+use super::TrainError;
+use crate::checkpoint::{load_optimizer, load_weights, save_optimizer, save_weights};
+use crate::fsio::write_atomic;
+use crate::nn::Network;
+use crate::optim::Optimizer;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What a run needs, besides weights and optimizer state, to continue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// State of the dropout generator ([`crate::engine::Rng::state`]).
+    pub dropout_rng: [u64; 4],
+    pub early_stop: EarlyStopping,
+    /// Set when the run ended before its last epoch (`early_stopped`).
+    pub stopped: Option<String>,
+    pub history: Vec<EpochMetrics>,
+}
+
+fn dir(run: &Path) -> PathBuf {
+    run.join("checkpoint")
+}
+
+fn weights_file(run: &Path, epoch: usize) -> PathBuf {
+    dir(run).join(format!("weights-{epoch}.safetensors"))
+}
+
+fn optimizer_file(run: &Path, epoch: usize) -> PathBuf {
+    dir(run).join(format!("optimizer-{epoch}.safetensors"))
+}
+
+/// The weights of best epoch `epoch`.
+pub fn best_file(run: &Path, epoch: usize) -> PathBuf {
+    dir(run).join(format!("best-{epoch}.safetensors"))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Saves the weights of a new best epoch (before [`save`] commits it).
+pub fn save_best(run: &Path, net: &Network, epoch: usize) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir(run)).map_err(io(&dir(run)))?;
+    save_weights(&best_file(run, epoch), &net.params(), HashMap::new())?;
+    Ok(())
+}
+
+/// Writes the checkpoint of `state.epochs_done` and removes older files.
+pub fn save(
+    run: &Path,
+    net: &Network,
+    optimizer: &dyn Optimizer,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let folder = dir(run);
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    let e = state.epochs_done;
+    let params = net.params();
+    save_weights(&weights_file(run, e), &params, HashMap::new())?;
+    save_optimizer(&optimizer_file(run, e), &optimizer.state(&params))?;
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    let state_path = folder.join("state.json");
+    write_atomic(&state_path, &json).map_err(io(&state_path))?;
+    let keep = [
+        weights_file(run, e),
+        optimizer_file(run, e),
+        state_path,
+        best_file(run, state.early_stop.best_epoch().unwrap_or(0)),
+    ];
+    for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
+        let path = entry.map_err(io(&folder))?.path();
+        if !keep.contains(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Loads the checkpoint into `net` and `optimizer`, returning the state.
+pub fn load(
+    run: &Path,
+    net: &mut Network,
+    optimizer: &mut dyn Optimizer,
+) -> Result<TrainState, TrainError> {
+    let state_path = dir(run).join("state.json");
+    let bytes = std::fs::read(&state_path).map_err(|e| {
+        TrainError::Resume(format!(
+            "{}: {e} (no epoch of this run has finished)",
+            state_path.display()
+        ))
+    })?;
+    let state: TrainState = serde_json::from_slice(&bytes)
+        .map_err(|e| TrainError::Resume(format!("{}: {e}", state_path.display())))?;
+    load_weights(&weights_file(run, state.epochs_done), &mut net.params_mut())?;
+    let saved = load_optimizer(&optimizer_file(run, state.epochs_done))?;
+    optimizer
+        .load_state(&saved, &net.params())
+        .map_err(|e| TrainError::Resume(format!("optimizer state: {e}")))?;
+    Ok(state)
+}

@@ -1,0 +1,543 @@
+//! A run's settings: [`RunConfig`] as written in `run.toml` or given as flags, and
+//! [`RunConfig::check`], which rejects invalid settings, naming the option, before anything
+//! is loaded or written.
+
+use crate::data::DatasetSpec;
+use crate::models;
+use crate::nn::{Init, ModelSpec};
+use crate::regularize::{L1Mode, LayerStrength, PenaltyKind, PenaltyRule};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Strength of a penalty family's terms when it is chosen without one (Keras's `'l1'`,
+/// `'l2'` and `'l1_l2'` regularizers use 0.01).
+pub const DEFAULT_STRENGTH: f32 = 0.01;
+
+/// The optimizer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (betas 0.9, 0.999; eps 1e-8), PyTorch's update rule.
+    #[default]
+    Adam,
+    /// SGD with optional (Nesterov) momentum, PyTorch's update rule.
+    Sgd,
+}
+
+/// How pixels become inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormalizationKind {
+    /// `v / 255`.
+    #[default]
+    UnitRange,
+    /// `(v / 255 - mean_c) / std_c`, per channel, from the training part of the split.
+    Standardize,
+}
+
+/// Every setting of one run. In `run.toml` keys are the field names; on the command line
+/// they are the same names with dashes (`batch_size` is `--batch-size`). Flags override the
+/// file's values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Data set: `cifar10`, `mnist`, `fashion-mnist`, `tiny-imagenet` or `folder:PATH`.
+    /// Required.
+    pub dataset: String,
+    /// Folder holding the data sets. Default: `$REGSTUDY_DATA`, else the user's cache folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// A zoo model (`simple-cnn`, `levy-initial`, `levy-new`, `resnet18`, `standard-cnn`) or
+    /// the path of a model spec file (`.toml`). Required.
+    pub model: String,
+    /// Weight initialization: `pytorch` (default) or `keras`.
+    pub init: Init,
+    /// Penalty family: `none`, `l1`, `l2`, `l1l2`. Default: the family of the strengths
+    /// given (`none` if neither `l1` nor `l2` is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty: Option<PenaltyKind>,
+    /// L1 strength (`l1 * sum|w|`). Default: 0.01 when the family has an L1 term.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1: Option<f32>,
+    /// L2 strength (`l2 * sum w^2`, no 1/2). Default: 0.01 when the family has an L2 term.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f32>,
+    /// How the L1 term is minimized: `subgradient` (default, Keras) or `prox`
+    /// (soft-thresholding after each step, exact zeros).
+    pub l1_mode: L1Mode,
+    /// Penalize biases as well as kernels. Default: false.
+    pub penalize_biases: bool,
+    /// Penalize batch-norm scale and shift as well. Default: false.
+    pub penalize_norm: bool,
+    /// Coupled weight decay `wd` on every trainable parameter (PyTorch's SGD/Adam
+    /// `weight_decay`; equals an L2 penalty of `wd/2`). Default: 0.
+    pub weight_decay: f32,
+    /// Decoupled weight decay `d`: `w <- w * (1 - lr * d)` each step (AdamW). Default: 0.
+    pub decoupled_decay: f32,
+    /// Dropout probability before the classifier, in [0, 1); `standard-cnn` only.
+    /// Default: none (no dropout layer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
+    /// Batch norm after every convolution; `standard-cnn` only. Default: false.
+    pub batch_norm: bool,
+    /// Training augmentation: random horizontal flips and shifts of up to 4 pixels.
+    /// Default: false.
+    pub augment: bool,
+    /// Input scaling: `unit-range` (default) or `standardize`.
+    pub normalization: NormalizationKind,
+    /// `adam` (default) or `sgd`.
+    pub optimizer: OptimizerKind,
+    /// Learning rate. Default: 1e-3.
+    pub lr: f32,
+    /// SGD momentum, in [0, 1). Default: 0.
+    pub momentum: f32,
+    /// SGD Nesterov momentum (needs `momentum > 0`). Default: false.
+    pub nesterov: bool,
+    /// Training batch size. Default: 64.
+    pub batch_size: usize,
+    /// Epochs to train. Default: 10.
+    pub epochs: usize,
+    /// Seed of the initialization, the validation split, the shuffles, augmentation and
+    /// dropout. Default: 0.
+    pub seed: u64,
+    /// Worker threads; 0 means one per core. Runs are bit-identical for the same seed and
+    /// thread count. Default: 0.
+    pub threads: usize,
+    /// Fraction of the training set held out for validation (stratified, seeded), in
+    /// [0, 1). Default: 0.1.
+    pub val_fraction: f64,
+    /// Early stopping: stop after this many epochs without a lower validation loss, then
+    /// restore the weights of the best epoch. Default: none (train every epoch, keep the
+    /// last weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Train on only the first N images of the training part (after the split), for quick
+    /// runs. Default: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+    /// Test on only the first N test images. Default: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+    /// Run folder. Default: `runs/<model>-<dataset>-<unix time>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<PathBuf>,
+    /// Per-layer strengths, keyed by parameter name (`fc1.weight`) or a prefix of names
+    /// ending at a dot (`fc1`, `layer1.0`); `{ l1 = X, l2 = Y }`, either may be left out to
+    /// keep the default. Default: none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub layer_penalties: BTreeMap<String, LayerStrength>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            data_dir: None,
+            model: String::new(),
+            init: Init::Pytorch,
+            penalty: None,
+            l1: None,
+            l2: None,
+            l1_mode: L1Mode::Subgradient,
+            penalize_biases: false,
+            penalize_norm: false,
+            weight_decay: 0.0,
+            decoupled_decay: 0.0,
+            dropout: None,
+            batch_norm: false,
+            augment: false,
+            normalization: NormalizationKind::UnitRange,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.0,
+            nesterov: false,
+            batch_size: 64,
+            epochs: 10,
+            seed: 0,
+            threads: 0,
+            val_fraction: 0.1,
+            patience: None,
+            train_subset: None,
+            test_subset: None,
+            out: None,
+            layer_penalties: BTreeMap::new(),
+        }
+    }
+}
+
+/// An invalid setting, named as the command-line option that sets it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("--{option}: {problem}")]
+pub struct ConfigError {
+    pub option: String,
+    pub problem: String,
+}
+
+fn bad(option: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        option: option.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Where the network comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A zoo model, sized from the data.
+    Zoo(String),
+    /// A user's spec file, with its own input shape.
+    File(ModelSpec),
+}
+
+/// A [`RunConfig`] that passed [`RunConfig::check`], with its defaults resolved
+/// (`config.penalty`, `config.l1`, `config.l2` are filled in) and its parts parsed.
+#[derive(Clone, Debug)]
+pub struct CheckedRunConfig {
+    pub config: RunConfig,
+    pub dataset: DatasetSpec,
+    pub model: ModelSource,
+    pub rule: PenaltyRule,
+}
+
+fn non_negative(option: &str, value: f32) -> Result<f32, ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(bad(
+            option,
+            format!("must be a finite number >= 0, got {value}"),
+        ))
+    }
+}
+
+impl RunConfig {
+    /// Reads a `run.toml` file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| bad("config", format!("{}: {e}", path.display())))
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a run config always serializes")
+    }
+
+    /// Validates every setting and resolves the defaults that depend on others.
+    pub fn check(&self) -> Result<CheckedRunConfig, ConfigError> {
+        let mut c = self.clone();
+        if c.dataset.is_empty() {
+            return Err(bad(
+                "dataset",
+                "is required (cifar10, mnist, fashion-mnist, tiny-imagenet or folder:PATH)",
+            ));
+        }
+        let dataset: DatasetSpec = c
+            .dataset
+            .parse()
+            .map_err(|e| bad("dataset", format!("{e}")))?;
+        let model = check_model(&c.model)?;
+        let rule = check_penalty(&mut c)?;
+        let standard = matches!(&model, ModelSource::Zoo(name) if name == "standard-cnn");
+        if let Some(p) = c.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return Err(bad("dropout", format!("must be in [0, 1), got {p}")));
+            }
+            if !standard {
+                return Err(bad("dropout", format!("model `{}` has no dropout switch (only standard-cnn has; put dropout layers in a model spec file instead)", c.model)));
+            }
+        }
+        if c.batch_norm && !standard {
+            return Err(bad("batch-norm", format!("model `{}` has no batch-norm switch (only standard-cnn has; put batch-norm layers in a model spec file instead)", c.model)));
+        }
+        if !(c.lr.is_finite() && c.lr > 0.0) {
+            return Err(bad(
+                "lr",
+                format!("must be a finite number > 0, got {}", c.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&c.momentum) {
+            return Err(bad(
+                "momentum",
+                format!("must be in [0, 1), got {}", c.momentum),
+            ));
+        }
+        if c.optimizer == OptimizerKind::Adam && c.momentum != 0.0 {
+            return Err(bad("momentum", "applies to --optimizer sgd only"));
+        }
+        if c.nesterov && (c.optimizer != OptimizerKind::Sgd || c.momentum == 0.0) {
+            return Err(bad("nesterov", "needs --optimizer sgd and --momentum > 0"));
+        }
+        if c.batch_size == 0 {
+            return Err(bad("batch-size", "must be at least 1"));
+        }
+        if c.epochs == 0 {
+            return Err(bad("epochs", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&c.val_fraction) {
+            return Err(bad(
+                "val-fraction",
+                format!("must be in [0, 1), got {}", c.val_fraction),
+            ));
+        }
+        match c.patience {
+            Some(0) => return Err(bad("patience", "must be at least 1")),
+            Some(_) if c.val_fraction == 0.0 => {
+                return Err(bad(
+                    "patience",
+                    "early stopping needs a validation split (--val-fraction > 0)",
+                ))
+            }
+            _ => {}
+        }
+        if c.train_subset == Some(0) {
+            return Err(bad("train-subset", "must be at least 1"));
+        }
+        if c.test_subset == Some(0) {
+            return Err(bad("test-subset", "must be at least 1"));
+        }
+        Ok(CheckedRunConfig {
+            config: c,
+            dataset,
+            model,
+            rule,
+        })
+    }
+}
+
+/// A zoo name, or a `.toml` spec file that parses.
+fn check_model(model: &str) -> Result<ModelSource, ConfigError> {
+    if model.is_empty() {
+        return Err(bad(
+            "model",
+            format!(
+                "is required ({}, or a model spec .toml file)",
+                models::NAMES.join(", ")
+            ),
+        ));
+    }
+    if models::NAMES.contains(&model) {
+        return Ok(ModelSource::Zoo(model.to_string()));
+    }
+    let path = Path::new(model);
+    if model.ends_with(".toml") || path.is_file() {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad("model", format!("{model}: {e}")))?;
+        let spec = toml::from_str(&text).map_err(|e| bad("model", format!("{model}: {e}")))?;
+        return Ok(ModelSource::File(spec));
+    }
+    Err(bad(
+        "model",
+        format!(
+            "unknown model `{model}`; expected one of {}, or a model spec .toml file",
+            models::NAMES.join(", ")
+        ),
+    ))
+}
+
+/// Resolves the penalty family and strengths (filling `c.penalty`, `c.l1`, `c.l2`).
+fn check_penalty(c: &mut RunConfig) -> Result<PenaltyRule, ConfigError> {
+    if let Some(l1) = c.l1 {
+        non_negative("l1", l1)?;
+    }
+    if let Some(l2) = c.l2 {
+        non_negative("l2", l2)?;
+    }
+    non_negative("weight-decay", c.weight_decay)?;
+    non_negative("decoupled-decay", c.decoupled_decay)?;
+    let kind = c
+        .penalty
+        .unwrap_or_else(|| PenaltyKind::from_strengths(c.l1.is_some(), c.l2.is_some()));
+    if c.l1.is_some() && !kind.has_l1() {
+        return Err(bad(
+            "l1",
+            format!("is given but --penalty {kind:?} has no L1 term (use l1 or l1l2)")
+                .to_lowercase(),
+        ));
+    }
+    if c.l2.is_some() && !kind.has_l2() {
+        return Err(bad(
+            "l2",
+            format!("is given but --penalty {kind:?} has no L2 term (use l2 or l1l2)")
+                .to_lowercase(),
+        ));
+    }
+    c.penalty = Some(kind);
+    if kind.has_l1() {
+        c.l1 = Some(c.l1.unwrap_or(DEFAULT_STRENGTH));
+    }
+    if kind.has_l2() {
+        c.l2 = Some(c.l2.unwrap_or(DEFAULT_STRENGTH));
+    }
+    for (key, s) in &c.layer_penalties {
+        for (term, value) in [("l1", s.l1), ("l2", s.l2)] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(bad(
+                        "layer-penalty",
+                        format!("{key}: {term} must be a finite number >= 0, got {v}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(PenaltyRule {
+        l1: c.l1.unwrap_or(0.0),
+        l2: c.l2.unwrap_or(0.0),
+        mode: c.l1_mode,
+        biases: c.penalize_biases,
+        norm: c.penalize_norm,
+        layers: c.layer_penalties.clone(),
+        weight_decay: c.weight_decay,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RunConfig {
+        RunConfig {
+            dataset: "mnist".into(),
+            model: "simple-cnn".into(),
+            ..RunConfig::default()
+        }
+    }
+
+    fn error_of(c: RunConfig) -> String {
+        c.check().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_family_follows_the_strengths_given_and_defaults_fill_in() {
+        let checked = RunConfig {
+            l1: Some(1e-4),
+            ..base()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(checked.config.penalty, Some(PenaltyKind::L1));
+        assert_eq!(checked.rule.l1, 1e-4);
+        assert_eq!(checked.rule.l2, 0.0);
+        let checked = RunConfig {
+            penalty: Some(PenaltyKind::L1l2),
+            ..base()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(
+            (checked.config.l1, checked.config.l2),
+            (Some(0.01), Some(0.01))
+        );
+        let checked = base().check().unwrap();
+        assert_eq!(checked.config.penalty, Some(PenaltyKind::None));
+        assert_eq!(checked.config.l1, None);
+    }
+
+    #[test]
+    fn invalid_settings_name_their_option() {
+        assert!(error_of(RunConfig {
+            l1: Some(-1.0),
+            ..base()
+        })
+        .starts_with("--l1:"));
+        assert!(error_of(RunConfig {
+            l2: Some(f32::NAN),
+            ..base()
+        })
+        .starts_with("--l2:"));
+        let e = error_of(RunConfig {
+            penalty: Some(PenaltyKind::L2),
+            l1: Some(0.1),
+            ..base()
+        });
+        assert!(e.starts_with("--l1:"), "{e}");
+        let standard = RunConfig {
+            model: "standard-cnn".into(),
+            ..base()
+        };
+        assert!(error_of(RunConfig {
+            dropout: Some(1.5),
+            ..standard.clone()
+        })
+        .starts_with("--dropout:"));
+        assert!(RunConfig {
+            dropout: Some(0.5),
+            batch_norm: true,
+            ..standard
+        }
+        .check()
+        .is_ok());
+        assert!(error_of(RunConfig {
+            dropout: Some(0.5),
+            ..base()
+        })
+        .starts_with("--dropout:"));
+        assert!(error_of(RunConfig {
+            batch_norm: true,
+            ..base()
+        })
+        .starts_with("--batch-norm:"));
+        assert!(error_of(RunConfig {
+            model: "vgg99".into(),
+            ..base()
+        })
+        .starts_with("--model:"));
+        assert!(error_of(RunConfig {
+            dataset: "cifar100".into(),
+            ..base()
+        })
+        .starts_with("--dataset:"));
+        assert!(error_of(RunConfig { lr: 0.0, ..base() }).starts_with("--lr:"));
+        assert!(error_of(RunConfig {
+            weight_decay: -0.1,
+            ..base()
+        })
+        .starts_with("--weight-decay:"));
+        assert!(error_of(RunConfig {
+            momentum: 0.9,
+            ..base()
+        })
+        .starts_with("--momentum:"));
+        assert!(error_of(RunConfig {
+            batch_size: 0,
+            ..base()
+        })
+        .starts_with("--batch-size:"));
+        assert!(error_of(RunConfig {
+            val_fraction: 1.0,
+            ..base()
+        })
+        .starts_with("--val-fraction:"));
+        let e = error_of(RunConfig {
+            patience: Some(2),
+            val_fraction: 0.0,
+            ..base()
+        });
+        assert!(e.starts_with("--patience:"), "{e}");
+    }
+
+    #[test]
+    fn a_resolved_config_round_trips_through_toml_and_unknown_keys_are_rejected() {
+        let mut c = base();
+        c.layer_penalties.insert(
+            "fc1".into(),
+            LayerStrength {
+                l1: Some(0.5),
+                l2: None,
+            },
+        );
+        let resolved = RunConfig {
+            penalty: Some(PenaltyKind::L1l2),
+            ..c
+        }
+        .check()
+        .unwrap()
+        .config;
+        let text = resolved.to_toml();
+        let back: RunConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, resolved);
+        assert!(toml::from_str::<RunConfig>("dataset = \"mnist\"\nlearning_rate = 0.1\n").is_err());
+    }
+}

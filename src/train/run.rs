@@ -1,0 +1,568 @@
+//! The training loop of one run, top to bottom: prepare data, build the network, open the run
+//! folder, then per epoch train, validate, measure, checkpoint; at the end restore the best
+//! weights (with early stopping), test once, and write the summary.
+
+use super::checkpoint::{self, TrainState};
+use super::config::{CheckedRunConfig, ModelSource, NormalizationKind, OptimizerKind, RunConfig};
+use super::early_stop::EarlyStopping;
+use super::metrics::{self, EpochMetrics, Summary};
+use super::TrainError;
+use crate::checkpoint::{load_weights, save_weights};
+use crate::data::{
+    self, split_validation, Augmentation, BatchLoader, DataIdentity, ImageSet, LoaderConfig,
+    Normalization,
+};
+use crate::engine::{Rng, Tensor, ThreadPool};
+use crate::fsio::write_atomic;
+use crate::models::{self, StandardCnnOptions};
+use crate::nn::spec::InputShape;
+use crate::nn::{cross_entropy, Context, ModelSpec, Network};
+use crate::optim::{AdamConfig, Optimizer, SgdConfig};
+use crate::regularize::{kernel_sparsity, PenaltyPlan};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Stream of the dropout generator, derived from the run's seed.
+const DROPOUT_STREAM: u64 = 0x4452_4f50;
+/// Batch size for validation and test (it changes no result: evaluation has no batch
+/// statistics).
+const EVAL_BATCH: usize = 256;
+
+/// How [`run`] behaves beyond its config.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Continue the run in `config.out` from its checkpoint.
+    pub resume: bool,
+    /// Show a progress bar (on a terminal only) and print one line per epoch to stdout.
+    pub progress: bool,
+}
+
+/// The data of a run: training part, validation split, test set.
+struct Data {
+    train: Arc<ImageSet>,
+    val: Option<Arc<ImageSet>>,
+    test: Arc<ImageSet>,
+    classes: usize,
+    identity: DataIdentity,
+    normalization: Normalization,
+}
+
+/// Runs (or resumes) the experiment and returns its summary, also written to the run folder.
+/// A non-finite loss ends the run with status `diverged` in `summary.json` and
+/// [`TrainError::Diverged`].
+pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, TrainError> {
+    let c = &checked.config;
+    let pool =
+        ThreadPool::new(c.threads).map_err(|e| TrainError::Invalid(format!("--threads: {e}")))?;
+    let data = prepare_data(checked)?;
+    let spec = model_spec(checked, &data)?;
+    let mut net = spec.build(c.init, c.seed)?;
+    if net.classes() != data.classes {
+        return Err(TrainError::Invalid(format!(
+            "--model: the network outputs {} classes, the data set has {}",
+            net.classes(),
+            data.classes
+        )));
+    }
+    let plan = PenaltyPlan::new(&checked.rule, &net.params())?;
+    let mut optimizer = make_optimizer(c);
+    let out = run_folder(c, &spec);
+    let state = if options.resume {
+        let state = checkpoint::load(&out, &mut net, optimizer.as_mut())?;
+        check_resumable(&state, c)?;
+        write(&out.join("config.toml"), c.to_toml().as_bytes())?;
+        state
+    } else {
+        create_run_folder(&out, checked, &spec, &net, &data, pool.threads())?;
+        TrainState {
+            epochs_done: 0,
+            dropout_rng: Rng::derive(c.seed, DROPOUT_STREAM).state(),
+            early_stop: EarlyStopping::new(c.patience),
+            stopped: None,
+            history: Vec::new(),
+        }
+    };
+    let mut trainer = Trainer {
+        config: c,
+        net,
+        optimizer,
+        plan,
+        out,
+        state,
+        threads: pool.threads(),
+        progress: options.progress,
+    };
+    pool.install(|| trainer.run(&data))
+}
+
+/// Loads the data set, carves the validation split, applies the subsets.
+fn prepare_data(checked: &CheckedRunConfig) -> Result<Data, TrainError> {
+    let c = &checked.config;
+    let dataset = data::load(&checked.dataset, c.data_dir.as_deref())?;
+    let (mut train, val) = if c.val_fraction > 0.0 {
+        let (train, val) = split_validation(&dataset.train, c.val_fraction, c.seed)?;
+        (train, Some(val))
+    } else {
+        (dataset.train, None)
+    };
+    if let Some(n) = c.train_subset {
+        train = train.subset(&(0..n.min(train.len())).collect::<Vec<_>>());
+    }
+    let mut test = dataset.test;
+    if let Some(n) = c.test_subset {
+        test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>());
+    }
+    let normalization = match c.normalization {
+        NormalizationKind::UnitRange => Normalization::UnitRange,
+        NormalizationKind::Standardize => Normalization::standardize_from(&train),
+    };
+    Ok(Data {
+        train: Arc::new(train),
+        val: val.map(Arc::new),
+        test: Arc::new(test),
+        classes: dataset.classes.len(),
+        identity: dataset.identity,
+        normalization,
+    })
+}
+
+/// The network's spec: a zoo model sized from the data (with the standard CNN's switches), or
+/// the user's spec, which must fit the data.
+fn model_spec(checked: &CheckedRunConfig, data: &Data) -> Result<ModelSpec, TrainError> {
+    let c = &checked.config;
+    let input = InputShape {
+        channels: data.train.channels,
+        height: data.train.height,
+        width: data.train.width,
+    };
+    let spec = match &checked.model {
+        ModelSource::Zoo(name) if name == "standard-cnn" => {
+            let options = StandardCnnOptions {
+                batch_norm: c.batch_norm,
+                dropout: c.dropout.unwrap_or(0.0),
+            };
+            models::standard_cnn(input, data.classes, options)
+        }
+        ModelSource::Zoo(name) => models::by_name(name, input, data.classes)
+            .ok_or_else(|| TrainError::Invalid(format!("--model: unknown model `{name}`")))?,
+        ModelSource::File(spec) => spec.clone(),
+    };
+    if spec.input != input {
+        return Err(TrainError::Invalid(format!(
+            "--model: the spec's input {:?} does not match the data's images {input:?}",
+            spec.input
+        )));
+    }
+    Ok(spec)
+}
+
+/// The optimizer of the config, with its weight decays.
+fn make_optimizer(c: &RunConfig) -> Box<dyn Optimizer> {
+    match c.optimizer {
+        OptimizerKind::Adam => Box::new(
+            AdamConfig::new(c.lr)
+                .with_weight_decay(c.weight_decay)
+                .with_decoupled_decay(c.decoupled_decay)
+                .init(),
+        ),
+        OptimizerKind::Sgd => Box::new(
+            SgdConfig::new(c.lr)
+                .with_momentum(c.momentum)
+                .with_nesterov(c.nesterov)
+                .with_weight_decay(c.weight_decay)
+                .with_decoupled_decay(c.decoupled_decay)
+                .init(),
+        ),
+    }
+}
+
+/// `--out`, else `runs/<model>-<dataset>-<unix seconds>`.
+fn run_folder(c: &RunConfig, spec: &ModelSpec) -> PathBuf {
+    c.out.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let dataset: String = c
+            .dataset
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '-' {
+                    ch
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        PathBuf::from("runs").join(format!("{}-{dataset}-{secs}", spec.name))
+    })
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    write_atomic(path, bytes).map_err(io(path))
+}
+
+/// Creates a new run folder with the resolved config, the run's identity and the model.
+fn create_run_folder(
+    out: &Path,
+    checked: &CheckedRunConfig,
+    spec: &ModelSpec,
+    net: &Network,
+    data: &Data,
+    threads: usize,
+) -> Result<(), TrainError> {
+    let occupied = out.read_dir().is_ok_and(|mut d| d.next().is_some());
+    if occupied {
+        return Err(TrainError::Invalid(format!(
+            "--out: {} already holds files; choose another folder, or continue it with --resume {}",
+            out.display(),
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut config = checked.config.clone();
+    config.out = Some(out.to_path_buf());
+    write(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let model =
+        toml::to_string(spec).map_err(|e| TrainError::Invalid(format!("model spec: {e}")))?;
+    write(&out.join("model.toml"), model.as_bytes())?;
+    let run = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "threads": threads,
+        "seed": checked.config.seed,
+        "data": data.identity,
+        "train_images": data.train.len(),
+        "val_images": data.val.as_ref().map_or(0, |v| v.len()),
+        "test_images": data.test.len(),
+        "trainable_parameters": net.trainable_count(),
+        "command": std::env::args().collect::<Vec<_>>(),
+    });
+    let json = serde_json::to_vec_pretty(&run).expect("run info serializes");
+    write(&out.join("run.json"), &json)
+}
+
+/// A checkpoint can continue only a run that has epochs left.
+fn check_resumable(state: &TrainState, c: &RunConfig) -> Result<(), TrainError> {
+    if let Some(stopped) = &state.stopped {
+        return Err(TrainError::Resume(format!(
+            "the run ended ({stopped}) after epoch {}",
+            state.epochs_done
+        )));
+    }
+    if state.epochs_done >= c.epochs {
+        return Err(TrainError::Resume(format!(
+            "the run has done {} of {} epochs; give --epochs above {}",
+            state.epochs_done, c.epochs, state.epochs_done
+        )));
+    }
+    Ok(())
+}
+
+/// What one pass over a data set gave.
+struct Pass {
+    loss: f64,
+    acc: f64,
+    images: usize,
+}
+
+/// A run in progress.
+struct Trainer<'a> {
+    config: &'a RunConfig,
+    net: Network,
+    optimizer: Box<dyn Optimizer>,
+    plan: PenaltyPlan,
+    out: PathBuf,
+    state: TrainState,
+    threads: usize,
+    progress: bool,
+}
+
+impl Trainer<'_> {
+    /// Trains the remaining epochs, then tests and writes the summary.
+    fn run(&mut self, data: &Data) -> Result<Summary, TrainError> {
+        let c = self.config;
+        let augmentation = if c.augment {
+            Augmentation {
+                horizontal_flip: true,
+                max_shift: 4,
+            }
+        } else {
+            Augmentation::none()
+        };
+        let mut train_loader = BatchLoader::new(
+            Arc::clone(&data.train),
+            LoaderConfig {
+                batch_size: c.batch_size,
+                shuffle: true,
+                drop_last: false,
+                seed: c.seed,
+                normalization: data.normalization.clone(),
+                augmentation,
+                prefetch: 2,
+            },
+        )?;
+        let eval_config = LoaderConfig {
+            normalization: data.normalization.clone(),
+            ..LoaderConfig::new(EVAL_BATCH)
+        };
+        let mut val_loader = match &data.val {
+            Some(val) => Some(BatchLoader::new(Arc::clone(val), eval_config.clone())?),
+            None => None,
+        };
+        if self.progress {
+            println!("{}", metrics::console_header());
+        }
+        let mut status = "completed";
+        while self.state.epochs_done < c.epochs {
+            let epoch = self.state.epochs_done + 1;
+            if let Err(message) = self.epoch(epoch, &mut train_loader, val_loader.as_mut()) {
+                return self.diverged(message);
+            }
+            if self.state.early_stop.should_stop() {
+                status = "early_stopped";
+                self.state.stopped = Some(status.into());
+            }
+            checkpoint::save(&self.out, &self.net, self.optimizer.as_ref(), &self.state)?;
+            if status != "completed" {
+                break;
+            }
+        }
+        self.finish(status, data, eval_config)
+    }
+
+    /// One epoch: train, validate, measure, record. `Err` carries a divergence message.
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        train_loader: &mut BatchLoader,
+        val_loader: Option<&mut BatchLoader>,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let train = self.train_epoch(epoch, train_loader)?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        let val = match val_loader {
+            Some(loader) => Some(evaluate(&mut self.net, loader)),
+            None => None,
+        };
+        if let Some(v) = &val {
+            if !v.loss.is_finite() {
+                return Err(format!("validation loss is {} after epoch {epoch}", v.loss));
+            }
+            let improved = self.state.early_stop.update(epoch, v.loss);
+            if improved && self.config.patience.is_some() {
+                checkpoint::save_best(&self.out, &self.net, epoch).map_err(|e| e.to_string())?;
+            }
+        }
+        let params = self.net.params();
+        let penalty = self.plan.value(&params);
+        let sparsity = kernel_sparsity(&params);
+        let m = EpochMetrics {
+            epoch,
+            train_data_loss: train.loss,
+            train_penalty: penalty,
+            train_loss: train.loss + penalty,
+            train_acc: train.acc,
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_acc: val.as_ref().map(|v| v.acc),
+            gap_loss: val.as_ref().map(|v| v.loss - train.loss),
+            gap_acc: val.as_ref().map(|v| train.acc - v.acc),
+            lr: shortest_f64(self.optimizer.learning_rate()),
+            seconds: start.elapsed().as_secs_f64(),
+            train_seconds,
+            images_per_s: train.images as f64 / train_seconds,
+            sparsity,
+        };
+        if self.progress {
+            println!("{}", metrics::console_line(&m));
+        }
+        self.state.history.push(m);
+        self.state.epochs_done = epoch;
+        self.write_metrics().map_err(|e| e.to_string())
+    }
+
+    /// One pass over the shuffled training set with a gradient step per batch; the penalties
+    /// act inside the optimizer's step through the plan. `Err` on a non-finite loss.
+    fn train_epoch(&mut self, epoch: usize, loader: &mut BatchLoader) -> Result<Pass, String> {
+        let bar = progress_bar(self.progress, loader.batches_per_epoch(), epoch);
+        let [h, w, ch] = self.net.input_shape();
+        let mut ctx = Context::train(Rng::from_state(self.state.dropout_rng));
+        let mut grad = Tensor::default();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for (i, batch) in loader.epoch(epoch as u64 - 1).enumerate() {
+            let x = Tensor::from_vec(&[batch.len, h, w, ch], batch.images)
+                .expect("the loader's batches have the data's shape");
+            let out = cross_entropy(self.net.forward(&x, &mut ctx), &batch.labels, &mut grad);
+            if !out.loss.is_finite() {
+                bar.finish_and_clear();
+                return Err(format!(
+                    "the training loss is {} at epoch {epoch}, batch {} (try a lower --lr)",
+                    out.loss,
+                    i + 1
+                ));
+            }
+            self.net.backward(&x, &grad);
+            self.optimizer.step(&mut self.net.params_mut(), &self.plan);
+            loss_sum += out.loss * batch.len as f64;
+            correct += out.correct;
+            seen += batch.len;
+            bar.inc(1);
+            if i % 20 == 0 {
+                let acc = 100.0 * correct as f64 / seen as f64;
+                bar.set_message(format!("loss {:.4} acc {acc:.2}%", loss_sum / seen as f64));
+            }
+        }
+        bar.finish_and_clear();
+        self.state.dropout_rng = ctx.rng.state();
+        let n = seen.max(1) as f64;
+        Ok(Pass {
+            loss: loss_sum / n,
+            acc: correct as f64 / n,
+            images: seen,
+        })
+    }
+
+    /// Rewrites `metrics.jsonl` and `metrics.csv` from the history.
+    fn write_metrics(&self) -> Result<(), TrainError> {
+        let history = &self.state.history;
+        write(
+            &self.out.join("metrics.jsonl"),
+            metrics::jsonl(history).as_bytes(),
+        )?;
+        write(
+            &self.out.join("metrics.csv"),
+            metrics::csv(history).as_bytes(),
+        )
+    }
+
+    /// Restores the best weights (with early stopping), tests once, saves the final weights
+    /// and the summary.
+    fn finish(
+        &mut self,
+        status: &str,
+        data: &Data,
+        eval_config: LoaderConfig,
+    ) -> Result<Summary, TrainError> {
+        if let (Some(_), Some(best)) = (self.config.patience, self.state.early_stop.best_epoch()) {
+            load_weights(
+                &checkpoint::best_file(&self.out, best),
+                &mut self.net.params_mut(),
+            )?;
+        }
+        let mut test_loader = BatchLoader::new(Arc::clone(&data.test), eval_config)?;
+        let test = evaluate(&mut self.net, &mut test_loader);
+        let metadata = HashMap::from([(
+            "regstudy_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        )]);
+        save_weights(
+            &self.out.join("weights.safetensors"),
+            &self.net.params(),
+            metadata,
+        )?;
+        let summary = self.summary(status, None, Some(&test));
+        if self.progress {
+            println!(
+                "test loss {:.4}, test accuracy {:.2}% ({status}; {})",
+                test.loss,
+                100.0 * test.acc,
+                self.out.display()
+            );
+        }
+        Ok(summary)
+    }
+
+    /// Records a diverged run and reports it.
+    fn diverged(&mut self, message: String) -> Result<Summary, TrainError> {
+        self.summary("diverged", Some(message.clone()), None);
+        Err(TrainError::Diverged(format!(
+            "{message}; summary in {}",
+            self.out.join("summary.json").display()
+        )))
+    }
+
+    /// Builds and writes `summary.json` (a write failure is reported on stderr only, so it
+    /// does not hide the run's outcome).
+    fn summary(&self, status: &str, message: Option<String>, test: Option<&Pass>) -> Summary {
+        let history = &self.state.history;
+        let best_val_acc = history
+            .iter()
+            .filter_map(|m| m.val_acc)
+            .fold(None, |best: Option<f64>, a| {
+                Some(best.map_or(a, |b| b.max(a)))
+            });
+        let summary = Summary {
+            status: status.into(),
+            message,
+            test_acc: test.map(|t| t.acc),
+            test_loss: test.map(|t| t.loss),
+            best_val_acc,
+            best_val_loss: self.state.early_stop.best.map(|(loss, _)| loss),
+            best_epoch: self.state.early_stop.best_epoch(),
+            epochs_run: history.len(),
+            mean_epoch_seconds: history.iter().map(|m| m.seconds).sum::<f64>()
+                / history.len().max(1) as f64,
+            sparsity: kernel_sparsity(&self.net.params()),
+            seed: self.config.seed,
+            threads: self.threads,
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let mut json = serde_json::to_vec_pretty(&summary).expect("summary serializes");
+        json.push(b'\n');
+        if let Err(e) = write(&self.out.join("summary.json"), &json) {
+            eprintln!("warning: {e}");
+        }
+        summary
+    }
+}
+
+/// The f64 whose shortest decimal form is that of `v` (0.001, not 0.0010000000474974513).
+fn shortest_f64(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+/// Mean loss and accuracy of the network in evaluation mode over one pass of `loader`.
+fn evaluate(net: &mut Network, loader: &mut BatchLoader) -> Pass {
+    let [h, w, ch] = net.input_shape();
+    let mut ctx = Context::eval();
+    let mut grad = Tensor::default();
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    for batch in loader.epoch(0) {
+        let x = Tensor::from_vec(&[batch.len, h, w, ch], batch.images)
+            .expect("the loader's batches have the data's shape");
+        let out = cross_entropy(net.forward(&x, &mut ctx), &batch.labels, &mut grad);
+        loss_sum += out.loss * batch.len as f64;
+        correct += out.correct;
+        seen += batch.len;
+    }
+    let n = seen.max(1) as f64;
+    Pass {
+        loss: loss_sum / n,
+        acc: correct as f64 / n,
+        images: seen,
+    }
+}
+
+/// A bar over the epoch's batches with live loss and accuracy, drawn on a terminal only.
+fn progress_bar(show: bool, batches: usize, epoch: usize) -> ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(epoch.to_string());
+    bar
+}

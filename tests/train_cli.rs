@@ -1,0 +1,263 @@
+//! `regstudy train` end to end: the binary on real MNIST.
+
+use regstudy::checkpoint::read_tensors;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("regstudy-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `regstudy train` on MNIST with `args`, quietly and offline.
+fn train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(["train", "--dataset", "mnist", "--data-dir", DATA, "--quiet"])
+        .args(args)
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn train_ok(args: &[&str]) {
+    let out = train(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn kernel_zeros(run: &Path) -> usize {
+    let (tensors, _) = read_tensors(&run.join("weights.safetensors")).unwrap();
+    tensors
+        .iter()
+        .filter(|(name, (shape, _))| name.ends_with(".weight") && shape.len() > 1)
+        .map(|(_, (_, values))| values.iter().filter(|v| **v == 0.0).count())
+        .sum()
+}
+
+#[test]
+fn simple_cnn_reaches_97_percent_on_mnist_in_one_epoch() {
+    let run = out_dir("full");
+    let out = run.to_str().unwrap();
+    train_ok(&["--model", "simple-cnn", "--epochs", "1", "--out", out]);
+    let s = summary(&run);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["epochs_run"], 1);
+    let acc = s["test_acc"].as_f64().unwrap();
+    assert!(acc >= 0.97, "test accuracy {acc}");
+    for file in [
+        "config.toml",
+        "run.json",
+        "model.toml",
+        "metrics.jsonl",
+        "metrics.csv",
+        "weights.safetensors",
+    ] {
+        assert!(run.join(file).is_file(), "{file}");
+    }
+    let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert!(m["val_acc"].as_f64().unwrap() > 0.95);
+    assert!(m["images_per_s"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&run).unwrap();
+}
+
+#[test]
+fn proximal_l1_gives_exact_zeros_and_l2_gives_none() {
+    let quick = [
+        "--model",
+        "simple-cnn",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "2000",
+        "--test-subset",
+        "500",
+        "--threads",
+        "1",
+    ];
+    let prox = out_dir("prox");
+    let mut args = quick.to_vec();
+    args.extend(["--penalty", "l1", "--l1", "1e-3", "--l1-mode", "prox"]);
+    args.extend(["--out", prox.to_str().unwrap()]);
+    train_ok(&args);
+    let zeros = summary(&prox)["sparsity"]["overall"]["zeros"]
+        .as_u64()
+        .unwrap();
+    assert!(zeros > 1000, "{zeros} exact zeros");
+    assert_eq!(kernel_zeros(&prox), zeros as usize);
+
+    // The same settings from a config file, with a flag overriding it.
+    let l2 = out_dir("l2");
+    let config = l2.with_extension("toml");
+    std::fs::write(
+        &config,
+        "model = \"simple-cnn\"\npenalty = \"l2\"\nl2 = 1e-3\nepochs = 3\ntrain_subset = 2000\n\
+         test_subset = 500\nthreads = 1\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    train_ok(&[
+        "--config",
+        config_arg,
+        "--epochs",
+        "1",
+        "--out",
+        l2.to_str().unwrap(),
+    ]);
+    assert_eq!(summary(&l2)["sparsity"]["overall"]["zeros"], 0);
+    assert_eq!(kernel_zeros(&l2), 0);
+    let resolved = std::fs::read_to_string(l2.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("epochs = 1") && resolved.contains("l2 = 0.001"),
+        "{resolved}"
+    );
+    for dir in [&prox, &l2] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    std::fs::remove_file(config).unwrap();
+}
+
+#[test]
+fn resuming_gives_the_weights_of_an_uninterrupted_run() {
+    // Batch norm (running statistics), dropout (its generator) and early stopping (its
+    // state) all have to survive the checkpoint.
+    let settings = [
+        "--model",
+        "standard-cnn",
+        "--batch-norm",
+        "--dropout",
+        "0.3",
+        "--patience",
+        "5",
+        "--train-subset",
+        "1000",
+        "--val-fraction",
+        "0.02",
+        "--test-subset",
+        "200",
+        "--threads",
+        "2",
+    ];
+    let whole = out_dir("whole");
+    let mut args = settings.to_vec();
+    args.extend(["--epochs", "2", "--out", whole.to_str().unwrap()]);
+    train_ok(&args);
+
+    let parts = out_dir("parts");
+    let mut args = settings.to_vec();
+    args.extend(["--epochs", "1", "--out", parts.to_str().unwrap()]);
+    train_ok(&args);
+    train_ok(&["--resume", parts.to_str().unwrap(), "--epochs", "2"]);
+
+    let (a, _) = read_tensors(&whole.join("weights.safetensors")).unwrap();
+    let (b, _) = read_tensors(&parts.join("weights.safetensors")).unwrap();
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, (_, values)) in &a {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(bits(values) == bits(&b[name].1), "{name} differs");
+    }
+    let (sa, sb) = (summary(&whole), summary(&parts));
+    for key in [
+        "test_acc",
+        "test_loss",
+        "best_val_loss",
+        "best_epoch",
+        "epochs_run",
+    ] {
+        assert_eq!(sa[key], sb[key], "{key}");
+    }
+    let metrics = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+
+    // A finished run cannot be resumed without more epochs, nor with other settings.
+    let again = train(&["--resume", parts.to_str().unwrap(), "--epochs", "2"]);
+    assert!(!again.status.success());
+    let other = train(&["--resume", parts.to_str().unwrap(), "--lr", "0.1"]);
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--lr"));
+    for dir in [&whole, &parts] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn bad_options_fail_naming_the_option_and_create_no_run_folder() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--model", "simple-cnn", "--l1", "-1"], "--l1"),
+        (
+            &["--model", "standard-cnn", "--dropout", "1.5"],
+            "--dropout",
+        ),
+        (&["--model", "vgg99"], "--model"),
+        (&["--model", "simple-cnn", "--dropout", "0.5"], "--dropout"),
+        (
+            &["--model", "simple-cnn", "--l2", "1e-3", "--penalty", "l1"],
+            "--l2",
+        ),
+        (
+            &[
+                "--model",
+                "simple-cnn",
+                "--layer-penalty",
+                "conv9:l1=0.1",
+                "--train-subset",
+                "10",
+            ],
+            "--layer-penalty",
+        ),
+    ];
+    for (i, (args, option)) in cases.iter().enumerate() {
+        let run = out_dir(&format!("bad{i}"));
+        let mut all = args.to_vec();
+        all.extend(["--out", run.to_str().unwrap()]);
+        let out = train(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(option), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!run.exists(), "{args:?} created {}", run.display());
+    }
+}
+
+#[test]
+fn an_absurd_learning_rate_ends_the_run_as_diverged() {
+    // SGD at lr 1e6 overflows to a NaN loss within a few batches (Adam's steps are bounded
+    // by lr, so its losses grow huge but stay finite).
+    let run = out_dir("diverge");
+    let out = train(&[
+        "--model",
+        "simple-cnn",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "3",
+        "--train-subset",
+        "1000",
+        "--test-subset",
+        "100",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("diverged") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let s = summary(&run);
+    assert_eq!(s["status"], "diverged");
+    assert!(s["test_acc"].is_null());
+    std::fs::remove_dir_all(&run).unwrap();
+}
