@@ -9,7 +9,7 @@ use regstudy::engine::{Rng, ThreadPool};
 use std::time::Instant;
 
 /// (label, m, k, n, a transposed, b transposed)
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 11] = [
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 13] = [
     ("square 2048^3", 2048, 2048, 2048, false, false),
     ("conv1 fwd", 65536, 27, 32, false, true),
     ("conv1 dW (t)", 32, 65536, 27, true, false),
@@ -19,6 +19,8 @@ const SHAPES: [(&str, usize, usize, usize, bool, bool); 11] = [
     ("conv2 dW^T (t)", 288, 16384, 64, true, false),
     ("conv2 dX", 16384, 64, 288, false, false),
     ("fc1 fwd", 64, 4096, 128, false, true),
+    ("fc1 fwd^T", 128, 4096, 64, false, true),
+    ("fc1 dX", 64, 128, 4096, false, false),
     ("fc1 dW (t)", 128, 64, 4096, true, false),
     ("resnet l3 fwd", 4096, 2304, 256, false, true),
 ];

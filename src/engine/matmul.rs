@@ -94,6 +94,20 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 /// inner dimension is cut into blocks multiplied in parallel and summed in block order.
 const INNER_BLOCK: usize = 4096;
 
+/// Inner-dimension block for shorter products (k from 2048 to 8191, e.g. the first linear
+/// layer's 4096 inputs): four or more blocks still give each thread whole blocks.
+const SHORT_INNER_BLOCK: usize = 1024;
+
+/// The block length for a split inner dimension of length `k`: a function of the shape alone,
+/// so results do not depend on the thread count.
+fn inner_block(k: usize) -> usize {
+    if k >= 2 * INNER_BLOCK {
+        INNER_BLOCK
+    } else {
+        SHORT_INNER_BLOCK
+    }
+}
+
 /// Largest output (elements) multiplied by splitting the inner dimension.
 const SPLIT_MAX_OUTPUT: usize = 1 << 17;
 
@@ -122,7 +136,7 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
         }
         return;
     }
-    if m * n <= SPLIT_MAX_OUTPUT && k >= 2 * INNER_BLOCK {
+    if m * n <= SPLIT_MAX_OUTPUT && k >= 2 * SHORT_INNER_BLOCK {
         return matmul_split_inner(a, b, c, accumulate);
     }
     let parallelism = if m * n * k < PARALLEL_MIN_FLOPS || rayon::current_num_threads() == 1 {
@@ -139,13 +153,14 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
 fn matmul_split_inner(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
     use rayon::prelude::*;
     let (k, len) = (a.cols, c.len());
-    let blocks = k.div_ceil(INNER_BLOCK);
+    let block = inner_block(k);
+    let blocks = k.div_ceil(block);
     let mut partials = vec![0.0f32; blocks * len];
     partials
         .par_chunks_mut(len)
         .enumerate()
         .for_each(|(i, partial)| {
-            let (start, end) = (i * INNER_BLOCK, ((i + 1) * INNER_BLOCK).min(k));
+            let (start, end) = (i * block, ((i + 1) * block).min(k));
             let (a, b) = (a.columns(start, end), b.rows_range(start, end));
             gemm_call(a, b, partial, false, gemm::Parallelism::None);
         });
