@@ -1,6 +1,6 @@
 //! The engine against PyTorch 2.13: forward outputs, every gradient, and the weights after 3
 //! optimizer steps, for the simple CNN, a ResNet basic block with projection shortcut, and batch
-//! norm (training and evaluation); and overlapping max-pooling and average pooling. The reference values come from `tools/make_fixtures.py` (run once with PyTorch; CI
+//! norm (training and evaluation); and overlapping and padded max-pooling and average pooling. The reference values come from `tools/make_fixtures.py` (run once with PyTorch; CI
 //! only reads the committed files). Tolerance: 1e-4 relative, 1e-5 absolute.
 
 use regstudy::checkpoint::read_tensors;
@@ -244,11 +244,12 @@ fn batch_norm_matches_pytorch_in_training_and_evaluation() {
 }
 
 #[test]
-fn overlapping_max_pool_and_average_pool_match_pytorch() {
+fn overlapping_and_padded_max_pool_and_average_pool_match_pytorch() {
     let t = fixture("pooling");
     let x = nhwc(&t, "input");
-    let layers: [(&str, Box<dyn Layer>); 2] = [
+    let layers: [(&str, Box<dyn Layer>); 3] = [
         ("max3s2", Box::new(MaxPool2d::new(3, 2))),
+        ("max3s2p1", Box::new(MaxPool2d::new(3, 2).with_padding(1))),
         ("avg2", Box::new(AvgPool2d::new(2, 2))),
     ];
     for (name, mut layer) in layers {

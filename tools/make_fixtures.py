@@ -22,8 +22,8 @@ convolution kernels [out, in, kh, kw]); labels are stored as float32 too. Keys:
     eval_grad.input             (batch norm) evaluation-mode input gradient after those steps
 
 pooling.safetensors holds, for one input: <p>.output and <p>.grad.input for <p> in max3s2
-(max-pool, kernel 3, stride 2: overlapping windows) and avg2 (average pool, kernel 2), each
-with its own <p>.grad_output.
+(max-pool, kernel 3, stride 2: overlapping windows), max3s2p1 (the same with padding 1, as in
+ResNet's ImageNet stem) and avg2 (average pool, kernel 2), each with its own <p>.grad_output.
 """
 import sys
 from pathlib import Path
@@ -153,6 +153,7 @@ def pooling(g):
     x = torch.randn(2, 3, 7, 7, generator=g)
     out = {"input": x}
     for name, pool in [("max3s2", lambda t: F.max_pool2d(t, 3, 2)),
+                       ("max3s2p1", lambda t: F.max_pool2d(t, 3, 2, padding=1)),
                        ("avg2", lambda t: F.avg_pool2d(t, 2))]:
         xi = x.clone().requires_grad_(True)
         y = pool(xi)

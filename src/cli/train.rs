@@ -25,7 +25,8 @@ pub struct TrainArgs {
     /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache folder].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Model: simple-cnn, levy-initial, levy-new, resnet18, standard-cnn, or a model spec
+    /// Model: simple-cnn, levy-initial, levy-new, resnet18 (3x3 stem), resnet18-imagenet (7x7
+    /// stem and max-pool, for 64x64 inputs), standard-cnn, or a model spec
     /// file (.toml).
     #[arg(long)]
     model: Option<String>,

@@ -6,7 +6,7 @@ mod simple_cnn;
 mod standard_cnn;
 
 pub use levy::{levy_initial, levy_new};
-pub use resnet::resnet18_cifar;
+pub use resnet::{resnet18_cifar, resnet18_imagenet};
 pub use simple_cnn::simple_cnn;
 pub use standard_cnn::{standard_cnn, StandardCnnOptions};
 
@@ -14,11 +14,12 @@ use crate::nn::spec::InputShape;
 use crate::nn::ModelSpec;
 
 /// Names accepted by [`by_name`].
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "simple-cnn",
     "levy-initial",
     "levy-new",
     "resnet18",
+    "resnet18-imagenet",
     "standard-cnn",
 ];
 
@@ -29,6 +30,7 @@ pub fn by_name(name: &str, input: InputShape, classes: usize) -> Option<ModelSpe
         "levy-initial" => levy_initial(input, classes),
         "levy-new" => levy_new(input, classes),
         "resnet18" => resnet18_cifar(input, classes),
+        "resnet18-imagenet" => resnet18_imagenet(input, classes),
         "standard-cnn" => standard_cnn(input, classes, StandardCnnOptions::default()),
         _ => return None,
     })
@@ -61,6 +63,7 @@ mod build {
         LayerSpec::MaxPool2d {
             kernel_size,
             stride: None,
+            padding: 0,
         }
     }
 
@@ -94,6 +97,8 @@ mod tests {
             ("levy-initial", tiny, 200, 10_644_300),
             ("levy-new", tiny, 200, 2_128_730),
             ("resnet18", cifar, 10, 11_173_962),
+            // torchvision.models.resnet18(num_classes=200): 11,689,512 - 1000 * 513 + 200 * 513.
+            ("resnet18-imagenet", tiny, 200, 11_279_112),
         ];
         for (name, input, classes, trainable) in cases {
             let net = by_name(name, input, classes)

@@ -163,6 +163,18 @@ fn relu_gradients_match_finite_differences() {
 fn max_pool_gradients_match_finite_differences() {
     check(MaxPool2d::new(2, 2), &[2, 4, 6, 3], false, LINEAR);
     check(MaxPool2d::new(3, 2), &[1, 7, 7, 2], false, LINEAR);
+    check(
+        MaxPool2d::new(3, 2).with_padding(1),
+        &[1, 6, 7, 2],
+        false,
+        LINEAR,
+    );
+    check(
+        MaxPool2d::after_relu(3, 2).with_padding(1),
+        &[1, 6, 7, 2],
+        false,
+        LINEAR,
+    );
 }
 
 #[test]

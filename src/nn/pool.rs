@@ -24,6 +24,8 @@ fn pooled(size: usize, kernel: usize, stride: usize) -> usize {
 pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
+    /// Implicit -inf border on each side (at most half the kernel, as PyTorch requires).
+    padding: usize,
     relu_first: bool,
     output: Tensor,
     grad_input: Tensor,
@@ -34,9 +36,27 @@ impl MaxPool2d {
         Self {
             kernel,
             stride,
+            padding: 0,
             relu_first: false,
             output: Tensor::default(),
             grad_input: Tensor::default(),
+        }
+    }
+
+    /// The same pool over the input padded by `padding` on each side (padding never wins).
+    pub fn with_padding(self, padding: usize) -> Self {
+        Self { padding, ..self }
+    }
+
+    /// Maps kernel position `position` (`ky * k + kx`) of output pixel `(oy, ox)` to its input
+    /// pixel in an `h x w` image, or `None` in the padding.
+    fn sources(&self, h: usize, w: usize) -> impl Fn(usize, usize, usize) -> Option<usize> {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        move |oy, ox, position| {
+            let (ky, kx) = (position / k, position % k);
+            let iy = (oy * s + ky).checked_sub(p).filter(|&y| y < h)?;
+            let ix = (ox * s + kx).checked_sub(p).filter(|&x| x < w)?;
+            Some(iy * w + ix)
         }
     }
 
@@ -58,8 +78,8 @@ fn beats(v: f32, best: f32) -> bool {
 impl Layer for MaxPool2d {
     fn forward(&mut self, input: &Tensor, _ctx: &mut Context) {
         let (n, h, w, c) = input.nhwc();
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (pooled(h, k, s), pooled(w, k, s));
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (oh, ow) = (pooled(h + 2 * p, k, s), pooled(w + 2 * p, k, s));
         self.output.reshape_for(&[n, oh, ow, c]);
         // relu(max(x)) = max(0, x_1, ..., x_n): start from 0 instead of -inf.
         let floor = if self.relu_first {
@@ -67,6 +87,7 @@ impl Layer for MaxPool2d {
         } else {
             f32::NEG_INFINITY
         };
+        let source = self.sources(h, w);
         self.output
             .data_mut()
             .par_chunks_mut(oh * ow * c)
@@ -75,12 +96,13 @@ impl Layer for MaxPool2d {
                 for (o, out_px) in out.chunks_exact_mut(c).enumerate() {
                     let (oy, ox) = (o / ow, o % ow);
                     out_px.fill(floor);
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let at = ((oy * s + ky) * w + ox * s + kx) * c;
-                            for (best, &v) in out_px.iter_mut().zip(&image[at..at + c]) {
-                                *best = if beats(v, *best) { v } else { *best };
-                            }
+                    for position in 0..k * k {
+                        let Some(pixel) = source(oy, ox, position) else {
+                            continue;
+                        };
+                        let at = pixel * c;
+                        for (best, &v) in out_px.iter_mut().zip(&image[at..at + c]) {
+                            *best = if beats(v, *best) { v } else { *best };
                         }
                     }
                 }
@@ -100,10 +122,11 @@ impl Layer for MaxPool2d {
         let (k, s) = (self.kernel, self.stride);
         let out_len = grad_output.item_len();
         self.grad_input.reshape_for(input.shape());
+        let source = self.sources(h, w);
         // Windows that do not overlap cover each input at most once: plain stores suffice, and
         // when they also tile the image exactly, every input is stored and none needs zeroing.
         let overlapping = s < k;
-        let tiles_exactly = s == k && h % k == 0 && w % k == 0;
+        let tiles_exactly = s == k && self.padding == 0 && h % k == 0 && w % k == 0;
         // After a ReLU, a maximum of 0 passes no gradient (relu'(x) = 0 for x <= 0).
         let relu_first = self.relu_first;
         self.grad_input
@@ -129,21 +152,23 @@ impl Layer for MaxPool2d {
                         };
                     }
                     let (oy, ox) = (o / ow, o % ow);
-                    let at = |position: usize| {
-                        let (ky, kx) = (position / k, position % k);
-                        ((oy * s + ky) * w + ox * s + kx) * c
-                    };
                     // The first position holding the maximum: scan backwards, keep the last hit.
                     winner.fill(none);
                     for position in (0..k * k).rev() {
-                        let inputs = &image[at(position)..at(position) + c];
+                        let Some(pixel) = source(oy, ox, position) else {
+                            continue;
+                        };
+                        let inputs = &image[pixel * c..pixel * c + c];
                         for ((win, &v), &best) in winner.iter_mut().zip(inputs).zip(out_px) {
                             let hit = v == best || (v.is_nan() && best.is_nan());
                             *win = if hit { position as u32 } else { *win };
                         }
                     }
                     for position in 0..k * k {
-                        let grads = &mut dx[at(position)..at(position) + c];
+                        let Some(pixel) = source(oy, ox, position) else {
+                            continue;
+                        };
+                        let grads = &mut dx[pixel * c..pixel * c + c];
                         let routed = grads.iter_mut().zip(&winner).zip(&passed);
                         for ((g, &win), &d) in routed {
                             let share = if win == position as u32 { d } else { 0.0 };

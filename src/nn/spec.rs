@@ -84,10 +84,13 @@ pub enum LayerSpec {
         bias: bool,
     },
     Relu,
-    /// Max pooling; `stride` defaults to `kernel_size`, as in PyTorch.
+    /// Max pooling; `stride` defaults to `kernel_size` and `padding` (an implicit -inf border,
+    /// at most half the kernel) to 0, as in PyTorch.
     MaxPool2d {
         kernel_size: usize,
         stride: Option<usize>,
+        #[serde(default)]
+        padding: usize,
     },
     /// Average pooling; `stride` defaults to `kernel_size`.
     AvgPool2d {
@@ -266,8 +269,22 @@ impl LayerSpec {
             LayerSpec::MaxPool2d {
                 kernel_size,
                 stride,
+                padding,
+            } => {
+                let (h, w, c) = image()?;
+                let k = positive("kernel_size", kernel_size)?;
+                let s = positive("stride", stride.unwrap_or(k))?;
+                if padding > k / 2 {
+                    return Err(format!("padding {padding} exceeds half the kernel ({k})"));
+                }
+                let out = Shape::Image {
+                    h: window_out(padded(h, padding)?, k, s)?,
+                    w: window_out(padded(w, padding)?, k, s)?,
+                    c,
+                };
+                (Box::new(MaxPool2d::new(k, s).with_padding(padding)), out)
             }
-            | LayerSpec::AvgPool2d {
+            LayerSpec::AvgPool2d {
                 kernel_size,
                 stride,
             } => {
@@ -279,12 +296,7 @@ impl LayerSpec {
                     w: window_out(w, k, s)?,
                     c,
                 };
-                let layer: Box<dyn Layer> = if matches!(self, LayerSpec::MaxPool2d { .. }) {
-                    Box::new(MaxPool2d::new(k, s))
-                } else {
-                    Box::new(AvgPool2d::new(k, s))
-                };
-                (layer, out)
+                (Box::new(AvgPool2d::new(k, s)), out)
             }
             LayerSpec::GlobalAvgPool => {
                 let (_, _, c) = image()?;
@@ -433,13 +445,15 @@ impl ModelSpec {
                     pool @ LayerSpec::MaxPool2d {
                         kernel_size,
                         stride,
+                        padding,
                     },
                 ),
             ) = (spec, next)
             {
                 let (_, out) = pool.build(shape, init, seed).map_err(at(index + 1, pool))?;
                 let stride = stride.unwrap_or(*kernel_size);
-                layers.push(Box::new(MaxPool2d::after_relu(*kernel_size, stride)));
+                let fused = MaxPool2d::after_relu(*kernel_size, stride).with_padding(*padding);
+                layers.push(Box::new(fused));
                 labels.push(format!("{} + {}", spec.describe(), pool.describe()));
                 shape = out;
                 index += 2;
@@ -527,6 +541,7 @@ mod tests {
             LayerSpec::MaxPool2d {
                 kernel_size: 9,
                 stride: None,
+                padding: 0,
             },
             LayerSpec::Flatten,
         ])
