@@ -1,6 +1,6 @@
 //! The thread pool every kernel runs on.
 
-/// A fixed-size pool of worker threads. Work submitted through [`ThreadPool::install`] (matrix
+/// A fixed-size pool of worker threads, which treat subnormal floats as zero. Work submitted through [`ThreadPool::install`] (matrix
 /// multiplies, batched kernels, optimizer updates) runs on these threads and no others.
 ///
 /// Results depend on the thread count only through the order of floating-point sums inside
@@ -9,6 +9,33 @@
 /// AVX-512 or AVX2).
 pub struct ThreadPool {
     pool: rayon::ThreadPool,
+}
+
+/// Makes this thread flush subnormal float results to zero and read subnormal inputs as zero
+/// (x86-64: MXCSR FTZ and DAZ; AArch64: FPCR FZ), as TensorFlow's executors do.
+///
+/// Without it an L2 penalty under Adam drives the weights of dead units geometrically towards
+/// zero, through the subnormal range, where every multiply-add takes a slow microcode path:
+/// a CIFAR-10 epoch of the simple CNN went from 21 s to 154 s within five epochs. Values below
+/// 1.2e-38 carry no information a network can use, so results are otherwise unchanged.
+pub fn flush_subnormals_to_zero() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's MXCSR; only the FTZ (bit 15) and DAZ (bit 6) flags
+    // change, which affect rounding of subnormal values and nothing else.
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= (1 << 15) | (1 << 6);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: sets the FZ flag (bit 24) of this thread's FPCR; nothing else changes.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack));
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack));
+    }
 }
 
 impl ThreadPool {
@@ -22,6 +49,7 @@ impl ThreadPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("regstudy-worker-{i}"))
+            .start_handler(|_| flush_subnormals_to_zero())
             .build()?;
         Ok(Self { pool })
     }
@@ -33,5 +61,20 @@ impl ThreadPool {
     /// Runs `work` with this pool as the current one.
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
         self.pool.install(work)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn pool_threads_flush_subnormal_results_to_zero() {
+        let pool = ThreadPool::new(2).unwrap();
+        let halved = pool.install(|| std::hint::black_box(f32::MIN_POSITIVE) * 0.5);
+        assert_eq!(halved, 0.0);
+        let normal = pool.install(|| std::hint::black_box(f32::MIN_POSITIVE) * 2.0);
+        assert_eq!(normal, f32::MIN_POSITIVE * 2.0);
     }
 }
