@@ -12,6 +12,8 @@
 //! - [`checkpoint`]: weights and optimizer state in the safetensors format;
 //! - [`regularize`]: L1/L2 penalties matched to parameters, and kernel sparsity measures;
 //! - [`train`]: one run of an experiment (`regstudy train`), its config, loop and records;
+//! - [`study`], [`store`], [`report`]: grids of runs over methods, strengths and seeds, kept in
+//!   a crash-safe store and reported with confidence intervals and paired tests;
 //! - [`bench`]: the throughput benchmark that is compared with PyTorch.
 
 pub mod bench;
@@ -23,4 +25,7 @@ pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod regularize;
+pub mod report;
+pub mod store;
+pub mod study;
 pub mod train;

@@ -1,0 +1,139 @@
+//! Where studies live: the [`Store`] trait and its SQLite implementation.
+//!
+//! The split follows Optuna's: a *study* is a named set of trials, a *trial* one run of the
+//! training with fixed settings, and the *storage* is all that workers share. Any number of
+//! workers (threads or processes, on one machine) open the same store; each claims a waiting
+//! trial atomically, keeps a heartbeat while it trains, and records the trial's epochs and
+//! outcome. A trial whose worker stopped beating (killed, crashed, machine lost) goes back to
+//! the waiting trials and is claimed again. Finished trials are immutable.
+
+mod sqlite;
+
+use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::train::{EpochMetrics, Summary};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Who holds a trial: a name unique among the live workers (host, process and thread) and,
+/// where the worker is a process on this host, its process id, so that a trial held by a
+/// process that no longer exists is reclaimed at once rather than after the heartbeat
+/// timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Worker {
+    /// A worker of this process; `index` tells apart the workers of one process.
+    pub fn of_this_process(index: usize) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "localhost".into());
+        let pid = std::process::id();
+        Worker {
+            name: format!("{host}:{pid}:{index}"),
+            host,
+            pid,
+        }
+    }
+}
+
+/// What [`Store::create_study`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The study is new; its trials were added.
+    New,
+    /// The study existed with the same spec text: nothing changed, the run resumes it.
+    Existing,
+}
+
+/// A store's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error(
+        "study `{study}` already exists in {path} with a different spec; give the study \
+         another name, or use another store"
+    )]
+    SpecChanged { study: String, path: PathBuf },
+    #[error("no study `{study}` in {path}{hint}")]
+    NoStudy {
+        study: String,
+        path: PathBuf,
+        /// ` (it has: a, b)` or empty.
+        hint: String,
+    },
+    /// A write to a finished trial, or to a trial held by another worker.
+    #[error("trial {trial}: {message}")]
+    Trial { trial: i64, message: String },
+}
+
+/// The storage of studies. Implementations must be safe to share between threads and to
+/// open from several processes at once.
+pub trait Store: Send + Sync {
+    /// Creates the study with its trials, or, when a study of that name already exists with
+    /// the same spec text, leaves it as it is. A different spec under the same name is an
+    /// error ([`StoreError::SpecChanged`]): finished trials must keep meaning what they meant.
+    fn create_study(&self, study: &StudyRecord, trials: &[NewTrial])
+        -> Result<Created, StoreError>;
+
+    /// All studies, by name.
+    fn studies(&self) -> Result<Vec<StudyRecord>, StoreError>;
+
+    /// The study called `name` ([`StoreError::NoStudy`] if there is none).
+    fn study(&self, name: &str) -> Result<StudyRecord, StoreError>;
+
+    /// Atomically takes the first waiting trial of the study (lowest number), or a running
+    /// one whose worker is dead (its process is gone from this host, or its heartbeat is
+    /// older than `stale_after`), marks it running for `worker`, counts the attempt, and
+    /// returns it. `None` when no trial is left to claim.
+    fn claim(
+        &self,
+        study: &str,
+        worker: &Worker,
+        stale_after: Duration,
+    ) -> Result<Option<TrialRecord>, StoreError>;
+
+    /// Refreshes the heartbeat of every trial `worker` holds.
+    fn heartbeat(&self, worker: &Worker) -> Result<(), StoreError>;
+
+    /// Records (or, after a resumed attempt, replaces) one epoch's metrics of a running
+    /// trial held by `worker`.
+    fn record_epoch(
+        &self,
+        trial: i64,
+        worker: &Worker,
+        metrics: &EpochMetrics,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a running trial held by `worker`: `state` is `Done`, `Failed` or `Diverged`.
+    /// Fails ([`StoreError::Trial`]) if the trial is finished or held by another worker.
+    fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Every trial of the study, by number.
+    fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError>;
+
+    /// The recorded epochs of a trial, by epoch.
+    fn epochs(&self, trial: i64) -> Result<Vec<EpochMetrics>, StoreError>;
+
+    /// How many trials of the study are in each state (every state present, zeros included).
+    fn counts(&self, study: &str) -> Result<BTreeMap<TrialState, usize>, StoreError>;
+
+    /// Every claim ever made in the study, oldest first: `(trial id, worker name, unix
+    /// seconds)`. The audit trail that shows no finished trial was run twice.
+    fn claims(&self, study: &str) -> Result<Vec<(i64, String, f64)>, StoreError>;
+}
+
+/// How a trial ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub state: TrialState,
+    pub summary: Option<Summary>,
+    pub message: Option<String>,
+    pub histogram: Option<WeightHistogram>,
+}

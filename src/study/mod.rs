@@ -1,0 +1,8 @@
+//! Studies: many runs of `regstudy train` compared under one spec, stored, and reported.
+//!
+//! - [`spec`]: the TOML study spec and its expansion into trials;
+//! - [`record`]: what is stored about studies and trials;
+//! - the runner claims trials from a [`crate::store::Store`] and trains them.
+
+pub mod record;
+pub mod spec;

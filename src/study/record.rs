@@ -1,0 +1,202 @@
+//! What a study stores: the study itself, its trials, and what each trial produced.
+//!
+//! These records are the contract between the runner (which writes them through a
+//! [`crate::store::Store`]), the store, and the report (which reads them).
+
+use crate::train::{RunConfig, Summary};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a trial stands. `Done`, `Failed` and `Diverged` are final: a finished trial never
+/// changes again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialState {
+    /// Not started, or its worker died before it finished (it is claimed again).
+    Waiting,
+    /// Claimed by a worker that keeps its heartbeat.
+    Running,
+    /// Trained and tested.
+    Done,
+    /// Stopped by an error (bad data, full disk...); the message says which.
+    Failed,
+    /// The loss became non-finite; the run's metrics up to then are kept.
+    Diverged,
+}
+
+impl TrialState {
+    pub const ALL: [TrialState; 5] = [
+        TrialState::Waiting,
+        TrialState::Running,
+        TrialState::Done,
+        TrialState::Failed,
+        TrialState::Diverged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Waiting => "waiting",
+            TrialState::Running => "running",
+            TrialState::Done => "done",
+            TrialState::Failed => "failed",
+            TrialState::Diverged => "diverged",
+        }
+    }
+
+    /// Whether the trial has ended for good.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TrialState::Done | TrialState::Failed | TrialState::Diverged
+        )
+    }
+}
+
+impl fmt::Display for TrialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TrialState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        TrialState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown trial state `{s}`"))
+    }
+}
+
+/// A trial as the study spec defines it, before it is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewTrial {
+    /// 0-based position in the study's expansion; unique within the study.
+    pub number: usize,
+    /// The comparison group (a data set or model compared on its own), `""` when the study
+    /// has one.
+    pub group: String,
+    /// The method compared against the baseline, e.g. `l1`, `l2+dropout`.
+    pub method: String,
+    /// The grid point within the method: the tuned options and their values, e.g.
+    /// `{"l1": 0.0001}`. Empty when the method has no grid.
+    pub point: BTreeMap<String, serde_json::Value>,
+    pub seed: u64,
+    /// The complete settings of the run (its `out` folder included).
+    pub config: RunConfig,
+}
+
+/// A stored trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    /// The store's key of the trial.
+    pub id: i64,
+    #[serde(flatten)]
+    pub trial: NewTrial,
+    pub state: TrialState,
+    /// The worker that holds it (running) or finished it.
+    pub worker: Option<String>,
+    /// How many times it was claimed (more than one after a worker died).
+    pub attempts: u32,
+    /// Unix seconds.
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    /// The run's `summary.json`, for a done or diverged trial.
+    pub summary: Option<Summary>,
+    /// Why it failed or diverged.
+    pub message: Option<String>,
+    /// Magnitudes of the final kernel weights, for a done trial.
+    pub histogram: Option<WeightHistogram>,
+}
+
+/// Counts of the final kernel weights by magnitude: `zeros` exact zeros, then
+/// `counts[k]` weights with `10^(log10_min + k*width) <= |w| < 10^(log10_min + (k+1)*width)`
+/// (the first bin also takes everything below it, the last everything above).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightHistogram {
+    pub zeros: u64,
+    pub log10_min: f64,
+    pub width: f64,
+    pub counts: Vec<u64>,
+}
+
+impl WeightHistogram {
+    /// Bins of a tenth of a decade from 1e-8 to 10.
+    pub const LOG10_MIN: f64 = -8.0;
+    pub const LOG10_MAX: f64 = 1.0;
+    pub const WIDTH: f64 = 0.1;
+
+    /// The histogram of `weights` on the standard bins.
+    pub fn of<'a>(weights: impl IntoIterator<Item = &'a [f32]>) -> Self {
+        let bins = ((Self::LOG10_MAX - Self::LOG10_MIN) / Self::WIDTH).round() as usize;
+        let mut h = WeightHistogram {
+            zeros: 0,
+            log10_min: Self::LOG10_MIN,
+            width: Self::WIDTH,
+            counts: vec![0; bins],
+        };
+        for values in weights {
+            for &w in values {
+                if w == 0.0 {
+                    h.zeros += 1;
+                    continue;
+                }
+                let position = (f64::from(w.abs()).log10() - h.log10_min) / h.width;
+                let bin = position.floor().clamp(0.0, (bins - 1) as f64) as usize;
+                h.counts[bin] += 1;
+            }
+        }
+        h
+    }
+
+    /// Total number of weights counted.
+    pub fn total(&self) -> u64 {
+        self.zeros + self.counts.iter().sum::<u64>()
+    }
+}
+
+/// A stored study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StudyRecord {
+    pub name: String,
+    /// The spec file's text as given, so the study can be repeated and reported.
+    pub spec: String,
+    /// Unix seconds.
+    pub created_at: f64,
+    /// The regstudy version that created it.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_states_round_trip_through_their_names() {
+        for state in TrialState::ALL {
+            assert_eq!(state.as_str().parse::<TrialState>(), Ok(state));
+        }
+        assert!("finished".parse::<TrialState>().is_err());
+    }
+
+    #[test]
+    fn the_histogram_puts_each_weight_in_its_decade_tenth() {
+        let weights = [0.0f32, 1e-9, 1.5e-3, -1.5e-3, 0.5, 100.0];
+        let h = WeightHistogram::of([&weights[..]]);
+        assert_eq!(h.zeros, 1);
+        assert_eq!(h.total(), 6);
+        assert_eq!(h.counts[0], 1, "below the range goes to the first bin");
+        // log10(1.5e-3) = -2.82 -> bin floor((-2.82 + 8) / 0.1) = 51
+        assert_eq!(h.counts[51], 2);
+        // log10(0.5) = -0.30 -> bin 76
+        assert_eq!(h.counts[76], 1);
+        assert_eq!(
+            *h.counts.last().unwrap(),
+            1,
+            "above the range goes to the last bin"
+        );
+    }
+}
