@@ -20,6 +20,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod engine;
+pub mod export;
 pub mod fsio;
 pub mod models;
 pub mod nn;

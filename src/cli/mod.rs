@@ -2,6 +2,8 @@
 
 mod bench;
 mod data;
+mod report;
+mod study;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,16 @@ enum Command {
     Data(data::DataCommand),
     /// Train one network on one data set under one regularization, recording every metric.
     Train(Box<train::TrainArgs>),
+    /// Run a study (methods x strengths x seeds) from a spec, crash-safe and resumable.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
+    /// Write a study's report: tables with confidence intervals and paired tests, figures.
+    Report(report::ReportArgs),
+    /// Rerun a source study (its spec is built in) and write its report beside the paper's
+    /// numbers.
+    Reproduce(Box<report::ReproduceArgs>),
+    /// Export a study's metrics as TensorBoard event files or CSV.
+    Export(report::ExportArgs),
 }
 
 /// Parses the command line, runs the command, and maps an error to exit status 1 with its
@@ -34,6 +46,10 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Data(command) => data::run(command),
         Command::Train(args) => train::run(*args),
+        Command::Study(command) => study::run(command),
+        Command::Report(args) => report::report(args),
+        Command::Reproduce(args) => report::reproduce(*args),
+        Command::Export(args) => report::export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -107,10 +107,12 @@ pub struct TrainArgs {
     /// epoch's weights are restored [default: off].
     #[arg(long)]
     patience: Option<usize>,
-    /// Train on the first N images of the training part only (quick runs).
+    /// Train on N images of the training part only, drawn at random and stratified by class
+    /// (quick runs).
     #[arg(long, value_name = "N")]
     train_subset: Option<usize>,
-    /// Test on the first N test images only.
+    /// Test on N test images only, drawn at random and stratified by class (the same for
+    /// every seed).
     #[arg(long, value_name = "N")]
     test_subset: Option<usize>,
     /// Run folder [default: runs/<model>-<dataset>-<unix time>].
@@ -221,6 +223,7 @@ pub fn run(args: TrainArgs) -> CommandResult {
     let options = RunOptions {
         resume,
         progress: !args.quiet,
+        ..RunOptions::default()
     };
     train::run(&checked, &options)?;
     Ok(())

@@ -42,7 +42,7 @@ pub use download::Remote;
 pub use error::DataError;
 pub use loader::{Batch, BatchLoader, LoaderConfig, Normalization};
 pub use rng::Rng;
-pub use split::split_validation;
+pub use split::{split_validation, stratified_subset};
 
 use serde::Serialize;
 use std::fmt;

@@ -42,9 +42,52 @@ pub fn split_validation(
     Ok((set.subset(&training), set.subset(&validation)))
 }
 
+/// `n` images of `set` (all of them if it has fewer) drawn at random, stratified: each
+/// class gives its share, `n * n_c / len` rounded, so a subset of a set stored class by
+/// class is still balanced. The subset keeps the original order of its images.
+pub fn stratified_subset(set: &ImageSet, n: usize, seed: u64) -> ImageSet {
+    if n >= set.len() {
+        return set.clone();
+    }
+    let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, &label) in set.labels.iter().enumerate() {
+        by_class.entry(label).or_default().push(i);
+    }
+    // Within each class a random order; across classes, the j-th of n_c images ranks at
+    // (j + 0.5) / n_c, so taking the n best ranks takes each class in proportion.
+    let mut ranked: Vec<(f64, u32, usize)> = Vec::with_capacity(set.len());
+    for (label, mut indices) in by_class {
+        Rng::derive(seed, &[u64::from(label), 1]).shuffle(&mut indices);
+        let count = indices.len() as f64;
+        for (j, i) in indices.into_iter().enumerate() {
+            ranked.push(((j as f64 + 0.5) / count, label, i));
+        }
+    }
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut chosen: Vec<usize> = ranked[..n].iter().map(|r| r.2).collect();
+    chosen.sort_unstable();
+    set.subset(&chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_of_a_set_sorted_by_class_is_balanced_and_seeded() {
+        // Images numbered in two bytes, stored class by class.
+        let mut set = ImageSet::empty(1, 2, 1);
+        for i in 0..400u16 {
+            set.labels.push(u32::from(i / 100));
+            set.images.extend_from_slice(&i.to_le_bytes());
+        }
+        let subset = stratified_subset(&set, 40, 7);
+        assert_eq!(subset.len(), 40);
+        assert_eq!(subset.class_counts(4), [10, 10, 10, 10]);
+        assert_eq!(subset, stratified_subset(&set, 40, 7));
+        assert_ne!(subset, stratified_subset(&set, 40, 8));
+        assert_eq!(stratified_subset(&set, 1000, 7), set);
+    }
 
     /// 100 images of class 0 and 50 of class 1, image i filled with i % 256.
     fn set() -> ImageSet {

@@ -137,3 +137,28 @@ pub struct Outcome {
     pub message: Option<String>,
     pub histogram: Option<WeightHistogram>,
 }
+
+pub use sqlite::SqliteStore;
+
+/// Opens the store at `location`: a path to a SQLite file (created if absent), or a
+/// `sqlite://PATH` URL.
+pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    let path = match location.split_once("://") {
+        Some(("sqlite", path)) => path,
+        Some(_) => {
+            return Err(StoreError::Database {
+                path: PathBuf::from(location),
+                message: "unknown kind of store: give a SQLite file's path or a sqlite://PATH URL"
+                    .into(),
+            })
+        }
+        None => location,
+    };
+    if path.is_empty() {
+        return Err(StoreError::Database {
+            path: PathBuf::from(location),
+            message: "the store's path is empty".into(),
+        });
+    }
+    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+}

@@ -1,1 +1,1238 @@
-//! The SQLite store.
+//! The SQLite store: one file that any number of threads and processes on one machine share.
+//!
+//! Concurrency rests on SQLite's own locking. Every change that reads before it writes runs in
+//! an IMMEDIATE transaction, which takes the database's write lock when it begins, so two
+//! workers can never both see a trial as claimable; the busy timeout makes the others wait for
+//! the lock instead of failing. WAL journal mode lets readers (a report) run beside a writer.
+//!
+//! Finished trials are made immutable by triggers in the database, not only by this code, so
+//! that neither a bug nor hand-typed SQL can change a result after the fact.
+
+use super::{Created, Outcome, Store, StoreError, Worker};
+use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState};
+use crate::train::{EpochMetrics, RunConfig};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The schema this code reads and writes, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a worker waits for another's write lock before it gives up. Transactions here
+/// last milliseconds, so 30 s is only ever reached when something is truly stuck.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Tables, indexes and the triggers that keep finished trials (and the claim record) as they
+/// were written. `point`, `summary`, `histogram` and `metrics` hold JSON, `config` the TOML
+/// of the trial's `RunConfig`; times are unix seconds.
+const SCHEMA: &str = "
+CREATE TABLE studies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version TEXT NOT NULL
+);
+CREATE TABLE trials (
+    id INTEGER PRIMARY KEY,
+    study TEXT NOT NULL REFERENCES studies(name),
+    number INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    method TEXT NOT NULL,
+    point TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('waiting', 'running', 'done', 'failed', 'diverged')),
+    worker TEXT,
+    worker_host TEXT,
+    worker_pid INTEGER,
+    heartbeat REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    summary TEXT,
+    message TEXT,
+    histogram TEXT,
+    UNIQUE (study, number)
+);
+CREATE INDEX trials_by_worker ON trials(worker, state);
+CREATE TABLE epochs (
+    trial INTEGER NOT NULL REFERENCES trials(id),
+    epoch INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (trial, epoch)
+) WITHOUT ROWID;
+CREATE TABLE claims (
+    id INTEGER PRIMARY KEY,
+    trial INTEGER NOT NULL REFERENCES trials(id),
+    worker TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX claims_by_trial ON claims(trial);
+
+CREATE TRIGGER finished_trials_do_not_change BEFORE UPDATE ON trials
+WHEN OLD.state IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'a finished trial cannot change'); END;
+CREATE TRIGGER finished_trials_stay BEFORE DELETE ON trials
+WHEN OLD.state IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'a finished trial cannot be deleted'); END;
+CREATE TRIGGER finished_epochs_get_none_added BEFORE INSERT ON epochs
+WHEN (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER finished_epochs_do_not_change BEFORE UPDATE ON epochs
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
+  OR (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER finished_epochs_stay BEFORE DELETE ON epochs
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER claims_do_not_change BEFORE UPDATE ON claims
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+CREATE TRIGGER claims_stay BEFORE DELETE ON claims
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+";
+
+/// The columns [`StoredTrial::from_row`] reads, in its order.
+const TRIAL_COLUMNS: &str = "id, number, grp, method, point, seed, config, state, worker, \
+     attempts, started_at, finished_at, summary, message, histogram";
+
+/// A store in one SQLite file. The connection sits behind a mutex, so that one store object
+/// can serve every thread of a process; processes each open their own.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file, its folder and the schema if absent.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let fail = |f: Failure| f.into_error(path, || "opening the store".into());
+        create_folder(path).map_err(fail)?;
+        check_header(path).map_err(fail)?;
+        let mut conn = Connection::open(path).map_err(|e| fail(e.into()))?;
+        configure(&conn).map_err(fail)?;
+        prepare_schema(&mut conn).map_err(fail)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the connection; `what` says, for an error, what was being done.
+    fn run<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        work: impl FnOnce(&mut Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        // A thread that panicked while holding the lock dropped its transaction on the way
+        // out, which rolled it back: the connection is as good as before, so poisoning is
+        // ignored rather than turned into a failure of every later call.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        work(&mut conn).map_err(|f| f.into_error(&self.path, what))
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_study(
+        &self,
+        study: &StudyRecord,
+        trials: &[NewTrial],
+    ) -> Result<Created, StoreError> {
+        self.run(
+            || format!("creating study `{}`", study.name),
+            |conn| create_study(conn, study, trials),
+        )
+    }
+
+    fn studies(&self) -> Result<Vec<StudyRecord>, StoreError> {
+        self.run(|| "listing the studies".into(), |conn| studies(conn))
+    }
+
+    fn study(&self, name: &str) -> Result<StudyRecord, StoreError> {
+        self.run(
+            || format!("reading study `{name}`"),
+            |conn| {
+                let found = studies(conn)?.into_iter().find(|s| s.name == name);
+                found.ok_or_else(|| no_study(conn, name))
+            },
+        )
+    }
+
+    /// Also sets `started_at` to now at every claim: it is when the current attempt began,
+    /// so `finished_at - started_at` is the time of the attempt that finished.
+    fn claim(
+        &self,
+        study: &str,
+        worker: &Worker,
+        stale_after: Duration,
+    ) -> Result<Option<TrialRecord>, StoreError> {
+        self.run(
+            || format!("claiming a trial of study `{study}`"),
+            |conn| claim(conn, study, worker, stale_after),
+        )
+    }
+
+    fn heartbeat(&self, worker: &Worker) -> Result<(), StoreError> {
+        self.run(
+            || format!("refreshing the heartbeat of worker {}", worker.name),
+            |conn| {
+                conn.execute(
+                    "UPDATE trials SET heartbeat = ?2 WHERE worker = ?1 AND state = 'running'",
+                    params![worker.name, now()],
+                )?;
+                Ok(())
+            },
+        )
+    }
+
+    fn record_epoch(
+        &self,
+        trial: i64,
+        worker: &Worker,
+        metrics: &EpochMetrics,
+    ) -> Result<(), StoreError> {
+        self.run(
+            || format!("recording epoch {} of trial {trial}", metrics.epoch),
+            |conn| record_epoch(conn, trial, worker, metrics),
+        )
+    }
+
+    fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError> {
+        self.run(
+            || format!("finishing trial {trial}"),
+            |conn| finish(conn, trial, worker, outcome),
+        )
+    }
+
+    fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError> {
+        self.run(
+            || format!("reading the trials of study `{study}`"),
+            |conn| trials(conn, study),
+        )
+    }
+
+    fn epochs(&self, trial: i64) -> Result<Vec<EpochMetrics>, StoreError> {
+        self.run(
+            || format!("reading the epochs of trial {trial}"),
+            |conn| epochs(conn, trial),
+        )
+    }
+
+    fn counts(&self, study: &str) -> Result<BTreeMap<TrialState, usize>, StoreError> {
+        self.run(
+            || format!("counting the trials of study `{study}`"),
+            |conn| counts(conn, study),
+        )
+    }
+
+    fn claims(&self, study: &str) -> Result<Vec<(i64, String, f64)>, StoreError> {
+        self.run(
+            || format!("reading the claims of study `{study}`"),
+            |conn| claims(conn, study),
+        )
+    }
+}
+
+/// Why an operation failed, before the store's path and the operation are added.
+enum Failure {
+    Sql(rusqlite::Error),
+    /// Stored or given data that cannot be read or written.
+    Data(String),
+    NoStudy {
+        study: String,
+        hint: String,
+    },
+    SpecChanged(String),
+    Trial {
+        trial: i64,
+        message: String,
+    },
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl Failure {
+    fn into_error(self, path: &Path, what: impl FnOnce() -> String) -> StoreError {
+        let path = path.to_path_buf();
+        let message = match self {
+            Failure::Sql(e) => format!("{}: {}", what(), describe(&e)),
+            Failure::Data(problem) => format!("{}: {problem}", what()),
+            Failure::NoStudy { study, hint } => return StoreError::NoStudy { study, path, hint },
+            Failure::SpecChanged(study) => return StoreError::SpecChanged { study, path },
+            Failure::Trial { trial, message } => return StoreError::Trial { trial, message },
+        };
+        StoreError::Database { path, message }
+    }
+}
+
+/// SQLite's message, made plainer where SQLite's own says little.
+fn describe(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => NOT_A_DATABASE.into(),
+        _ => e.to_string(),
+    }
+}
+
+const NOT_A_DATABASE: &str = "the file is not a SQLite database (a regstudy store is one)";
+
+/// Fails if the file exists, is not empty, and does not begin as a SQLite database does.
+/// SQLite itself takes a file shorter than its header for an empty database and writes over
+/// it; a file given by mistake must be left alone.
+fn check_header(path: &Path) -> Result<(), Failure> {
+    use std::io::Read;
+    let mut header = Vec::with_capacity(16);
+    let read = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+        Ok(file) => file.take(16).read_to_end(&mut header),
+    };
+    read.map_err(|e| Failure::Data(format!("reading the file: {e}")))?;
+    if header.is_empty() || header == b"SQLite format 3\0" {
+        Ok(())
+    } else {
+        Err(Failure::Data(NOT_A_DATABASE.into()))
+    }
+}
+
+/// Unix seconds.
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn create_folder(path: &Path) -> Result<(), Failure> {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder)
+            .map_err(|e| Failure::Data(format!("creating {}: {e}", folder.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// Sets the connection's behaviour; none of this is stored in the file except WAL mode.
+///
+/// `synchronous = FULL` rather than NORMAL: with NORMAL a power loss may undo the last
+/// commits, and a trial could then be trained again with its claim forgotten. Commits here are
+/// few (a claim, an epoch, a heartbeat every few seconds), so the fsync of each costs nothing
+/// one can measure.
+fn configure(conn: &Connection) -> Result<(), Failure> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Failure::Data(format!(
+            "SQLite could not switch the journal to WAL mode (it stays `{mode}`); a store \
+             needs a local, writable filesystem"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+/// Creates the schema in a new file, or checks that an existing file has this schema. In a
+/// transaction, so that processes opening a new file at once create it only once.
+fn prepare_schema(conn: &mut Connection) -> Result<(), Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    match version {
+        SCHEMA_VERSION => {}
+        0 => {
+            let tables: i64 = tx.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )?;
+            if tables > 0 {
+                return Err(Failure::Data(
+                    "the file is a SQLite database but not a regstudy store (it has tables \
+                     and no store schema version)"
+                        .into(),
+                ));
+            }
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        other => {
+            return Err(Failure::Data(format!(
+                "the file has store schema version {other}, but this regstudy ({}) reads \
+                 version {SCHEMA_VERSION}; a newer regstudy probably wrote it",
+                env!("CARGO_PKG_VERSION")
+            )))
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// JSON of `value`, checked to read back: a value that does not (a NaN where a number must
+/// be, which JSON writes as `null`) is refused here rather than stored, because a finished
+/// trial's unreadable row could never be mended.
+fn to_json<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
+    let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    serde_json::from_str::<T>(&json).map_err(|e| format!("it would not read back ({e})"))?;
+    Ok(json)
+}
+
+/// TOML of a trial's config, checked to read back like [`to_json`].
+fn config_to_toml(config: &RunConfig) -> Result<String, String> {
+    let text = toml::to_string(config).map_err(|e| e.to_string())?;
+    toml::from_str::<RunConfig>(&text).map_err(|e| format!("it would not read back ({e})"))?;
+    Ok(text)
+}
+
+/// `value` as an SQLite integer, which is signed: only values above `i64::MAX` fail.
+fn sql_int<T>(value: T, what: &str) -> Result<i64, Failure>
+where
+    T: TryInto<i64> + Copy + std::fmt::Display,
+{
+    value
+        .try_into()
+        .map_err(|_| Failure::Data(format!("{what} {value} is too large to store")))
+}
+
+fn studies(conn: &Connection) -> Result<Vec<StudyRecord>, Failure> {
+    let mut select =
+        conn.prepare("SELECT name, spec, created_at, version FROM studies ORDER BY name")?;
+    let rows = select.query_map([], |row| {
+        Ok(StudyRecord {
+            name: row.get(0)?,
+            spec: row.get(1)?,
+            created_at: row.get(2)?,
+            version: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// [`Failure::NoStudy`], with the names of the studies there are.
+fn no_study(conn: &Connection, name: &str) -> Failure {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM studies ORDER BY name")
+        .and_then(|mut select| select.query_map([], |row| row.get(0))?.collect())
+        .unwrap_or_default();
+    let hint = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (it has: {})", names.join(", "))
+    };
+    Failure::NoStudy {
+        study: name.into(),
+        hint,
+    }
+}
+
+fn require_study(conn: &Connection, name: &str) -> Result<(), Failure> {
+    let found = conn
+        .query_row("SELECT 1 FROM studies WHERE name = ?1", [name], |_| Ok(()))
+        .optional()?;
+    found.ok_or_else(|| no_study(conn, name))
+}
+
+fn create_study(
+    conn: &mut Connection,
+    study: &StudyRecord,
+    trials: &[NewTrial],
+) -> Result<Created, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let spec: Option<String> = tx
+        .query_row(
+            "SELECT spec FROM studies WHERE name = ?1",
+            [&study.name],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match spec {
+        Some(spec) if spec == study.spec => return Ok(Created::Existing),
+        Some(_) => return Err(Failure::SpecChanged(study.name.clone())),
+        None => {}
+    }
+    tx.execute(
+        "INSERT INTO studies (name, spec, created_at, version) VALUES (?1, ?2, ?3, ?4)",
+        params![study.name, study.spec, study.created_at, study.version],
+    )?;
+    insert_trials(&tx, &study.name, trials)?;
+    tx.commit()?;
+    Ok(Created::New)
+}
+
+fn insert_trials(conn: &Connection, study: &str, trials: &[NewTrial]) -> Result<(), Failure> {
+    let mut insert = conn.prepare(
+        "INSERT INTO trials (study, number, grp, method, point, seed, config, state, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', 0)",
+    )?;
+    for t in trials {
+        let unstorable = |part: &str, e: String| {
+            Failure::Data(format!(
+                "trial number {}: its {part} cannot be stored: {e}",
+                t.number
+            ))
+        };
+        let point = to_json(&t.point).map_err(|e| unstorable("grid point", e))?;
+        let config = config_to_toml(&t.config).map_err(|e| unstorable("config", e))?;
+        let number = sql_int(t.number, "the trial number")?;
+        let seed = sql_int(t.seed, "the seed")?;
+        insert.execute(params![
+            study, number, t.group, t.method, point, seed, config
+        ])?;
+    }
+    Ok(())
+}
+
+fn claim(
+    conn: &mut Connection,
+    study: &str,
+    worker: &Worker,
+    stale_after: Duration,
+) -> Result<Option<TrialRecord>, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    require_study(&tx, study)?;
+    let now = now();
+    let Some(id) = claimable(&tx, study, worker, stale_after, now)? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE trials SET state = 'running', worker = ?2, worker_host = ?3, worker_pid = ?4,
+             heartbeat = ?5, attempts = attempts + 1, started_at = ?5
+         WHERE id = ?1",
+        params![id, worker.name, worker.host, worker.pid, now],
+    )?;
+    tx.execute(
+        "INSERT INTO claims (trial, worker, at) VALUES (?1, ?2, ?3)",
+        params![id, worker.name, now],
+    )?;
+    let record = read_trial(&tx, id)?;
+    tx.commit()?;
+    Ok(Some(record))
+}
+
+/// The lowest-numbered trial that is waiting, or running with a dead holder. Whether a
+/// process is alive can only be asked outside SQL, so the candidates are read and judged here,
+/// inside the caller's transaction.
+fn claimable(
+    conn: &Connection,
+    study: &str,
+    claimant: &Worker,
+    stale_after: Duration,
+    now: f64,
+) -> Result<Option<i64>, Failure> {
+    let mut select = conn.prepare(
+        "SELECT id, state, worker_host, worker_pid, heartbeat FROM trials
+         WHERE study = ?1 AND state IN ('waiting', 'running') ORDER BY number",
+    )?;
+    let mut rows = select.query([study])?;
+    while let Some(row) = rows.next()? {
+        let state: String = row.get(1)?;
+        let holder = Holder {
+            host: row.get(2)?,
+            pid: row.get(3)?,
+            heartbeat: row.get(4)?,
+        };
+        if state == "waiting" || holder.is_dead(claimant, stale_after, now) {
+            return Ok(Some(row.get(0)?));
+        }
+    }
+    Ok(None)
+}
+
+/// The worker recorded as holding a running trial.
+struct Holder {
+    host: Option<String>,
+    pid: Option<u32>,
+    heartbeat: Option<f64>,
+}
+
+impl Holder {
+    /// Whether the holder is gone: its heartbeat is `stale_after` old or older, or it was a
+    /// process on the claimant's host that no longer exists. A holder with the claimant's own
+    /// pid is a thread of this very process, alive by definition, and only the heartbeat can
+    /// condemn it.
+    fn is_dead(&self, claimant: &Worker, stale_after: Duration, now: f64) -> bool {
+        let stale = self
+            .heartbeat
+            .is_none_or(|beat| now - beat >= stale_after.as_secs_f64());
+        stale || self.process_is_gone(claimant)
+    }
+
+    fn process_is_gone(&self, claimant: &Worker) -> bool {
+        match (&self.host, self.pid) {
+            (Some(host), Some(pid)) if *host == claimant.host && pid != claimant.pid => {
+                pid != 0 && !process_exists(pid)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether process `pid` exists on this host. Without `/proc` (not Linux) it cannot be told,
+/// and the answer is yes: the heartbeat alone then decides.
+fn process_exists(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+/// Fails unless `trial` is running and held by `worker`; `action` completes the message
+/// ("... so worker W cannot `action`").
+fn check_holder(
+    conn: &Connection,
+    trial: i64,
+    worker: &Worker,
+    action: &str,
+) -> Result<(), Failure> {
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT state, worker FROM trials WHERE id = ?1",
+            [trial],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let finished = |state: &str| state.parse().is_ok_and(TrialState::is_finished);
+    let problem = match row {
+        None => "does not exist".to_string(),
+        Some((state, _)) if finished(&state) => format!("is already {state}"),
+        Some((state, _)) if state != "running" => format!("is {state}, not running"),
+        Some((_, holder)) if holder.as_deref() != Some(worker.name.as_str()) => {
+            format!("is held by worker {}", holder.unwrap_or_default())
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(Failure::Trial {
+        trial,
+        message: format!("{problem}, so worker {} cannot {action}", worker.name),
+    })
+}
+
+fn record_epoch(
+    conn: &mut Connection,
+    trial: i64,
+    worker: &Worker,
+    metrics: &EpochMetrics,
+) -> Result<(), Failure> {
+    let json = to_json(metrics).map_err(|e| Failure::Trial {
+        trial,
+        message: format!(
+            "the metrics of epoch {} cannot be stored: {e}",
+            metrics.epoch
+        ),
+    })?;
+    let epoch = sql_int(metrics.epoch, "the epoch")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_holder(&tx, trial, worker, &format!("record epoch {epoch}"))?;
+    tx.execute(
+        "INSERT OR REPLACE INTO epochs (trial, epoch, metrics) VALUES (?1, ?2, ?3)",
+        params![trial, epoch, json],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn finish(
+    conn: &mut Connection,
+    trial: i64,
+    worker: &Worker,
+    outcome: &Outcome,
+) -> Result<(), Failure> {
+    let refuse = |message: String| Failure::Trial { trial, message };
+    if !outcome.state.is_finished() {
+        return Err(refuse(format!(
+            "cannot end as {}: a trial ends done, failed or diverged",
+            outcome.state
+        )));
+    }
+    let summary = outcome.summary.as_ref().map(to_json).transpose();
+    let summary = summary.map_err(|e| refuse(format!("its summary cannot be stored: {e}")))?;
+    let histogram = outcome.histogram.as_ref().map(to_json).transpose();
+    let histogram =
+        histogram.map_err(|e| refuse(format!("its histogram cannot be stored: {e}")))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_holder(&tx, trial, worker, "finish it")?;
+    tx.execute(
+        "UPDATE trials SET state = ?2, finished_at = ?3, summary = ?4, message = ?5,
+             histogram = ?6
+         WHERE id = ?1",
+        params![
+            trial,
+            outcome.state.as_str(),
+            now(),
+            summary,
+            outcome.message,
+            histogram
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_trial(conn: &Connection, id: i64) -> Result<TrialRecord, Failure> {
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+    conn.query_row(&sql, [id], StoredTrial::from_row)?.parse()
+}
+
+fn trials(conn: &Connection, study: &str) -> Result<Vec<TrialRecord>, Failure> {
+    require_study(conn, study)?;
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study = ?1 ORDER BY number");
+    let mut select = conn.prepare(&sql)?;
+    let stored = select.query_map([study], StoredTrial::from_row)?;
+    let stored = stored.collect::<rusqlite::Result<Vec<_>>>()?;
+    stored.into_iter().map(StoredTrial::parse).collect()
+}
+
+fn epochs(conn: &Connection, trial: i64) -> Result<Vec<EpochMetrics>, Failure> {
+    let exists = conn
+        .query_row("SELECT 1 FROM trials WHERE id = ?1", [trial], |_| Ok(()))
+        .optional()?;
+    if exists.is_none() {
+        return Err(Failure::Trial {
+            trial,
+            message: "does not exist".into(),
+        });
+    }
+    let mut select =
+        conn.prepare("SELECT epoch, metrics FROM epochs WHERE trial = ?1 ORDER BY epoch")?;
+    let rows = select.query_map([trial], |row| Ok((row.get::<_, i64>(0)?, row.get(1)?)))?;
+    let rows = rows.collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+    rows.into_iter()
+        .map(|(epoch, json)| {
+            serde_json::from_str(&json).map_err(|e| {
+                Failure::Data(format!(
+                    "trial {trial}, epoch {epoch}: column metrics does not read: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn counts(conn: &Connection, study: &str) -> Result<BTreeMap<TrialState, usize>, Failure> {
+    require_study(conn, study)?;
+    let mut counts: BTreeMap<TrialState, usize> =
+        TrialState::ALL.into_iter().map(|s| (s, 0)).collect();
+    let mut select =
+        conn.prepare("SELECT state, count(*) FROM trials WHERE study = ?1 GROUP BY state")?;
+    let rows = select.query_map([study], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+    for row in rows {
+        let (state, n): (String, i64) = row?;
+        let state = state.parse::<TrialState>().map_err(Failure::Data)?;
+        counts.insert(state, usize::try_from(n).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
+fn claims(conn: &Connection, study: &str) -> Result<Vec<(i64, String, f64)>, Failure> {
+    require_study(conn, study)?;
+    let mut select = conn.prepare(
+        "SELECT c.trial, c.worker, c.at FROM claims c JOIN trials t ON t.id = c.trial
+         WHERE t.study = ?1 ORDER BY c.id",
+    )?;
+    let rows = select.query_map([study], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A trials row as stored: the text columns not yet parsed, so that a column that does not
+/// parse is reported by name rather than as a row that failed.
+struct StoredTrial {
+    id: i64,
+    number: i64,
+    group: String,
+    method: String,
+    point: String,
+    seed: i64,
+    config: String,
+    state: String,
+    worker: Option<String>,
+    attempts: u32,
+    started_at: Option<f64>,
+    finished_at: Option<f64>,
+    summary: Option<String>,
+    message: Option<String>,
+    histogram: Option<String>,
+}
+
+impl StoredTrial {
+    /// Reads the columns of [`TRIAL_COLUMNS`].
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(StoredTrial {
+            id: row.get(0)?,
+            number: row.get(1)?,
+            group: row.get(2)?,
+            method: row.get(3)?,
+            point: row.get(4)?,
+            seed: row.get(5)?,
+            config: row.get(6)?,
+            state: row.get(7)?,
+            worker: row.get(8)?,
+            attempts: row.get(9)?,
+            started_at: row.get(10)?,
+            finished_at: row.get(11)?,
+            summary: row.get(12)?,
+            message: row.get(13)?,
+            histogram: row.get(14)?,
+        })
+    }
+
+    fn parse(self) -> Result<TrialRecord, Failure> {
+        let id = self.id;
+        let config = toml::from_str(&self.config).map_err(|e| unreadable(id, "config", e))?;
+        let point = serde_json::from_str(&self.point).map_err(|e| unreadable(id, "point", e))?;
+        let number = usize::try_from(self.number).map_err(|e| unreadable(id, "number", e))?;
+        let seed = u64::try_from(self.seed).map_err(|e| unreadable(id, "seed", e))?;
+        Ok(TrialRecord {
+            id,
+            trial: NewTrial {
+                number,
+                group: self.group,
+                method: self.method,
+                point,
+                seed,
+                config,
+            },
+            state: self.state.parse().map_err(|e| unreadable(id, "state", e))?,
+            worker: self.worker,
+            attempts: self.attempts,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            summary: optional_json(id, "summary", self.summary.as_deref())?,
+            message: self.message,
+            histogram: optional_json(id, "histogram", self.histogram.as_deref())?,
+        })
+    }
+}
+
+fn unreadable(trial: i64, column: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::Data(format!("trial {trial}: column {column} does not read: {e}"))
+}
+
+fn optional_json<T: DeserializeOwned>(
+    trial: i64,
+    column: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, Failure> {
+    text.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| unreadable(trial, column, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regularize::SparsityReport;
+    use crate::study::record::WeightHistogram;
+    use crate::train::Summary;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    /// A folder of its own for one test, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("regstudy-store-{}-{test}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn db(&self) -> PathBuf {
+            self.0.join("store.db")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn new_trials(n: usize) -> Vec<NewTrial> {
+        (0..n)
+            .map(|number| NewTrial {
+                number,
+                group: if number % 2 == 0 { "mnist" } else { "" }.into(),
+                method: "l1".into(),
+                point: BTreeMap::from([("l1".to_string(), serde_json::json!(1e-4))]),
+                seed: (number % 3) as u64,
+                config: RunConfig {
+                    dataset: "mnist".into(),
+                    model: "simple-cnn".into(),
+                    seed: number as u64,
+                    l1: Some(1e-4),
+                    ..Default::default()
+                },
+            })
+            .collect()
+    }
+
+    fn study_record(spec: &str) -> StudyRecord {
+        StudyRecord {
+            name: "s".into(),
+            spec: spec.into(),
+            created_at: 1.7e9,
+            version: "0.1.0".into(),
+        }
+    }
+
+    /// A store holding study `s` with `n` trials.
+    fn store_with(test: &str, n: usize) -> (Scratch, SqliteStore) {
+        let scratch = Scratch::new(test);
+        let store = SqliteStore::open(&scratch.db()).unwrap();
+        let created = store.create_study(&study_record("spec"), &new_trials(n));
+        assert_eq!(created.unwrap(), Created::New);
+        (scratch, store)
+    }
+
+    fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_data_loss: loss,
+            train_penalty: 0.0,
+            train_loss: loss,
+            train_acc: 0.5,
+            val_loss: Some(loss),
+            val_acc: None,
+            gap_loss: None,
+            gap_acc: None,
+            lr: 0.01,
+            seconds: 1.0,
+            train_seconds: 0.9,
+            images_per_s: 1000.0,
+            sparsity: SparsityReport::default(),
+        }
+    }
+
+    fn done() -> Outcome {
+        Outcome {
+            state: TrialState::Done,
+            summary: Some(Summary {
+                status: "completed".into(),
+                message: None,
+                test_acc: Some(0.9),
+                test_loss: Some(0.3),
+                best_val_acc: Some(0.91),
+                best_val_loss: Some(0.29),
+                best_epoch: Some(2),
+                epochs_run: 2,
+                mean_epoch_seconds: 1.5,
+                sparsity: SparsityReport::default(),
+                seed: 0,
+                threads: 1,
+                version: "0.1.0".into(),
+            }),
+            message: None,
+            histogram: Some(WeightHistogram::of([&[0.0f32, 0.5][..]])),
+        }
+    }
+
+    /// Claims with `worker` until nothing is left; the trials' numbers.
+    fn claim_all(store: &SqliteStore, worker: &Worker) -> Vec<usize> {
+        std::iter::from_fn(|| store.claim("s", worker, FOREVER).unwrap())
+            .map(|t| t.trial.number)
+            .collect()
+    }
+
+    /// A pid with no process on this host, or `None` without `/proc`.
+    fn dead_pid() -> Option<u32> {
+        if !Path::new("/proc/self").exists() {
+            return None;
+        }
+        (1u32 << 30..).find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    #[test]
+    fn a_created_studys_trials_are_waiting_and_read_back_as_given() {
+        let (_scratch, store) = store_with("created", 5);
+        let trials = store.trials("s").unwrap();
+        assert_eq!(trials.len(), 5);
+        for (stored, given) in trials.iter().zip(new_trials(5)) {
+            assert_eq!(stored.trial, given);
+            assert_eq!(stored.state, TrialState::Waiting);
+            assert_eq!((stored.attempts, stored.worker.as_deref()), (0, None));
+        }
+        assert_eq!(store.study("s").unwrap(), study_record("spec"));
+        assert_eq!(store.studies().unwrap(), vec![study_record("spec")]);
+    }
+
+    #[test]
+    fn creating_a_study_again_changes_nothing_and_a_new_spec_is_refused() {
+        let (_scratch, store) = store_with("again", 3);
+        let again = store.create_study(&study_record("spec"), &new_trials(7));
+        assert_eq!(again.unwrap(), Created::Existing);
+        assert_eq!(store.trials("s").unwrap().len(), 3);
+        let changed = store.create_study(&study_record("spec "), &new_trials(3));
+        assert!(matches!(changed, Err(StoreError::SpecChanged { .. })));
+    }
+
+    #[test]
+    fn an_unknown_study_is_named_with_the_studies_there_are() {
+        let (_scratch, store) = store_with("unknown", 1);
+        let e = store.study("t").unwrap_err().to_string();
+        assert!(
+            e.contains("no study `t`") && e.contains("(it has: s)"),
+            "{e}"
+        );
+        assert!(matches!(
+            store.claim("t", &Worker::of_this_process(0), FOREVER),
+            Err(StoreError::NoStudy { .. })
+        ));
+    }
+
+    #[test]
+    fn claims_go_in_number_order_each_trial_once() {
+        let (_scratch, store) = store_with("order", 4);
+        let worker = Worker::of_this_process(0);
+        let first = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        assert_eq!((first.state, first.attempts), (TrialState::Running, 1));
+        assert_eq!(first.worker.as_deref(), Some(worker.name.as_str()));
+        assert!(first.started_at.is_some());
+        assert_eq!(claim_all(&store, &worker), vec![1, 2, 3]);
+        assert!(store.claim("s", &worker, FOREVER).unwrap().is_none());
+        assert_eq!(store.claims("s").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn threads_sharing_a_store_never_claim_the_same_trial() {
+        let (_scratch, store) = store_with("threads", 50);
+        let store = Arc::new(store);
+        let claimed: Vec<usize> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || claim_all(&store, &Worker::of_this_process(i)))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect();
+        assert_eq!(claimed.len(), 50);
+        assert_eq!(claimed.into_iter().collect::<BTreeSet<_>>().len(), 50);
+    }
+
+    #[test]
+    fn stores_opened_at_once_on_a_new_file_create_one_study_and_share_its_trials() {
+        let scratch = Scratch::new("processes");
+        let db = scratch.db();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let store = SqliteStore::open(&db).unwrap();
+                    let created = store.create_study(&study_record("spec"), &new_trials(40));
+                    (
+                        created.unwrap(),
+                        claim_all(&store, &Worker::of_this_process(i)),
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let new = results.iter().filter(|(c, _)| *c == Created::New).count();
+        assert_eq!(new, 1);
+        let claimed: Vec<usize> = results.into_iter().flat_map(|(_, n)| n).collect();
+        assert_eq!(claimed.len(), 40);
+        assert_eq!(claimed.into_iter().collect::<BTreeSet<_>>().len(), 40);
+    }
+
+    #[test]
+    fn a_trial_with_a_stale_heartbeat_is_claimed_again() {
+        let (_scratch, store) = store_with("stale", 1);
+        let (first, second) = (Worker::of_this_process(0), Worker::of_this_process(1));
+        let trial = store.claim("s", &first, FOREVER).unwrap().unwrap();
+        let again = store.claim("s", &second, Duration::ZERO).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (trial.id, 2));
+        assert_eq!(again.worker.as_deref(), Some(second.name.as_str()));
+        let late = store.record_epoch(trial.id, &first, &metrics(1, 1.0));
+        let e = late.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("held by worker {}", second.name)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_live_worker_of_this_process_keeps_its_trial() {
+        let (_scratch, store) = store_with("live", 1);
+        let holder = Worker::of_this_process(0);
+        store.claim("s", &holder, FOREVER).unwrap().unwrap();
+        store.heartbeat(&holder).unwrap();
+        let other = Worker::of_this_process(1);
+        assert!(store.claim("s", &other, FOREVER).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_trial_held_by_a_dead_process_on_this_host_is_claimed_at_once() {
+        let Some(pid) = dead_pid() else { return };
+        let (_scratch, store) = store_with("dead", 2);
+        let me = Worker::of_this_process(0);
+        let ghost = Worker {
+            name: format!("{}:{pid}:0", me.host),
+            host: me.host.clone(),
+            pid,
+        };
+        let elsewhere = Worker {
+            name: "elsewhere:1:0".into(),
+            host: "elsewhere".into(),
+            pid,
+        };
+        let held = store.claim("s", &ghost, FOREVER).unwrap().unwrap();
+        store.claim("s", &elsewhere, FOREVER).unwrap().unwrap();
+        let again = store.claim("s", &me, FOREVER).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (held.id, 2));
+        assert!(
+            store.claim("s", &me, FOREVER).unwrap().is_none(),
+            "a pid on another host says nothing about this host's processes"
+        );
+    }
+
+    #[test]
+    fn epochs_read_back_in_order_and_are_replaced_while_running() {
+        let (_scratch, store) = store_with("epochs", 1);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        for epoch in [2, 1, 3] {
+            store
+                .record_epoch(trial, &worker, &metrics(epoch, 1.0))
+                .unwrap();
+        }
+        store
+            .record_epoch(trial, &worker, &metrics(2, 0.5))
+            .unwrap();
+        let expected = vec![metrics(1, 1.0), metrics(2, 0.5), metrics(3, 1.0)];
+        assert_eq!(store.epochs(trial).unwrap(), expected);
+    }
+
+    #[test]
+    fn metrics_that_json_cannot_hold_are_refused_not_stored() {
+        let (_scratch, store) = store_with("nan", 1);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        let refused = store.record_epoch(trial, &worker, &metrics(1, f64::NAN));
+        assert!(matches!(refused, Err(StoreError::Trial { .. })));
+        assert!(store.epochs(trial).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_finished_trial_cannot_be_finished_again_nor_get_epochs() {
+        let (_scratch, store) = store_with("finish", 1);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        let running = Outcome {
+            state: TrialState::Running,
+            ..done()
+        };
+        assert!(store.finish(trial, &worker, &running).is_err());
+        store.finish(trial, &worker, &done()).unwrap();
+        let stored = store.trials("s").unwrap().remove(0);
+        assert_eq!(stored.state, TrialState::Done);
+        assert_eq!(
+            (stored.summary, stored.histogram),
+            (done().summary, done().histogram)
+        );
+        assert!(stored.finished_at.is_some());
+        let e = store
+            .finish(trial, &worker, &done())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is already done"), "{e}");
+        assert!(store
+            .record_epoch(trial, &worker, &metrics(1, 1.0))
+            .is_err());
+    }
+
+    #[test]
+    fn the_database_itself_refuses_to_change_a_finished_trial() {
+        let (scratch, store) = store_with("trigger", 1);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        store
+            .record_epoch(trial, &worker, &metrics(1, 1.0))
+            .unwrap();
+        store.finish(trial, &worker, &done()).unwrap();
+        let raw = Connection::open(scratch.db()).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        let refused = [
+            "UPDATE trials SET state = 'waiting' WHERE id = ?1",
+            "DELETE FROM trials WHERE id = ?1",
+            "UPDATE epochs SET metrics = '{}' WHERE trial = ?1",
+            "DELETE FROM epochs WHERE trial = ?1",
+            "INSERT INTO epochs (trial, epoch, metrics) VALUES (?1, 2, '{}')",
+            "DELETE FROM claims WHERE trial = ?1",
+        ];
+        for sql in refused {
+            let e = raw.execute(sql, [trial]).unwrap_err().to_string();
+            assert!(
+                e.contains("cannot") || e.contains("append-only"),
+                "{sql}: {e}"
+            );
+        }
+        assert_eq!(store.epochs(trial).unwrap(), vec![metrics(1, 1.0)]);
+    }
+
+    #[test]
+    fn counts_name_every_state() {
+        let (_scratch, store) = store_with("counts", 4);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        store.finish(trial, &worker, &done()).unwrap();
+        store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        let counts = store.counts("s").unwrap();
+        let expected = BTreeMap::from([
+            (TrialState::Waiting, 2),
+            (TrialState::Running, 1),
+            (TrialState::Done, 1),
+            (TrialState::Failed, 0),
+            (TrialState::Diverged, 0),
+        ]);
+        assert_eq!(counts, expected);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_by_name() {
+        let scratch = Scratch::new("notadb");
+        let path = scratch.0.join("notes.txt");
+        for text in ["x".to_string(), "these are notes\n".repeat(1000)] {
+            std::fs::write(&path, &text).unwrap();
+            let e = SqliteStore::open(&path).err().unwrap().to_string();
+            assert!(
+                e.contains("notes.txt") && e.contains("not a SQLite database"),
+                "{e}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                text,
+                "the file is untouched"
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_of_a_newer_schema_is_refused() {
+        let (scratch, store) = store_with("newer", 1);
+        drop(store);
+        let raw = Connection::open(scratch.db()).unwrap();
+        raw.pragma_update(None, "user_version", 99).unwrap();
+        drop(raw);
+        let e = SqliteStore::open(&scratch.db()).err().unwrap().to_string();
+        assert!(e.contains("store.db") && e.contains("version 99"), "{e}");
+    }
+
+    #[test]
+    fn a_store_opens_from_a_path_or_a_sqlite_url() {
+        let scratch = Scratch::new("url");
+        let url = format!("sqlite://{}", scratch.0.join("sub/url.db").display());
+        let store = crate::store::open(&url).unwrap();
+        assert!(store.studies().unwrap().is_empty());
+        assert!(scratch.0.join("sub/url.db").exists());
+        assert!(crate::store::open("postgres://localhost/x").is_err());
+    }
+}

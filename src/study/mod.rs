@@ -4,5 +4,7 @@
 //! - [`record`]: what is stored about studies and trials;
 //! - the runner claims trials from a [`crate::store::Store`] and trains them.
 
+pub mod presets;
 pub mod record;
+pub mod runner;
 pub mod spec;

@@ -42,8 +42,14 @@
 //! and its own run folder. Every option is checked, with the file, line and field of a bad
 //! one, before any trial starts.
 
+use crate::study::record::NewTrial;
+use crate::train::RunConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 /// How the best grid point of a method is chosen: always on the validation split, never on
 /// the test set.
@@ -79,14 +85,17 @@ pub struct Method {
 
 /// A published number to show beside ours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaperValue {
     /// The group it belongs to (`None`: the only group).
+    #[serde(default)]
     pub group: Option<String>,
     pub method: String,
     /// `test_acc`, `best_val_acc`, `train_acc` (final epoch) or `gap_acc`; fractions in [0, 1].
     pub metric: String,
     pub value: f64,
     /// Where the number is printed (paper, table, figure).
+    #[serde(default)]
     pub source: String,
 }
 
@@ -109,6 +118,13 @@ pub struct StudySpec {
     pub paper: Vec<PaperValue>,
     /// Free-form notes shown at the top of the report (e.g. what `--quick` reduced).
     pub notes: Vec<String>,
+    /// The file the spec came from, for errors found after parsing (a missing data set).
+    #[serde(skip)]
+    pub file: PathBuf,
+    /// Line and column of every option, by field path (`base.dataset`,
+    /// `method[1].grid.l1`, `method[2].points[0].l2`, `group[0].set.dataset`).
+    #[serde(skip)]
+    pub origins: BTreeMap<String, (usize, usize)>,
 }
 
 impl StudySpec {
@@ -118,6 +134,750 @@ impl StudySpec {
     }
 }
 
-/// Keeps the compiler quiet until parsing lands.
-#[allow(dead_code)]
-fn _unused(_: BTreeMap<(), ()>) {}
+/// A mistake in a study spec, located: the file, the line and column where the value is
+/// (when known), the field (as a path such as `method[2].grid.l1`) and what was expected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": field `{}`: {}", self.field, self.problem)
+    }
+}
+
+/// Where a value sits in the file: its byte range, to turn into a line and column.
+type Span = Option<Range<usize>>;
+
+/// An option table as written, each key and value with its place in the file.
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    seeds: Option<Spanned<RawSeeds>>,
+    #[serde(default)]
+    select: Selection,
+    baseline: Option<Spanned<String>>,
+    runs_dir: Option<PathBuf>,
+    #[serde(default)]
+    base: RawTable,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    method: Option<Spanned<Vec<RawMethod>>>,
+    #[serde(default)]
+    paper: Vec<PaperValue>,
+    #[serde(default)]
+    notes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSeeds {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    #[serde(default)]
+    set: RawTable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    name: Spanned<String>,
+    #[serde(default)]
+    set: RawTable,
+    #[serde(default)]
+    grid: RawTable,
+    points: Option<Spanned<Vec<RawTable>>>,
+    #[serde(default)]
+    components: Vec<String>,
+}
+
+/// The options a trial may not take from a spec: the runner sets them per trial.
+const RUNNER_OPTIONS: [&str; 2] = ["out", "seed"];
+
+/// Turns byte offsets into line and column numbers and builds located errors.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Span, field: impl Into<String>, problem: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.file.to_path_buf(),
+            position: span.map(|s| self.position(s.start)),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// The word at `offset` (a key name in an "unknown field" error).
+    fn word_at(&self, offset: usize) -> String {
+        self.text[offset.min(self.text.len())..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect()
+    }
+}
+
+impl StudySpec {
+    /// Reads and checks the spec file at `path`.
+    pub fn from_file(path: &Path) -> Result<StudySpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: path.to_path_buf(),
+            position: None,
+            field: "(file)".into(),
+            problem: format!("cannot read it: {e}"),
+        })?;
+        StudySpec::parse(&text, path)
+    }
+
+    /// Parses and checks spec `text`; `file` names it in errors. Every trial's settings are
+    /// checked as `regstudy train` would check them, so a spec that parses runs.
+    pub fn parse(text: &str, file: &Path) -> Result<StudySpec, SpecError> {
+        let at = Locator { file, text };
+        let raw: RawSpec = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            let field = span
+                .clone()
+                .map_or_else(String::new, |s| at.word_at(s.start));
+            at.error(span, field, e.message().trim().to_string())
+        })?;
+        let spec = build(raw, &at)?;
+        spec.check_trials()?;
+        Ok(spec)
+    }
+
+    /// The study's trials: groups x methods x points x seeds, numbered in that order.
+    pub fn trials(&self) -> Vec<NewTrial> {
+        let mut trials = Vec::new();
+        for group in &self.groups {
+            for method in &self.methods {
+                for point in &method.points {
+                    for &seed in &self.seeds {
+                        let number = trials.len();
+                        let config = self.config_of(group, method, point, seed, number);
+                        trials.push(NewTrial {
+                            number,
+                            group: group.name.clone(),
+                            method: method.name.clone(),
+                            point: point_json(point),
+                            seed,
+                            config: config.expect("checked when the spec was parsed"),
+                        });
+                    }
+                }
+            }
+        }
+        trials
+    }
+
+    /// One trial's settings: base, group, method, point, then seed and run folder.
+    fn config_of(
+        &self,
+        group: &Group,
+        method: &Method,
+        point: &toml::Table,
+        seed: u64,
+        number: usize,
+    ) -> Result<RunConfig, toml::de::Error> {
+        let mut table = self.base.clone();
+        for layer in [&group.set, &method.set, point] {
+            table.extend(layer.clone());
+        }
+        let mut config: RunConfig = toml::Value::Table(table).try_into()?;
+        config.seed = seed;
+        config.out = Some(
+            self.runs_dir
+                .join(trial_folder(number, group, method, point, seed)),
+        );
+        Ok(config)
+    }
+
+    /// Checks every trial's settings as `regstudy train` would, mapping a bad option back
+    /// to the place in the file that set it.
+    fn check_trials(&self) -> Result<(), SpecError> {
+        for (g, group) in self.groups.iter().enumerate() {
+            for (m, method) in self.methods.iter().enumerate() {
+                for (p, point) in method.points.iter().enumerate() {
+                    let seed = self.seeds[0];
+                    let config = self
+                        .config_of(group, method, point, seed, 0)
+                        .map_err(|e| self.error_at(g, m, p, "", e.message().trim()))?;
+                    if let Err(e) = config.check() {
+                        let option = e.option.replace('-', "_");
+                        return Err(self.error_at(g, m, p, &option, e.problem));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error about `option` in the trials of group `g`, method `m`, point `p`, located at
+    /// the most specific place that set the option (point, method, group, base); at the
+    /// method when none did.
+    pub fn error_at(
+        &self,
+        g: usize,
+        m: usize,
+        p: usize,
+        option: &str,
+        problem: impl Into<String>,
+    ) -> SpecError {
+        let candidates = [
+            format!("method[{m}].points[{p}].{option}"),
+            format!("method[{m}].grid.{option}"),
+            format!("method[{m}].set.{option}"),
+            format!("group[{g}].set.{option}"),
+            format!("base.{option}"),
+        ];
+        let found = candidates
+            .iter()
+            .find_map(|path| self.origins.get(path).map(|at| (path.clone(), *at)));
+        let (field, position) = match found {
+            Some((path, at)) => (path, Some(at)),
+            None => {
+                let method = format!("method[{m}]");
+                let field = if option.is_empty() {
+                    method.clone()
+                } else {
+                    format!("base.{option}")
+                };
+                (field, self.origins.get(&method).copied())
+            }
+        };
+        SpecError {
+            file: self.file.clone(),
+            position,
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The data sets the trials use, each with the group and method of its first trial.
+    pub fn datasets(&self) -> Vec<(String, Option<PathBuf>, usize, usize)> {
+        let mut seen = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            for (m, method) in self.methods.iter().enumerate() {
+                for point in &method.points {
+                    let Ok(config) = self.config_of(group, method, point, 0, 0) else {
+                        continue;
+                    };
+                    let key = (config.dataset, config.data_dir);
+                    if !seen
+                        .iter()
+                        .any(|(d, dir, _, _)| (d, dir) == (&key.0, &key.1))
+                    {
+                        seen.push((key.0, key.1, g, m));
+                    }
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Converts the parsed file into a spec, checking every part that does not need a trial's
+/// whole settings.
+fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
+    let mut origins = BTreeMap::new();
+    let name = check_name(&raw.name, "name", at)?;
+    let seeds = check_seeds(raw.seeds.as_ref(), at)?;
+    let base = check_options(&raw.base, "base", at, &mut origins)?;
+    let mut groups = Vec::new();
+    for (g, group) in raw.group.iter().enumerate() {
+        let field = format!("group[{g}]");
+        origins.insert(field.clone(), at.position(group.name.span().start));
+        let name = check_name(&group.name, &format!("{field}.name"), at)?;
+        if groups.iter().any(|other: &Group| other.name == name) {
+            return Err(at.error(
+                Some(group.name.span()),
+                format!("{field}.name"),
+                format!("group `{name}` is defined twice"),
+            ));
+        }
+        let set = check_options(&group.set, &format!("{field}.set"), at, &mut origins)?;
+        groups.push(Group { name, set });
+    }
+    if groups.is_empty() {
+        groups.push(Group {
+            name: String::new(),
+            set: toml::Table::new(),
+        });
+    }
+    let Some(raw_methods) = &raw.method else {
+        return Err(at.error(None, "method", "the study needs at least one [[method]]"));
+    };
+    let mut methods: Vec<Method> = Vec::new();
+    for (m, method) in raw_methods.get_ref().iter().enumerate() {
+        let built = check_method(method, m, at, &mut origins)?;
+        if methods.iter().any(|other| other.name == built.name) {
+            return Err(at.error(
+                Some(method.name.span()),
+                format!("method[{m}].name"),
+                format!("method `{}` is defined twice", built.name),
+            ));
+        }
+        methods.push(built);
+    }
+    if methods.is_empty() {
+        return Err(at.error(
+            Some(raw_methods.span()),
+            "method",
+            "the study needs at least one [[method]]",
+        ));
+    }
+    let baseline = match &raw.baseline {
+        Some(b) if methods.iter().any(|m| m.name == *b.get_ref()) => b.get_ref().clone(),
+        Some(b) => {
+            let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
+            return Err(at.error(
+                Some(b.span()),
+                "baseline",
+                format!(
+                    "no method is called `{}` (methods: {})",
+                    b.get_ref(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        None => methods[0].name.clone(),
+    };
+    check_paper(&raw.paper, &groups, &methods, at)?;
+    let runs_dir = raw
+        .runs_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(&name));
+    Ok(StudySpec {
+        name,
+        description: raw.description,
+        seeds,
+        select: raw.select,
+        baseline,
+        runs_dir,
+        base,
+        groups,
+        methods,
+        paper: raw.paper,
+        notes: raw.notes,
+        file: at.file.to_path_buf(),
+        origins,
+    })
+}
+
+/// A name used in folder names and reports: letters, digits, `-`, `_`, `.`, `+`.
+fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<String, SpecError> {
+    let value = name.get_ref();
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
+    if ok {
+        Ok(value.clone())
+    } else {
+        Err(at.error(
+            Some(name.span()),
+            field,
+            format!(
+                "expected a non-empty name of letters, digits, `-`, `_`, `.` or `+`, got `{value}`"
+            ),
+        ))
+    }
+}
+
+fn check_seeds(seeds: Option<&Spanned<RawSeeds>>, at: &Locator) -> Result<Vec<u64>, SpecError> {
+    let Some(seeds) = seeds else {
+        return Ok(vec![0]);
+    };
+    let list = match seeds.get_ref() {
+        RawSeeds::Count(n) => (0..*n).collect(),
+        RawSeeds::List(list) => list.clone(),
+    };
+    if list.is_empty() {
+        return Err(at.error(
+            Some(seeds.span()),
+            "seeds",
+            "expected at least one seed (a count >= 1 or a list of seeds)",
+        ));
+    }
+    let mut sorted = list.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != list.len() {
+        return Err(at.error(Some(seeds.span()), "seeds", "a seed is listed twice"));
+    }
+    Ok(list)
+}
+
+/// Checks each option of a table on its own: a `regstudy train` option, of the right type,
+/// not one the runner sets.
+fn check_options(
+    table: &RawTable,
+    field: &str,
+    at: &Locator,
+    origins: &mut BTreeMap<String, (usize, usize)>,
+) -> Result<toml::Table, SpecError> {
+    let mut checked = toml::Table::new();
+    for (key, value) in table {
+        let path = format!("{field}.{}", key.get_ref());
+        check_option(key, value.get_ref(), &path, at)?;
+        origins.insert(path, at.position(key.span().start));
+        checked.insert(key.get_ref().clone(), value.get_ref().clone());
+    }
+    Ok(checked)
+}
+
+fn check_option(
+    key: &Spanned<String>,
+    value: &toml::Value,
+    path: &str,
+    at: &Locator,
+) -> Result<(), SpecError> {
+    let name = key.get_ref();
+    if RUNNER_OPTIONS.contains(&name.as_str()) {
+        let why = if name == "seed" {
+            "seeds are given by the study's `seeds`"
+        } else {
+            "each trial gets its own run folder under `runs_dir`"
+        };
+        return Err(at.error(
+            Some(key.span()),
+            path,
+            format!("`{name}` cannot be set in a study: {why}"),
+        ));
+    }
+    let mut one = toml::Table::new();
+    one.insert(name.clone(), value.clone());
+    toml::Value::Table(one)
+        .try_into::<RunConfig>()
+        .map(drop)
+        .map_err(|e| at.error(Some(key.span()), path, e.message().trim().to_string()))
+}
+
+fn check_method(
+    method: &RawMethod,
+    m: usize,
+    at: &Locator,
+    origins: &mut BTreeMap<String, (usize, usize)>,
+) -> Result<Method, SpecError> {
+    let field = format!("method[{m}]");
+    origins.insert(field.clone(), at.position(method.name.span().start));
+    let name = check_name(&method.name, &format!("{field}.name"), at)?;
+    let set = check_options(&method.set, &format!("{field}.set"), at, origins)?;
+    let points = match (&method.points, method.grid.is_empty()) {
+        (Some(points), false) => {
+            return Err(at.error(
+                Some(points.span()),
+                format!("{field}.points"),
+                "give either `grid` or `points`, not both",
+            ));
+        }
+        (Some(points), true) => check_points(points, &field, at, origins)?,
+        (None, _) => expand_grid(&method.grid, &field, at, origins)?,
+    };
+    Ok(Method {
+        name,
+        set,
+        points,
+        components: method.components.clone(),
+    })
+}
+
+fn check_points(
+    points: &Spanned<Vec<RawTable>>,
+    field: &str,
+    at: &Locator,
+    origins: &mut BTreeMap<String, (usize, usize)>,
+) -> Result<Vec<toml::Table>, SpecError> {
+    if points.get_ref().is_empty() {
+        return Err(at.error(
+            Some(points.span()),
+            format!("{field}.points"),
+            "expected at least one point",
+        ));
+    }
+    points
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(p, point)| check_options(point, &format!("{field}.points[{p}]"), at, origins))
+        .collect()
+}
+
+/// Every combination of the grid's values, the last key varying fastest.
+fn expand_grid(
+    grid: &RawTable,
+    field: &str,
+    at: &Locator,
+    origins: &mut BTreeMap<String, (usize, usize)>,
+) -> Result<Vec<toml::Table>, SpecError> {
+    let mut points = vec![toml::Table::new()];
+    for (key, values) in grid {
+        let path = format!("{field}.grid.{}", key.get_ref());
+        let toml::Value::Array(values_list) = values.get_ref() else {
+            return Err(at.error(
+                Some(values.span()),
+                path,
+                format!("expected a list of values, got {}", values.get_ref()),
+            ));
+        };
+        if values_list.is_empty() {
+            return Err(at.error(
+                Some(values.span()),
+                path,
+                "the axis is empty: give at least one value",
+            ));
+        }
+        for value in values_list {
+            check_option(key, value, &path, at)?;
+        }
+        origins.insert(path, at.position(key.span().start));
+        points = points
+            .into_iter()
+            .flat_map(|point| {
+                values_list.iter().map(move |v| {
+                    let mut next = point.clone();
+                    next.insert(key.get_ref().clone(), v.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// Paper values must name a method (and group) of the study and a metric the report knows.
+fn check_paper(
+    paper: &[PaperValue],
+    groups: &[Group],
+    methods: &[Method],
+    at: &Locator,
+) -> Result<(), SpecError> {
+    const METRICS: [&str; 4] = ["test_acc", "best_val_acc", "train_acc", "gap_acc"];
+    for (i, value) in paper.iter().enumerate() {
+        let field = format!("paper[{i}]");
+        if !methods.iter().any(|m| m.name == value.method) {
+            return Err(at.error(
+                None,
+                format!("{field}.method"),
+                format!("no method is called `{}`", value.method),
+            ));
+        }
+        if let Some(group) = &value.group {
+            if !groups.iter().any(|g| &g.name == group) {
+                return Err(at.error(
+                    None,
+                    format!("{field}.group"),
+                    format!("no group is called `{group}`"),
+                ));
+            }
+        }
+        if !METRICS.contains(&value.metric.as_str()) {
+            return Err(at.error(
+                None,
+                format!("{field}.metric"),
+                format!(
+                    "expected one of {}, got `{}`",
+                    METRICS.join(", "),
+                    value.metric
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A trial's run folder name: `0007-l1-l1=0.0001-seed2`, with the group in front when there
+/// is one; characters that are unsafe in file names become `_`.
+fn trial_folder(
+    number: usize,
+    group: &Group,
+    method: &Method,
+    point: &toml::Table,
+    seed: u64,
+) -> String {
+    let mut parts = vec![format!("{number:04}")];
+    if !group.name.is_empty() {
+        parts.push(group.name.clone());
+    }
+    parts.push(method.name.clone());
+    parts.extend(point.iter().map(|(k, v)| format!("{k}={}", value_text(v))));
+    parts.push(format!("seed{seed}"));
+    parts
+        .join("-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_=.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A TOML value as it reads in names and tables: strings bare, numbers in shortest form.
+pub fn value_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn point_json(point: &toml::Table) -> BTreeMap<String, serde_json::Value> {
+    point
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "small"
+seeds = 2
+
+[base]
+dataset = "mnist"
+model = "simple-cnn"
+epochs = 1
+
+[[method]]
+name = "none"
+
+[[method]]
+name = "l1"
+set = { penalty = "l1" }
+grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }
+"#;
+
+    fn parse(text: &str) -> Result<StudySpec, SpecError> {
+        StudySpec::parse(text, Path::new("study.toml"))
+    }
+
+    #[test]
+    fn a_spec_expands_to_methods_times_grid_points_times_seeds() {
+        let spec = parse(GOOD).unwrap();
+        let trials = spec.trials();
+        assert_eq!(trials.len(), 2 * (1 + 2 * 2));
+        assert_eq!(spec.baseline, "none");
+        let last = trials.last().unwrap();
+        assert_eq!(last.method, "l1");
+        assert_eq!(last.seed, 1);
+        assert_eq!(last.config.l1, Some(1e-4));
+        assert_eq!(last.config.lr, 0.01);
+        assert_eq!(last.config.seed, 1);
+        assert_eq!(
+            last.config.out.as_deref(),
+            Some(Path::new("runs/small/0009-l1-l1=0.0001-lr=0.01-seed1"))
+        );
+        let numbers: Vec<usize> = trials.iter().map(|t| t.number).collect();
+        assert_eq!(numbers, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_unknown_option_is_named_with_its_line() {
+        let text = GOOD.replace("epochs = 1", "epochs = 1\nlearning_rate = 0.1");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "base.learning_rate");
+        assert_eq!(err.position, Some((8, 1)));
+        assert!(err.problem.contains("unknown field"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("study.toml:8:1: field `base.learning_rate`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let text = GOOD.replace("epochs = 1", "epochs = \"ten\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "base.epochs");
+        assert_eq!(err.position, Some((7, 1)));
+        assert!(err.problem.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_axis_is_refused_at_its_place() {
+        let text = GOOD.replace("l1 = [1e-5, 1e-4]", "l1 = []");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "method[1].grid.l1");
+        assert_eq!(err.position.map(|p| p.0), Some(15));
+        assert!(err.problem.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_value_is_traced_to_the_option_that_set_it() {
+        let text = GOOD.replace("l1 = [1e-5, 1e-4]", "l1 = [1e-5, -1.0]");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "method[1].grid.l1");
+        assert!(err.problem.contains(">= 0"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_required_option_is_reported() {
+        let text = GOOD.replace("dataset = \"mnist\"\n", "");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "base.dataset");
+        assert!(err.problem.contains("required"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_and_bad_toml_are_located() {
+        let err = parse(&format!("colour = 1\n{GOOD}")).unwrap_err();
+        assert_eq!(err.position, Some((1, 1)));
+        assert_eq!(err.field, "colour");
+        let err = parse("name = \"x\"\n[base\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+    }
+
+    #[test]
+    fn seeds_and_out_cannot_be_set_per_trial() {
+        let err = parse(&GOOD.replace("epochs = 1", "epochs = 1\nseed = 3")).unwrap_err();
+        assert_eq!(err.field, "base.seed");
+        let err = parse(&GOOD.replace("seeds = 2", "seeds = 0")).unwrap_err();
+        assert_eq!(err.field, "seeds");
+    }
+
+    #[test]
+    fn the_baseline_must_be_a_method() {
+        let err = parse(&GOOD.replace("seeds = 2", "seeds = 2\nbaseline = \"l2\"")).unwrap_err();
+        assert_eq!(err.field, "baseline");
+        assert_eq!(err.position, Some((3, 12)));
+    }
+}

@@ -112,11 +112,12 @@ pub struct RunConfig {
     /// last weights).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
-    /// Train on only the first N images of the training part (after the split), for quick
-    /// runs. Default: all.
+    /// Train on only N images of the training part (after the split), drawn at random and
+    /// stratified by class with the run's seed, for quick runs. Default: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_subset: Option<usize>,
-    /// Test on only the first N test images. Default: all.
+    /// Test on only N test images, drawn at random and stratified by class (the same
+    /// images for every seed). Default: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_subset: Option<usize>,
     /// Run folder. Default: `runs/<model>-<dataset>-<unix time>`.

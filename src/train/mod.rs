@@ -26,7 +26,7 @@ pub mod run;
 pub use config::{CheckedRunConfig, ConfigError, ModelSource, RunConfig};
 pub use early_stop::EarlyStopping;
 pub use metrics::{EpochMetrics, Summary};
-pub use run::{run, RunOptions};
+pub use run::{run, EpochCallback, RunOptions};
 
 use std::path::PathBuf;
 

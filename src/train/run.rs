@@ -9,8 +9,8 @@ use super::metrics::{self, EpochMetrics, Summary};
 use super::TrainError;
 use crate::checkpoint::{load_weights, save_weights};
 use crate::data::{
-    self, split_validation, Augmentation, BatchLoader, DataIdentity, ImageSet, LoaderConfig,
-    Normalization,
+    self, split_validation, stratified_subset, Augmentation, BatchLoader, DataIdentity, Dataset,
+    ImageSet, LoaderConfig, Normalization,
 };
 use crate::engine::{Rng, Tensor, ThreadPool};
 use crate::fsio::write_atomic;
@@ -28,17 +28,38 @@ use std::time::Instant;
 
 /// Stream of the dropout generator, derived from the run's seed.
 const DROPOUT_STREAM: u64 = 0x4452_4f50;
+/// Seed of the test subset's draw, the same for every run.
+const TEST_SUBSET_SEED: u64 = 0x5445_5354;
 /// Batch size for validation and test (it changes no result: evaluation has no batch
 /// statistics).
 const EVAL_BATCH: usize = 256;
 
+/// Called with each epoch's record once it is written to the run folder.
+pub type EpochCallback<'a> = &'a (dyn Fn(&EpochMetrics) + Sync);
+
 /// How [`run`] behaves beyond its config.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
+#[derive(Clone, Default)]
+pub struct RunOptions<'a> {
     /// Continue the run in `config.out` from its checkpoint.
     pub resume: bool,
     /// Show a progress bar (on a terminal only) and print one line per epoch to stdout.
     pub progress: bool,
+    /// The data set, already loaded (a study loads each data set once for all its trials);
+    /// used when its spec is the config's, else the data set is loaded.
+    pub dataset: Option<Arc<Dataset>>,
+    /// Told about every epoch (a study records them in its store).
+    pub on_epoch: Option<EpochCallback<'a>>,
+}
+
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("resume", &self.resume)
+            .field("progress", &self.progress)
+            .field("dataset", &self.dataset.as_ref().map(|d| &d.identity.spec))
+            .field("on_epoch", &self.on_epoch.is_some())
+            .finish()
+    }
 }
 
 /// The data of a run: training part, validation split, test set.
@@ -58,7 +79,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
     let c = &checked.config;
     let pool =
         ThreadPool::new(c.threads).map_err(|e| TrainError::Invalid(format!("--threads: {e}")))?;
-    let data = prepare_data(checked)?;
+    let data = prepare_data(checked, options.dataset.as_deref())?;
     let spec = model_spec(checked, &data)?;
     let mut net = spec.build(c.init, c.seed)?;
     if net.classes() != data.classes {
@@ -87,6 +108,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         }
     };
     let mut trainer = Trainer {
+        on_epoch: options.on_epoch,
         config: c,
         net,
         optimizer,
@@ -100,21 +122,27 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
 }
 
 /// Loads the data set, carves the validation split, applies the subsets.
-fn prepare_data(checked: &CheckedRunConfig) -> Result<Data, TrainError> {
+fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<Data, TrainError> {
     let c = &checked.config;
-    let dataset = data::load(&checked.dataset, c.data_dir.as_deref())?;
+    let dataset = match loaded {
+        Some(d) if d.identity.spec == checked.dataset.to_string() => d.clone(),
+        _ => data::load(&checked.dataset, c.data_dir.as_deref())?,
+    };
     let (mut train, val) = if c.val_fraction > 0.0 {
         let (train, val) = split_validation(&dataset.train, c.val_fraction, c.seed)?;
         (train, Some(val))
     } else {
         (dataset.train, None)
     };
+    // Subsets are drawn at random and stratified (data sets may be stored class by class);
+    // the test subset does not depend on the seed, so every trial of a study is tested on
+    // the same images.
     if let Some(n) = c.train_subset {
-        train = train.subset(&(0..n.min(train.len())).collect::<Vec<_>>());
+        train = stratified_subset(&train, n, c.seed);
     }
     let mut test = dataset.test;
     if let Some(n) = c.test_subset {
-        test = test.subset(&(0..n.min(test.len())).collect::<Vec<_>>());
+        test = stratified_subset(&test, n, TEST_SUBSET_SEED);
     }
     let normalization = match c.normalization {
         NormalizationKind::UnitRange => Normalization::UnitRange,
@@ -285,6 +313,7 @@ struct Trainer<'a> {
     state: TrainState,
     threads: usize,
     progress: bool,
+    on_epoch: Option<EpochCallback<'a>>,
 }
 
 impl Trainer<'_> {
@@ -387,7 +416,11 @@ impl Trainer<'_> {
         }
         self.state.history.push(m);
         self.state.epochs_done = epoch;
-        self.write_metrics().map_err(|e| e.to_string())
+        self.write_metrics().map_err(|e| e.to_string())?;
+        if let (Some(tell), Some(m)) = (&self.on_epoch, self.state.history.last()) {
+            tell(m);
+        }
+        Ok(())
     }
 
     /// One pass over the shuffled training set with a gradient step per batch; the penalties

@@ -1,0 +1,144 @@
+//! `regstudy report`, `regstudy reproduce` and `regstudy export`: what a study found, the
+//! source studies rerun, and results for other tools.
+
+use super::study::{print_run_end, StoreArgs, WorkerArgs};
+use super::CommandResult;
+use clap::{Args, ValueEnum};
+use regstudy::report::{console_summary, load, write_report};
+use regstudy::store::{self, Store};
+use regstudy::study::presets::{preset, PresetOptions, PRESETS};
+use regstudy::study::runner::run_study;
+use regstudy::study::spec::StudySpec;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The study to report on.
+    #[arg(long)]
+    study: String,
+    /// Folder for report.md, report.html, tables/ and figures/ [default: reports/<study>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// The source study: deepa2025 (CIFAR-10, L1/L2/elastic net), l2-dropout-bn (MNIST,
+    /// Fashion-MNIST, CIFAR-10) or levy (Tiny-ImageNet).
+    #[arg(value_parser = preset_names())]
+    name: String,
+    /// A reduced version (a few thousand images, few epochs, two seeds) that runs in
+    /// minutes, for a first look.
+    #[arg(long)]
+    quick: bool,
+    /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Another copy of the data: SPEC (e.g. folder:cifar-10-jpeg.tar.gz), or NAME=SPEC when
+    /// the study uses several data sets.
+    #[arg(long, value_name = "SPEC")]
+    dataset: Option<String>,
+    /// Folder of the trials' run folders [default: runs/<study>].
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+    /// Folder of the report [default: reports/<study>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    workers: WorkerArgs,
+}
+
+fn preset_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(PRESETS.map(|(name, _)| name))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// TensorBoard event files, one run per trial.
+    Tensorboard,
+    /// trials.csv and epochs.csv.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long)]
+    study: String,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub fn report(args: ReportArgs) -> CommandResult {
+    let store = store::open(&args.store.store)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| Path::new("reports").join(&args.study));
+    write_and_show(store.as_ref(), &args.study, &out)
+}
+
+/// Writes the report of `study` and prints its summary tables.
+fn write_and_show(store: &dyn Store, study: &str, out: &Path) -> CommandResult {
+    let record = store.study(study)?;
+    let origin = PathBuf::from(format!("store:{study}"));
+    let spec = StudySpec::parse(&record.spec, &origin)?;
+    let results = load(store, study, spec)?;
+    let files = write_report(&results, out)?;
+    print!("{}", console_summary(&results));
+    println!();
+    println!("report: {}", files.markdown.display());
+    println!("        {}", files.html.display());
+    Ok(())
+}
+
+pub fn reproduce(args: ReproduceArgs) -> CommandResult {
+    let options = PresetOptions {
+        quick: args.quick,
+        data_dir: args.data_dir,
+        dataset: args.dataset,
+        runs_dir: args.runs_dir,
+    };
+    let (text, spec) = preset(&args.name, &options)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| Path::new("reports").join(&spec.name));
+    std::fs::create_dir_all(&out)?;
+    let spec_file = out.join(format!("{}.toml", spec.name));
+    regstudy::fsio::write_atomic(&spec_file, text.as_bytes())?;
+    println!(
+        "study {} ({} trials); spec written to {} (rerun it with `regstudy study run`)",
+        spec.name,
+        spec.trials().len(),
+        spec_file.display()
+    );
+    let store = store::open(&args.store.store)?;
+    let done = run_study(&spec, &text, store.as_ref(), &args.workers.runner_config())?;
+    print_run_end(&spec.name, &args.store.store, &done);
+    write_and_show(store.as_ref(), &spec.name, &out)
+}
+
+pub fn export(args: ExportArgs) -> CommandResult {
+    let store = store::open(&args.store.store)?;
+    match args.format {
+        ExportFormat::Tensorboard => {
+            let n = regstudy::export::tensorboard(store.as_ref(), &args.study, &args.out)?;
+            println!(
+                "{n} runs written; view them with: tensorboard --logdir {}",
+                args.out.display()
+            );
+        }
+        ExportFormat::Csv => {
+            regstudy::export::csv(store.as_ref(), &args.study, &args.out)?;
+            println!("{}/trials.csv and epochs.csv written", args.out.display());
+        }
+    }
+    Ok(())
+}

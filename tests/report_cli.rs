@@ -1,0 +1,193 @@
+//! `regstudy report` on a fixed store: the tables are checked as exact text against values
+//! worked out by hand, and every file of the report is written.
+
+use regstudy::regularize::{SparsityReport, WeightStats};
+use regstudy::store::{Outcome, SqliteStore, Store, Worker};
+use regstudy::study::record::{StudyRecord, TrialState, WeightHistogram};
+use regstudy::study::spec::StudySpec;
+use regstudy::train::{EpochMetrics, Summary};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const SPEC: &str = r#"name = "fixed"
+seeds = 3
+baseline = "none"
+
+[base]
+dataset = "mnist"
+model = "simple-cnn"
+epochs = 2
+
+[[method]]
+name = "none"
+
+[[method]]
+name = "l2"
+set = { penalty = "l2" }
+grid = { l2 = [1e-4, 1e-3] }
+
+[[paper]]
+method = "none"
+metric = "test_acc"
+value = 0.70
+source = "Example et al., Table 1"
+"#;
+
+/// Per trial (in trial order: none x 3 seeds, l2=1e-4 x 3, l2=1e-3 x 3): best validation
+/// accuracy and test accuracy.
+const RESULTS: [(f64, f64); 9] = [
+    (0.69, 0.70),
+    (0.70, 0.72),
+    (0.71, 0.74),
+    (0.70, 0.80),
+    (0.71, 0.81),
+    (0.72, 0.82),
+    (0.73, 0.75),
+    (0.74, 0.76),
+    (0.75, 0.78),
+];
+
+fn sparsity(below_1e3: f64) -> SparsityReport {
+    SparsityReport {
+        overall: WeightStats {
+            count: 1000,
+            below_fraction: [0.0, below_1e3, below_1e3],
+            ..WeightStats::default()
+        },
+        layers: Vec::new(),
+    }
+}
+
+fn epoch(epoch: usize, train_acc: f64, val_acc: f64, below_1e3: f64) -> EpochMetrics {
+    EpochMetrics {
+        epoch,
+        train_data_loss: 0.5,
+        train_penalty: 0.0,
+        train_loss: 0.5,
+        train_acc,
+        val_loss: Some(0.9),
+        val_acc: Some(val_acc),
+        gap_loss: Some(0.4),
+        gap_acc: Some(train_acc - val_acc),
+        lr: 0.001,
+        seconds: 10.0,
+        train_seconds: 9.0,
+        images_per_s: 1000.0,
+        sparsity: sparsity(below_1e3),
+    }
+}
+
+/// A store holding the study with every trial done, as a worker would have left it.
+fn fixed_store(dir: &Path) -> PathBuf {
+    let path = dir.join("fixed.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let spec = StudySpec::parse(SPEC, Path::new("fixed.toml")).unwrap();
+    let record = StudyRecord {
+        name: "fixed".into(),
+        spec: SPEC.into(),
+        created_at: 1_790_000_000.0,
+        version: "0.1.0".into(),
+    };
+    store.create_study(&record, &spec.trials()).unwrap();
+    let worker = Worker::of_this_process(0);
+    for (best_val, test) in RESULTS {
+        let trial = store
+            .claim("fixed", &worker, Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        let baseline = trial.trial.method == "none";
+        let (train_acc, val_acc, below, seconds) = if baseline {
+            (0.90, 0.70, 0.01, 10.0)
+        } else {
+            (0.85, 0.74, 0.25, 10.5)
+        };
+        store
+            .record_epoch(trial.id, &worker, &epoch(1, 0.6, 0.6, below))
+            .unwrap();
+        let last = EpochMetrics {
+            seconds,
+            ..epoch(2, train_acc, val_acc, below)
+        };
+        store.record_epoch(trial.id, &worker, &last).unwrap();
+        let summary = Summary {
+            status: "completed".into(),
+            message: None,
+            test_acc: Some(test),
+            test_loss: Some(0.8),
+            best_val_acc: Some(best_val),
+            best_val_loss: Some(0.9),
+            best_epoch: Some(2),
+            epochs_run: 2,
+            mean_epoch_seconds: seconds,
+            sparsity: sparsity(below),
+            seed: trial.trial.seed,
+            threads: 2,
+            version: "0.1.0".into(),
+        };
+        let outcome = Outcome {
+            state: TrialState::Done,
+            summary: Some(summary),
+            message: None,
+            histogram: Some(WeightHistogram::of([&[0.0f32, 1e-4, 0.01][..]])),
+        };
+        store.finish(trial.id, &worker, &outcome).unwrap();
+    }
+    path
+}
+
+#[test]
+fn the_report_of_a_fixed_store_has_exactly_the_hand_computed_tables() {
+    let dir = std::env::temp_dir().join(format!("regstudy-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = fixed_store(&dir);
+    let out = dir.join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(["report", "--study", "fixed", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // none: test 70, 72, 74 -> mean 72.00, s = 2, CI = t(0.975, 2) * 2 / sqrt(3) = 4.97.
+    // l2: the point 1e-3 has the higher mean best validation accuracy (74 against 71) even
+    // though 1e-4 tests better; its test 75, 76, 78 -> mean 76.33, s = 1.528, CI = 3.79.
+    // Paired differences 5, 4, 4 -> t = 13.0 with 2 degrees of freedom,
+    // p = 1 - 13 / sqrt(13^2 + 2) = 0.00587.
+    // Final epoch: none trains at 90 and validates at 70 (gap 20), l2 at 85 and 74 (gap 11);
+    // epochs take 10 and 10.5 s (overhead +5%).
+    let methods = std::fs::read_to_string(out.join("tables/methods.csv")).unwrap();
+    let expected = "\
+method,chosen point,n,test acc % (mean ± 95% CI),train acc %,val acc %,gap (pp),zero weights %,|w|<1e-3 %,s/epoch,overhead %,vs baseline
+none,—,3,72.00 ± 4.97,90.00,70.00,20.00,0.00,1.00,10.00,—,baseline
+l2,l2=0.001,3,76.33 ± 3.79,85.00,74.00,11.00,0.00,25.00,10.50,+5.0,better (p = 0.00587)
+";
+    // RFC 4180: lines end in CRLF.
+    assert_eq!(methods, expected.replace('\n', "\r\n"));
+    let sweep = std::fs::read_to_string(out.join("tables/sweep.csv")).unwrap();
+    assert!(sweep.contains("l2,l2=0.0001,3,71.00 ± 2.48"), "{sweep}");
+    let paper = std::fs::read_to_string(out.join("tables/paper.csv")).unwrap();
+    assert!(
+        paper.contains("none,test_acc,70.00,72.00 ± 4.97,+2.00,"),
+        "{paper}"
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("| l2     | l2=0.001     | 3   | 76.33 ± 3.79"),
+        "{stdout}"
+    );
+    for file in [
+        "report.md",
+        "report.html",
+        "figures/curves-acc.svg",
+        "figures/curves-acc.png",
+    ] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+}
