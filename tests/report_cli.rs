@@ -191,3 +191,52 @@ l2,l2=0.001,3,76.33 ± 3.79,85.00,74.00,11.00,0.00,25.00,10.50,+5.0,better (p = 
         assert!(out.join(file).is_file(), "{file} written");
     }
 }
+
+#[test]
+fn a_study_exports_as_tensorboard_event_files_and_csv() {
+    let dir = std::env::temp_dir().join(format!("regstudy-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = fixed_store(&dir);
+    let export = |format: &str, out: &Path| {
+        let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+            .args(["export", "--study", "fixed", "--format", format, "--store"])
+            .arg(&store)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    };
+    let tensorboard = dir.join("tb");
+    export("tensorboard", &tensorboard);
+    let runs: Vec<_> = std::fs::read_dir(&tensorboard).unwrap().collect();
+    assert_eq!(runs.len(), 9, "one TensorBoard run per trial");
+    let run = tensorboard.join("0008-l2-l2=0.001-seed2");
+    let events = std::fs::read_dir(&run)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = events.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("events.out.tfevents."), "{name}");
+    let bytes = std::fs::read(&events).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("brain.Event:2") && text.contains("val/accuracy"));
+    let csv = dir.join("csv");
+    export("csv", &csv);
+    let trials = std::fs::read_to_string(csv.join("trials.csv")).unwrap();
+    assert_eq!(trials.lines().count(), 1 + 9);
+    let last = trials.lines().last().unwrap();
+    assert!(
+        last.starts_with("8,,l2,\"{\"\"l2\"\":0.001}\",2,done,2,0.78,"),
+        "{last}"
+    );
+    let epochs = std::fs::read_to_string(csv.join("epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 1 + 9 * 2);
+}

@@ -52,8 +52,10 @@ set = {{ penalty = "l1", l1 = 1e-4, l1_mode = "prox" }}
 
 fn study_run(spec: &Path, store: &Path, threads: usize) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_regstudy"));
+    // The kill test interrupts trials on purpose, possibly one many times.
     command
-        .args(["study", "run", "--quiet", "--threads", &threads.to_string()])
+        .args(["study", "run", "--quiet", "--max-attempts", "1000"])
+        .args(["--threads", &threads.to_string()])
         .arg(spec)
         .arg("--store")
         .arg(store)
@@ -96,7 +98,7 @@ fn assert_each_trial_done_once(store: &dyn Store, study: &str, trials: usize) {
         let finished = trial.finished_at.unwrap();
         let late = claims
             .iter()
-            .filter(|(id, _, at)| *id == trial.id && *at > finished)
+            .filter(|c| c.trial == trial.id && c.at > finished)
             .count();
         assert_eq!(
             late, 0,
@@ -193,7 +195,7 @@ fn two_processes_on_one_store_never_run_the_same_trial() {
     assert_eq!(claims.len(), 6, "each trial was claimed once: {claims:?}");
     let mut processes: Vec<&str> = claims
         .iter()
-        .map(|(_, worker, _)| worker.rsplit_once(':').unwrap().0)
+        .map(|claim| claim.worker.rsplit_once(':').unwrap().0)
         .collect();
     processes.sort_unstable();
     processes.dedup();

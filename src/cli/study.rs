@@ -53,6 +53,14 @@ pub struct WorkerArgs {
     /// (a trial of a process that is gone from this machine is taken over at once).
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub stale_after: u64,
+    /// A trial claimed this many times without finishing (its worker died each time) is
+    /// marked failed.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_attempts: u32,
+    /// Folder holding the data sets, for every trial (overrides the spec's data_dir)
+    /// [default: the spec's, else $REGSTUDY_DATA, else the user's cache folder].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// No progress bar or per-trial lines.
     #[arg(long)]
     pub quiet: bool,
@@ -64,6 +72,8 @@ impl WorkerArgs {
             workers: self.workers,
             threads: self.threads,
             stale_after: Duration::from_secs(self.stale_after),
+            max_attempts: self.max_attempts,
+            data_dir: self.data_dir.clone(),
             progress: !self.quiet,
             ..RunnerConfig::default()
         }
@@ -87,8 +97,9 @@ pub fn run(command: StudyCommand) -> CommandResult {
 }
 
 fn run_spec(args: RunArgs) -> CommandResult {
-    let spec = StudySpec::from_file(&args.spec)?;
-    let text = std::fs::read_to_string(&args.spec)?;
+    let text = std::fs::read_to_string(&args.spec)
+        .map_err(|e| format!("{}: cannot read the spec: {e}", args.spec.display()))?;
+    let spec = StudySpec::parse(&text, &args.spec)?;
     let store = store::open(&args.store.store)?;
     let config = args.workers.runner_config();
     let done = run_study(&spec, &text, store.as_ref(), &config)?;

@@ -524,6 +524,9 @@ impl Store for FixedStore {
     ) -> Result<(), StoreError> {
         Self::refuse()
     }
+    fn reset_epochs(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
+        Self::refuse()
+    }
     fn finish(
         &self,
         _: i64,
@@ -541,7 +544,7 @@ impl Store for FixedStore {
     fn counts(&self, _: &str) -> Result<BTreeMap<TrialState, usize>, StoreError> {
         Self::refuse()
     }
-    fn claims(&self, _: &str) -> Result<Vec<(i64, String, f64)>, StoreError> {
+    fn claims(&self, _: &str) -> Result<Vec<crate::store::Claim>, StoreError> {
         Self::refuse()
     }
 }

@@ -27,7 +27,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker of this process; `index` tells apart the workers of one process.
+    /// A worker of this process; `index` tells apart the workers of one process. The name
+    /// is `host:pid:start:index`, where `start` (the process's start time in nanoseconds)
+    /// tells apart two processes that got the same pid, such as a container restarted under
+    /// the same host name.
     pub fn of_this_process(index: usize) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -35,11 +38,38 @@ impl Worker {
             .unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
         Worker {
-            name: format!("{host}:{pid}:{index}"),
+            name: format!("{}:{index}", process_name(&host, pid)),
             host,
             pid,
         }
     }
+
+    /// The name of the worker's process: its name without the worker index.
+    pub fn process(&self) -> &str {
+        self.name
+            .rsplit_once(':')
+            .map_or(&self.name, |(process, _)| process)
+    }
+}
+
+/// `host:pid:start` of this process, the same for every call.
+fn process_name(host: &str, pid: u32) -> String {
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
+    format!("{host}:{pid}:{start}")
+}
+
+/// One claim of a trial by a worker: the audit trail's entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    pub trial: i64,
+    pub worker: String,
+    /// Unix seconds.
+    pub at: f64,
 }
 
 /// What [`Store::create_study`] did.
@@ -111,6 +141,10 @@ pub trait Store: Send + Sync {
         metrics: &EpochMetrics,
     ) -> Result<(), StoreError>;
 
+    /// Forgets the recorded epochs of a running trial held by `worker`, before it starts
+    /// again from scratch (an earlier attempt's epochs would otherwise outlive it).
+    fn reset_epochs(&self, trial: i64, worker: &Worker) -> Result<(), StoreError>;
+
     /// Ends a running trial held by `worker`: `state` is `Done`, `Failed` or `Diverged`.
     /// Fails ([`StoreError::Trial`]) if the trial is finished or held by another worker.
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError>;
@@ -124,9 +158,9 @@ pub trait Store: Send + Sync {
     /// How many trials of the study are in each state (every state present, zeros included).
     fn counts(&self, study: &str) -> Result<BTreeMap<TrialState, usize>, StoreError>;
 
-    /// Every claim ever made in the study, oldest first: `(trial id, worker name, unix
-    /// seconds)`. The audit trail that shows no finished trial was run twice.
-    fn claims(&self, study: &str) -> Result<Vec<(i64, String, f64)>, StoreError>;
+    /// Every claim ever made in the study, oldest first: the audit trail that shows no
+    /// finished trial was run twice.
+    fn claims(&self, study: &str) -> Result<Vec<Claim>, StoreError>;
 }
 
 /// How a trial ended.

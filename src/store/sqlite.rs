@@ -8,7 +8,7 @@
 //! Finished trials are made immutable by triggers in the database, not only by this code, so
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
-use super::{Created, Outcome, Store, StoreError, Worker};
+use super::{Claim, Created, Outcome, Store, StoreError, Worker};
 use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use crate::train::{EpochMetrics, RunConfig};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
@@ -205,6 +205,13 @@ impl Store for SqliteStore {
         )
     }
 
+    fn reset_epochs(&self, trial: i64, worker: &Worker) -> Result<(), StoreError> {
+        self.run(
+            || format!("clearing the epochs of trial {trial}"),
+            |conn| reset_epochs(conn, trial, worker),
+        )
+    }
+
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError> {
         self.run(
             || format!("finishing trial {trial}"),
@@ -233,7 +240,7 @@ impl Store for SqliteStore {
         )
     }
 
-    fn claims(&self, study: &str) -> Result<Vec<(i64, String, f64)>, StoreError> {
+    fn claims(&self, study: &str) -> Result<Vec<Claim>, StoreError> {
         self.run(
             || format!("reading the claims of study `{study}`"),
             |conn| claims(conn, study),
@@ -528,7 +535,7 @@ fn claimable(
     now: f64,
 ) -> Result<Option<i64>, Failure> {
     let mut select = conn.prepare(
-        "SELECT id, state, worker_host, worker_pid, heartbeat FROM trials
+        "SELECT id, state, worker_host, worker_pid, heartbeat, worker FROM trials
          WHERE study = ?1 AND state IN ('waiting', 'running') ORDER BY number",
     )?;
     let mut rows = select.query([study])?;
@@ -538,6 +545,7 @@ fn claimable(
             host: row.get(2)?,
             pid: row.get(3)?,
             heartbeat: row.get(4)?,
+            worker: row.get(5)?,
         };
         if state == "waiting" || holder.is_dead(claimant, stale_after, now) {
             return Ok(Some(row.get(0)?));
@@ -551,13 +559,15 @@ struct Holder {
     host: Option<String>,
     pid: Option<u32>,
     heartbeat: Option<f64>,
+    worker: Option<String>,
 }
 
 impl Holder {
     /// Whether the holder is gone: its heartbeat is `stale_after` old or older, or it was a
-    /// process on the claimant's host that no longer exists. A holder with the claimant's own
-    /// pid is a thread of this very process, alive by definition, and only the heartbeat can
-    /// condemn it.
+    /// process on the claimant's host that no longer exists. A holder of the claimant's own
+    /// process is alive by definition, and only the heartbeat can condemn it; a holder with
+    /// the claimant's pid but another process name was an earlier process that had the same
+    /// pid (a restarted container), and is gone.
     fn is_dead(&self, claimant: &Worker, stale_after: Duration, now: f64) -> bool {
         let stale = self
             .heartbeat
@@ -569,6 +579,12 @@ impl Holder {
         match (&self.host, self.pid) {
             (Some(host), Some(pid)) if *host == claimant.host && pid != claimant.pid => {
                 pid != 0 && !process_exists(pid)
+            }
+            (Some(host), Some(pid)) if *host == claimant.host && pid == claimant.pid => {
+                let mine = format!("{}:", claimant.process());
+                self.worker
+                    .as_deref()
+                    .is_some_and(|w| !w.starts_with(&mine))
             }
             _ => false,
         }
@@ -633,6 +649,14 @@ fn record_epoch(
         "INSERT OR REPLACE INTO epochs (trial, epoch, metrics) VALUES (?1, ?2, ?3)",
         params![trial, epoch, json],
     )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn reset_epochs(conn: &mut Connection, trial: i64, worker: &Worker) -> Result<(), Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_holder(&tx, trial, worker, "clear its epochs")?;
+    tx.execute("DELETE FROM epochs WHERE trial = ?1", [trial])?;
     tx.commit()?;
     Ok(())
 }
@@ -728,13 +752,19 @@ fn counts(conn: &Connection, study: &str) -> Result<BTreeMap<TrialState, usize>,
     Ok(counts)
 }
 
-fn claims(conn: &Connection, study: &str) -> Result<Vec<(i64, String, f64)>, Failure> {
+fn claims(conn: &Connection, study: &str) -> Result<Vec<Claim>, Failure> {
     require_study(conn, study)?;
     let mut select = conn.prepare(
         "SELECT c.trial, c.worker, c.at FROM claims c JOIN trials t ON t.id = c.trial
          WHERE t.study = ?1 ORDER BY c.id",
     )?;
-    let rows = select.query_map([study], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let rows = select.query_map([study], |row| {
+        Ok(Claim {
+            trial: row.get(0)?,
+            worker: row.get(1)?,
+            at: row.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -1067,6 +1097,37 @@ mod tests {
         store.heartbeat(&holder).unwrap();
         let other = Worker::of_this_process(1);
         assert!(store.claim("s", &other, FOREVER).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_trial_held_by_an_earlier_process_with_this_pid_is_claimed_at_once() {
+        let (_scratch, store) = store_with("same-pid", 1);
+        let me = Worker::of_this_process(0);
+        let earlier = Worker {
+            name: format!("{}:{}:1:0", me.host, me.pid),
+            ..me.clone()
+        };
+        let trial = store.claim("s", &earlier, FOREVER).unwrap().unwrap();
+        store.heartbeat(&earlier).unwrap();
+        let again = store.claim("s", &me, FOREVER).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (trial.id, 2));
+    }
+
+    #[test]
+    fn reset_epochs_forgets_an_earlier_attempts_epochs() {
+        let (_scratch, store) = store_with("reset", 1);
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        store
+            .record_epoch(trial.id, &worker, &metrics(1, 1.0))
+            .unwrap();
+        store.reset_epochs(trial.id, &worker).unwrap();
+        assert!(store.epochs(trial.id).unwrap().is_empty());
+        let other = Worker::of_this_process(1);
+        assert!(
+            store.reset_epochs(trial.id, &other).is_err(),
+            "only the holder may"
+        );
     }
 
     #[test]

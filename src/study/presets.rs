@@ -21,8 +21,6 @@ pub const PRESETS: [(&str, &str); 3] = [
 pub struct PresetOptions {
     /// The reduced version (suffix `-quick` on the study name).
     pub quick: bool,
-    /// Where the data sets are (set as `data_dir` of every trial).
-    pub data_dir: Option<PathBuf>,
     /// Another copy of a data set: `SPEC` when the study uses one data set, else
     /// `NAME=SPEC` for the one to replace (e.g. `cifar10=folder:cifar-10-jpeg.tar.gz`).
     pub dataset: Option<String>,
@@ -53,10 +51,6 @@ pub fn preset(name: &str, options: &PresetOptions) -> Result<(String, StudySpec)
         if let Some(toml::Value::Table(quick)) = quick {
             apply_quick(&mut table, quick);
         }
-    }
-    if let Some(dir) = &options.data_dir {
-        let dir = dir.display().to_string();
-        base(&mut table).insert("data_dir".into(), toml::Value::String(dir));
     }
     if let Some(dataset) = &options.dataset {
         swap_dataset(&mut table, dataset).map_err(|problem| bad("--dataset", problem))?;
@@ -256,7 +250,7 @@ mod tests {
         let err = swap("folder:cifar.tar.gz").unwrap_err();
         assert!(err.problem.contains("NAME=SPEC"), "{err}");
         let (_, spec) = swap("cifar10=folder:cifar.tar.gz").unwrap();
-        let datasets: Vec<String> = spec.datasets().into_iter().map(|d| d.0).collect();
+        let datasets: Vec<String> = spec.datasets().into_iter().map(|d| d.dataset).collect();
         assert_eq!(datasets, ["mnist", "fashion-mnist", "folder:cifar.tar.gz"]);
     }
 }

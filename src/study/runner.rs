@@ -1,26 +1,31 @@
 //! Runs a study's trials: N workers claim trials from the store one at a time, train them
 //! with `regstudy train`'s loop, and record each epoch and the outcome.
 //!
-//! Crash safety comes from three facts. The store hands each trial to one worker at a time
+//! Crash safety comes from four facts. The store hands each trial to one worker at a time
 //! and takes back the trials of dead workers. A trial's run folder keeps a checkpoint per
 //! epoch, so a reclaimed trial continues from its last finished epoch (to the same result,
-//! with the same thread count). And a trial is marked finished in one transaction, after its
-//! run folder is complete, so a kill at any point leaves either a finished trial or one that
-//! will be run (or continued) again.
+//! with the same thread count). A trial is marked finished in one transaction, after its run
+//! folder is complete and its epochs are recorded from it, so a kill at any point leaves
+//! either a finished trial or one that will be run (or continued) again. And a worker that
+//! finds it lost its trial (its heartbeat went stale and another took over) stops at the end
+//! of the epoch instead of writing on.
 
 use crate::checkpoint::read_tensors;
 use crate::data::{self, Dataset, DatasetSpec};
 use crate::store::{Outcome, Store, StoreError, Worker};
-use crate::study::record::{TrialRecord, TrialState, WeightHistogram};
+use crate::study::record::{StudyRecord, TrialRecord, TrialState, WeightHistogram};
 use crate::study::spec::{SpecError, StudySpec};
-use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
+use crate::train::{self, EpochMetrics, RunConfig, RunOptions, Summary, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The most workers one process runs.
+pub const MAX_WORKERS: usize = 256;
 
 /// How a study is run.
 #[derive(Clone, Debug)]
@@ -30,10 +35,17 @@ pub struct RunnerConfig {
     /// Threads shared among the workers (each gets `threads / workers`, at least 1);
     /// 0 means one per core. Default: 0.
     pub threads: usize,
-    /// A running trial whose heartbeat is older than this is taken over. Default: 120 s.
+    /// A running trial whose heartbeat is older than this is taken over; at least three
+    /// heartbeats. Default: 120 s.
     pub stale_after: Duration,
     /// How often a worker's trials beat. Default: 5 s.
     pub heartbeat_every: Duration,
+    /// A trial claimed this many times without finishing (its worker died each time: out of
+    /// memory, killed) is marked failed instead of being tried again. Default: 5.
+    pub max_attempts: u32,
+    /// Where the data sets are, for every trial (not part of the study's identity).
+    /// Default: each trial's `data_dir`.
+    pub data_dir: Option<PathBuf>,
     /// Draw an overall bar (on a terminal) and print a line per finished trial.
     pub progress: bool,
 }
@@ -45,8 +57,36 @@ impl Default for RunnerConfig {
             threads: 0,
             stale_after: Duration::from_secs(120),
             heartbeat_every: Duration::from_secs(5),
+            max_attempts: 5,
+            data_dir: None,
             progress: true,
         }
+    }
+}
+
+impl RunnerConfig {
+    /// Rejects settings under which workers would take each other's trials or cannot start.
+    fn check(&self) -> Result<(), StudyError> {
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(StudyError::Invalid(format!(
+                "--workers: expected 1 to {MAX_WORKERS}, got {}",
+                self.workers
+            )));
+        }
+        if self.stale_after < 3 * self.heartbeat_every {
+            return Err(StudyError::Invalid(format!(
+                "--stale-after: expected at least {} s (three heartbeats), got {} s; a live \
+                 worker's trial would be taken over",
+                (3 * self.heartbeat_every).as_secs(),
+                self.stale_after.as_secs()
+            )));
+        }
+        if self.max_attempts == 0 {
+            return Err(StudyError::Invalid(
+                "--max-attempts: expected at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -57,6 +97,9 @@ pub enum StudyError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A runner setting, named as its command-line option.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What a call to [`run_study`] did.
@@ -79,38 +122,36 @@ pub fn run_study(
     config: &RunnerConfig,
 ) -> Result<StudyRun, StudyError> {
     let start = Instant::now();
-    let datasets = load_datasets(spec)?;
-    let record = crate::study::record::StudyRecord {
+    config.check()?;
+    let cores = crate::engine::ThreadPool::new(config.threads)
+        .map_err(|e| StudyError::Invalid(format!("--threads: {e}")))?
+        .threads();
+    let datasets = load_datasets(spec, config.data_dir.as_deref())?;
+    let record = StudyRecord {
         name: spec.name.clone(),
         spec: spec_text.to_string(),
         created_at: unix_now(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
     store.create_study(&record, &spec.trials())?;
-    let workers = config.workers.max(1);
-    let cores = crate::engine::ThreadPool::new(config.threads)
-        .map(|p| p.threads())
-        .unwrap_or(1);
-    let threads_each = (cores / workers).max(1);
     let counts = store.counts(&spec.name)?;
     let total: usize = counts.values().sum();
-    let finished: usize = counts
+    let finished = counts
         .iter()
-        .filter(|(s, _)| s.is_finished())
+        .filter(|(state, _)| state.is_finished())
         .map(|(_, n)| n)
-        .sum();
+        .sum::<usize>();
     let bar = overall_bar(config.progress, total, finished);
-    let shared = Shared {
+    let context = WorkerContext {
         spec,
         store,
         datasets,
         bar: bar.clone(),
-        threads_each,
-        stale_after: config.stale_after,
-        progress: config.progress,
+        threads_each: (cores / config.workers).max(1),
+        config,
         total,
     };
-    let finished_here = run_workers(&shared, workers, config.heartbeat_every)?;
+    let finished_here = run_workers(&context)?;
     bar.finish_and_clear();
     Ok(StudyRun {
         finished_here,
@@ -120,40 +161,47 @@ pub fn run_study(
 }
 
 /// What the workers of one call share.
-struct Shared<'a> {
+struct WorkerContext<'a> {
     spec: &'a StudySpec,
     store: &'a dyn Store,
     datasets: HashMap<String, Arc<Dataset>>,
     bar: ProgressBar,
     threads_each: usize,
-    stale_after: Duration,
-    progress: bool,
+    config: &'a RunnerConfig,
     total: usize,
 }
 
 /// Loads every data set the trials use, once, before any trial starts: a missing or broken
 /// one is reported at the line of the spec that names it.
-fn load_datasets(spec: &StudySpec) -> Result<HashMap<String, Arc<Dataset>>, SpecError> {
+fn load_datasets(
+    spec: &StudySpec,
+    data_dir: Option<&Path>,
+) -> Result<HashMap<String, Arc<Dataset>>, SpecError> {
     let mut loaded = HashMap::new();
-    for (name, data_dir, g, m) in spec.datasets() {
-        let located = |problem: String| spec.error_at(g, m, 0, "dataset", problem);
-        let parsed: DatasetSpec = name.parse().map_err(|e| located(format!("{e}")))?;
-        let dataset =
-            data::load(&parsed, data_dir.as_deref()).map_err(|e| located(format!("{e}")))?;
+    for used in spec.datasets() {
+        let located = |problem: String| {
+            spec.error_at(used.group, used.method, used.point, "dataset", problem)
+        };
+        let parsed: DatasetSpec = used.dataset.parse().map_err(|e| located(format!("{e}")))?;
+        let dir = data_dir.or(used.data_dir.as_deref());
+        let dataset = data::load(&parsed, dir).map_err(|e| located(format!("{e}")))?;
         loaded.insert(parsed.to_string(), Arc::new(dataset));
     }
     Ok(loaded)
 }
 
 /// Starts the workers and the heartbeat, waits for them; returns the trials they finished.
-fn run_workers(shared: &Shared, workers: usize, beat: Duration) -> Result<usize, StoreError> {
-    let ids: Vec<Worker> = (0..workers).map(Worker::of_this_process).collect();
+fn run_workers(context: &WorkerContext) -> Result<usize, StoreError> {
+    let ids: Vec<Worker> = (0..context.config.workers)
+        .map(Worker::of_this_process)
+        .collect();
     let stop = AtomicBool::new(false);
+    let beat = context.config.heartbeat_every;
     std::thread::scope(|scope| {
-        let heart = scope.spawn(|| heartbeat(shared.store, &ids, beat, &stop));
+        let heart = scope.spawn(|| heartbeat(context.store, &ids, beat, &stop));
         let handles: Vec<_> = ids
             .iter()
-            .map(|worker| scope.spawn(|| work(shared, worker)))
+            .map(|worker| scope.spawn(|| work(context, worker)))
             .collect();
         // A panic while training is caught and recorded as a failed trial; a worker that
         // panics elsewhere has printed why, and its trial is taken over after a restart.
@@ -186,14 +234,24 @@ fn heartbeat(store: &dyn Store, workers: &[Worker], every: Duration, stop: &Atom
 }
 
 /// One worker: claim, train, record, until no trial is left.
-fn work(shared: &Shared, worker: &Worker) -> Result<usize, StoreError> {
+fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
+    let (store, config) = (context.store, context.config);
     let mut finished = 0;
-    while let Some(trial) = shared
-        .store
-        .claim(&shared.spec.name, worker, shared.stale_after)?
-    {
-        let outcome = run_trial(shared, worker, &trial);
-        match finish(shared.store, trial.id, worker, outcome.clone()) {
+    while let Some(trial) = store.claim(&context.spec.name, worker, config.stale_after)? {
+        let outcome = if trial.attempts > config.max_attempts {
+            failed(format!(
+                "its worker stopped during each of {} attempts (killed, or out of memory?)",
+                config.max_attempts
+            ))
+        } else {
+            run_trial(context, worker, &trial)
+        };
+        if let Some(out) = &trial.trial.config.out {
+            if outcome.state != TrialState::Failed {
+                sync_epochs(store, trial.id, worker, out);
+            }
+        }
+        match record_outcome(store, trial.id, worker, outcome.clone()) {
             // Another worker took the trial over (this one's heartbeat went stale): its
             // result stands, this one is dropped.
             Err(StoreError::Trial { message, .. }) => {
@@ -206,22 +264,42 @@ fn work(shared: &Shared, worker: &Worker) -> Result<usize, StoreError> {
             other => other?,
         }
         finished += 1;
-        shared.bar.inc(1);
-        report_line(shared, &trial, &outcome);
+        context.bar.inc(1);
+        report_line(context, &trial, &outcome);
     }
     Ok(finished)
 }
 
+/// Makes the stored epochs those of the run folder, the record of the attempt that
+/// finished (an earlier attempt may have recorded epochs the last one did not reach).
+fn sync_epochs(store: &dyn Store, trial: i64, worker: &Worker, out: &Path) {
+    let Ok(text) = std::fs::read_to_string(out.join("metrics.jsonl")) else {
+        return;
+    };
+    let epochs: Vec<EpochMetrics> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let synced = store.reset_epochs(trial, worker).and_then(|()| {
+        epochs
+            .iter()
+            .try_for_each(|m| store.record_epoch(trial, worker, m))
+    });
+    if let Err(e) = synced {
+        eprintln!("warning: {e}");
+    }
+}
+
 /// Records the outcome. A diverged run's summary can hold values the store refuses (norms
 /// of non-finite weights); the trial is then recorded without it rather than left running.
-fn finish(
+fn record_outcome(
     store: &dyn Store,
     trial: i64,
     worker: &Worker,
     outcome: Outcome,
 ) -> Result<(), StoreError> {
     match store.finish(trial, worker, &outcome) {
-        Err(StoreError::Trial { message, .. }) if outcome.summary.is_some() => {
+        Err(StoreError::Trial { message, .. }) if outcome.state == TrialState::Diverged => {
             let message = format!(
                 "{} (summary not stored: {message})",
                 outcome.message.unwrap_or_default()
@@ -240,9 +318,9 @@ fn finish(
 
 /// Trains one trial (continuing its run folder if an earlier attempt left a checkpoint) and
 /// says how it ended. Never panics: a panic in training becomes a failed trial.
-fn run_trial(shared: &Shared, worker: &Worker, trial: &TrialRecord) -> Outcome {
+fn run_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> Outcome {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train_trial(shared, worker, trial)
+        train_trial(context, worker, trial)
     }));
     attempt.unwrap_or_else(|panic| {
         let what = panic
@@ -263,55 +341,65 @@ fn failed(message: String) -> Outcome {
     }
 }
 
-fn train_trial(shared: &Shared, worker: &Worker, trial: &TrialRecord) -> Outcome {
+fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> Outcome {
     let mut config = trial.trial.config.clone();
-    config.threads = shared.threads_each;
-    let Some(out) = config.out.clone() else {
-        return failed("the trial has no run folder".into());
-    };
-    if let Some(outcome) = adopt_finished_run(shared, worker, trial.id, &out) {
-        return outcome;
+    config.threads = context.threads_each;
+    if let Some(dir) = &context.config.data_dir {
+        config.data_dir = Some(dir.clone());
     }
     let checked = match config.check() {
         Ok(checked) => checked,
         Err(e) => return failed(e.to_string()),
     };
-    let resume = out.join("checkpoint").is_dir();
-    if !resume && out.exists() {
-        // An earlier attempt died before its first checkpoint: nothing to keep.
-        if let Err(e) = std::fs::remove_dir_all(&out) {
-            return failed(format!(
-                "{}: cannot clear for a fresh start: {e}",
-                out.display()
-            ));
+    let Some(out) = config.out.clone() else {
+        return failed("the trial has no run folder".into());
+    };
+    if !folder_is_this_trials(&out, &checked.config) {
+        if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
+            return failed(message);
         }
     }
+    if let Some(summary) = finished_run(&out) {
+        return done(summary, &out);
+    }
+    let resume = out.join("checkpoint").is_dir();
+    if !resume {
+        // An earlier attempt died before its first checkpoint: nothing to keep.
+        if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
+            return failed(message);
+        }
+    }
+    let epochs_here = AtomicUsize::new(0);
     let epochs = config.epochs;
     let record_epoch = |m: &EpochMetrics| {
-        if let Err(e) = shared.store.record_epoch(trial.id, worker, m) {
-            eprintln!("warning: {e}");
+        epochs_here.fetch_add(1, Ordering::Relaxed);
+        let number = trial.trial.number + 1;
+        context
+            .bar
+            .set_message(format!("trial {number}: epoch {}/{epochs}", m.epoch));
+        match context.store.record_epoch(trial.id, worker, m) {
+            Err(StoreError::Trial { message, .. }) => Err(message),
+            Err(e) => {
+                eprintln!("warning: {e}");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
-        shared.bar.set_message(format!(
-            "trial {}: epoch {}/{epochs}",
-            trial.trial.number + 1,
-            m.epoch
-        ));
     };
     let options = RunOptions {
         resume,
         progress: false,
-        dataset: shared.datasets.get(&checked.dataset.to_string()).cloned(),
+        dataset: context.datasets.get(&checked.dataset.to_string()).cloned(),
         on_epoch: Some(&record_epoch),
+        complete_ended: true,
     };
     let result = match train::run(&checked, &options) {
-        Err(TrainError::Resume(_) | TrainError::Checkpoint(_)) if resume => {
-            // The checkpoint cannot be continued (the run had ended, or the kill tore it):
-            // start the trial again from scratch.
-            if let Err(e) = std::fs::remove_dir_all(&out) {
-                return failed(format!(
-                    "{}: cannot clear for a fresh start: {e}",
-                    out.display()
-                ));
+        // The checkpoint could not be read (torn by a kill): start the trial again.
+        Err(TrainError::Resume(_) | TrainError::Checkpoint(_))
+            if options.resume && epochs_here.load(Ordering::Relaxed) == 0 =>
+        {
+            if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
+                return failed(message);
             }
             let fresh = RunOptions {
                 resume: false,
@@ -324,20 +412,42 @@ fn train_trial(shared: &Shared, worker: &Worker, trial: &TrialRecord) -> Outcome
     outcome_of(result, &out)
 }
 
-/// A trial whose run folder already holds a finished run (the worker died between the end
-/// of training and recording it): its summary is taken as is, its epochs recorded again.
-fn adopt_finished_run(shared: &Shared, worker: &Worker, trial: i64, out: &Path) -> Option<Outcome> {
+/// Whether the run folder is absent or was started with this trial's settings (apart from
+/// threads, which change with `--workers`, and where the data is read from). A folder of
+/// another study that used the same `runs_dir`, or of this study before its spec changed,
+/// is not continued.
+fn folder_is_this_trials(out: &Path, config: &RunConfig) -> bool {
+    if !out.exists() {
+        return true;
+    }
+    let Ok(recorded) = RunConfig::from_file(&out.join("config.toml")) else {
+        return false;
+    };
+    let comparable = |c: &RunConfig| RunConfig {
+        threads: 0,
+        data_dir: None,
+        out: None,
+        ..c.clone()
+    };
+    comparable(&recorded) == comparable(config)
+}
+
+/// Removes a run folder that cannot be continued, and the epochs recorded from it.
+fn clear_folder(store: &dyn Store, trial: i64, worker: &Worker, out: &Path) -> Result<(), String> {
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .map_err(|e| format!("{}: cannot clear for a fresh start: {e}", out.display()))?;
+    }
+    store.reset_epochs(trial, worker).map_err(|e| e.to_string())
+}
+
+/// The summary of a run folder whose run finished (the worker died between the end of
+/// training and recording it): it is taken as is.
+fn finished_run(out: &Path) -> Option<Summary> {
     let summary: Summary =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).ok()?).ok()?;
-    if summary.status == "diverged" || !out.join("weights.safetensors").is_file() {
-        return None;
-    }
-    let text = std::fs::read_to_string(out.join("metrics.jsonl")).ok()?;
-    for line in text.lines() {
-        let metrics: EpochMetrics = serde_json::from_str(line).ok()?;
-        shared.store.record_epoch(trial, worker, &metrics).ok()?;
-    }
-    Some(done(summary, out))
+    let complete = summary.status != "diverged" && out.join("weights.safetensors").is_file();
+    complete.then_some(summary)
 }
 
 fn done(summary: Summary, out: &Path) -> Outcome {
@@ -377,8 +487,8 @@ fn kernel_histogram(weights: &Path) -> Option<WeightHistogram> {
 }
 
 /// The line printed when a trial finishes.
-fn report_line(shared: &Shared, trial: &TrialRecord, outcome: &Outcome) {
-    if !shared.progress {
+fn report_line(context: &WorkerContext, trial: &TrialRecord, outcome: &Outcome) {
+    if !context.config.progress {
         return;
     }
     let t = &trial.trial;
@@ -405,13 +515,13 @@ fn report_line(shared: &Shared, trial: &TrialRecord, outcome: &Outcome) {
     let line = format!(
         "[{:>4}/{}] {name} seed {}: {result}",
         t.number + 1,
-        shared.total,
+        context.total,
         t.seed
     );
-    if shared.bar.is_hidden() {
+    if context.bar.is_hidden() {
         println!("{line}");
     } else {
-        shared.bar.println(line);
+        context.bar.println(line);
     }
 }
 
@@ -435,4 +545,63 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_limit_under_three_heartbeats_is_refused() {
+        let config = RunnerConfig {
+            stale_after: Duration::from_secs(10),
+            ..RunnerConfig::default()
+        };
+        let err = config.check().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--stale-after: expected at least 15 s"),
+            "{err}"
+        );
+        let none = RunnerConfig {
+            workers: 0,
+            ..RunnerConfig::default()
+        };
+        assert!(none.check().is_err());
+        assert!(RunnerConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_run_folder_is_continued_only_under_the_same_settings() {
+        let dir = std::env::temp_dir().join(format!("regstudy-runner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(folder_is_this_trials(&dir, &RunConfig::default()), "absent");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = RunConfig {
+            dataset: "mnist".into(),
+            model: "simple-cnn".into(),
+            epochs: 3,
+            ..RunConfig::default()
+        };
+        let recorded = RunConfig {
+            threads: 7,
+            out: Some(dir.clone()),
+            ..config.clone()
+        };
+        std::fs::write(dir.join("config.toml"), recorded.to_toml()).unwrap();
+        assert!(
+            folder_is_this_trials(&dir, &config),
+            "threads and out do not count"
+        );
+        let longer = RunConfig {
+            epochs: 20,
+            ..config.clone()
+        };
+        assert!(!folder_is_this_trials(&dir, &longer), "other settings");
+        std::fs::remove_file(dir.join("config.toml")).unwrap();
+        assert!(
+            !folder_is_this_trials(&dir, &config),
+            "a folder without a config"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

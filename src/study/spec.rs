@@ -212,7 +212,12 @@ struct RawMethod {
 }
 
 /// The options a trial may not take from a spec: the runner sets them per trial.
-const RUNNER_OPTIONS: [&str; 2] = ["out", "seed"];
+const RUNNER_OPTIONS: [&str; 3] = ["out", "seed", "threads"];
+
+/// The most seeds, and trials, a study may have: a typo such as `seeds = 10000000000`
+/// is caught before it is expanded.
+const MAX_SEEDS: u64 = 10_000;
+const MAX_TRIALS: usize = 1_000_000;
 
 /// Turns byte offsets into line and column numbers and builds located errors.
 struct Locator<'a> {
@@ -238,9 +243,16 @@ impl Locator<'_> {
         (line, before[line_start..].chars().count() + 1)
     }
 
-    /// The word at `offset` (a key name in an "unknown field" error).
-    fn word_at(&self, offset: usize) -> String {
-        self.text[offset.min(self.text.len())..]
+    /// The key an error at `offset` is about: the key of `key = value` when the offset is
+    /// in the value, else the word at the offset (an "unknown field" error points at the key).
+    fn key_at(&self, offset: usize) -> String {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let before = &self.text[line_start..offset];
+        if let Some((key, _)) = before.split_once('=') {
+            return key.trim().trim_matches('"').to_string();
+        }
+        self.text[offset..]
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
             .collect()
@@ -262,17 +274,23 @@ impl StudySpec {
     /// Parses and checks spec `text`; `file` names it in errors. Every trial's settings are
     /// checked as `regstudy train` would check them, so a spec that parses runs.
     pub fn parse(text: &str, file: &Path) -> Result<StudySpec, SpecError> {
+        let spec = StudySpec::parse_unchecked(text, file)?;
+        spec.check_trials()?;
+        Ok(spec)
+    }
+
+    /// Parses spec `text` without checking each trial's settings against this machine
+    /// (model files, data): for reading back a stored study, wherever the report is made.
+    pub fn parse_unchecked(text: &str, file: &Path) -> Result<StudySpec, SpecError> {
         let at = Locator { file, text };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             let span = e.span();
             let field = span
                 .clone()
-                .map_or_else(String::new, |s| at.word_at(s.start));
+                .map_or_else(String::new, |s| at.key_at(s.start));
             at.error(span, field, e.message().trim().to_string())
         })?;
-        let spec = build(raw, &at)?;
-        spec.check_trials()?;
-        Ok(spec)
+        build(raw, &at)
     }
 
     /// The study's trials: groups x methods x points x seeds, numbered in that order.
@@ -332,7 +350,7 @@ impl StudySpec {
                         .config_of(group, method, point, seed, 0)
                         .map_err(|e| self.error_at(g, m, p, "", e.message().trim()))?;
                     if let Err(e) = config.check() {
-                        let option = e.option.replace('-', "_");
+                        let option = field_of_option(&e.option);
                         return Err(self.error_at(g, m, p, &option, e.problem));
                     }
                 }
@@ -382,27 +400,42 @@ impl StudySpec {
         }
     }
 
-    /// The data sets the trials use, each with the group and method of its first trial.
-    pub fn datasets(&self) -> Vec<(String, Option<PathBuf>, usize, usize)> {
-        let mut seen = Vec::new();
+    /// The data sets the trials use, each with the place of its first trial.
+    pub fn datasets(&self) -> Vec<DatasetUse> {
+        let mut seen: Vec<DatasetUse> = Vec::new();
         for (g, group) in self.groups.iter().enumerate() {
             for (m, method) in self.methods.iter().enumerate() {
-                for point in &method.points {
+                for (p, point) in method.points.iter().enumerate() {
                     let Ok(config) = self.config_of(group, method, point, 0, 0) else {
                         continue;
                     };
-                    let key = (config.dataset, config.data_dir);
-                    if !seen
+                    let new = !seen
                         .iter()
-                        .any(|(d, dir, _, _)| (d, dir) == (&key.0, &key.1))
-                    {
-                        seen.push((key.0, key.1, g, m));
+                        .any(|u| u.dataset == config.dataset && u.data_dir == config.data_dir);
+                    if new {
+                        seen.push(DatasetUse {
+                            dataset: config.dataset,
+                            data_dir: config.data_dir,
+                            group: g,
+                            method: m,
+                            point: p,
+                        });
                     }
                 }
             }
         }
         seen
     }
+}
+
+/// A data set a study uses, and the first group, method and point (indices) that use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetUse {
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    pub group: usize,
+    pub method: usize,
+    pub point: usize,
 }
 
 /// Converts the parsed file into a spec, checking every part that does not need a trial's
@@ -472,6 +505,18 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
         None => methods[0].name.clone(),
     };
     check_paper(&raw.paper, &groups, &methods, at)?;
+    let points: usize = methods.iter().map(|m| m.points.len()).sum();
+    let trials = groups
+        .len()
+        .saturating_mul(points)
+        .saturating_mul(seeds.len());
+    if trials > MAX_TRIALS {
+        return Err(at.error(
+            None,
+            "method",
+            format!("the study expands to {trials} trials, more than {MAX_TRIALS}"),
+        ));
+    }
     let runs_dir = raw
         .runs_dir
         .clone()
@@ -518,6 +563,13 @@ fn check_seeds(seeds: Option<&Spanned<RawSeeds>>, at: &Locator) -> Result<Vec<u6
         return Ok(vec![0]);
     };
     let list = match seeds.get_ref() {
+        RawSeeds::Count(n) if *n > MAX_SEEDS => {
+            return Err(at.error(
+                Some(seeds.span()),
+                "seeds",
+                format!("expected at most {MAX_SEEDS} seeds, got {n}"),
+            ));
+        }
         RawSeeds::Count(n) => (0..*n).collect(),
         RawSeeds::List(list) => list.clone(),
     };
@@ -563,7 +615,9 @@ fn check_option(
 ) -> Result<(), SpecError> {
     let name = key.get_ref();
     if RUNNER_OPTIONS.contains(&name.as_str()) {
-        let why = if name == "seed" {
+        let why = if name == "threads" {
+            "threads are divided among the workers by `study run --threads`"
+        } else if name == "seed" {
             "seeds are given by the study's `seeds`"
         } else {
             "each trial gets its own run folder under `runs_dir`"
@@ -713,6 +767,15 @@ fn check_paper(
         }
     }
     Ok(())
+}
+
+/// The `RunConfig` field a `regstudy train` option sets (`--l1-mode` sets `l1_mode`,
+/// `--layer-penalty` sets `layer_penalties`).
+fn field_of_option(option: &str) -> String {
+    match option {
+        "layer-penalty" => "layer_penalties".into(),
+        other => other.replace('-', "_"),
+    }
 }
 
 /// A trial's run folder name: `0007-l1-l1=0.0001-seed2`, with the group in front when there
@@ -871,6 +934,18 @@ grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }
         let err = parse(&GOOD.replace("epochs = 1", "epochs = 1\nseed = 3")).unwrap_err();
         assert_eq!(err.field, "base.seed");
         let err = parse(&GOOD.replace("seeds = 2", "seeds = 0")).unwrap_err();
+        assert_eq!(err.field, "seeds");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_a_threads_setting_is_refused() {
+        let err =
+            parse(&GOOD.replace("seeds = 2", "seeds = 2\nselect = \"test_acc\"")).unwrap_err();
+        assert_eq!(err.field, "select");
+        assert_eq!(err.position.map(|p| p.0), Some(3));
+        let err = parse(&GOOD.replace("epochs = 1", "epochs = 1\nthreads = 4")).unwrap_err();
+        assert_eq!(err.field, "base.threads");
+        let err = parse(&GOOD.replace("seeds = 2", "seeds = 10000000000")).unwrap_err();
         assert_eq!(err.field, "seeds");
     }
 

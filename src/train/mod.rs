@@ -53,6 +53,9 @@ pub enum TrainError {
     Invalid(String),
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// The caller asked the run to stop (see [`run::EpochCallback`]).
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// A non-finite loss; the run folder's `summary.json` has status `diverged`.
     #[error("training diverged: {0}")]
     Diverged(String),

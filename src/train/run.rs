@@ -34,8 +34,9 @@ const TEST_SUBSET_SEED: u64 = 0x5445_5354;
 /// statistics).
 const EVAL_BATCH: usize = 256;
 
-/// Called with each epoch's record once it is written to the run folder.
-pub type EpochCallback<'a> = &'a (dyn Fn(&EpochMetrics) + Sync);
+/// Called with each epoch's record once it is written to the run folder; an `Err` stops the
+/// run with [`TrainError::Stopped`] (a study's worker that lost its trial).
+pub type EpochCallback<'a> = &'a (dyn Fn(&EpochMetrics) -> Result<(), String> + Sync);
 
 /// How [`run`] behaves beyond its config.
 #[derive(Clone, Default)]
@@ -49,6 +50,9 @@ pub struct RunOptions<'a> {
     pub dataset: Option<Arc<Dataset>>,
     /// Told about every epoch (a study records them in its store).
     pub on_epoch: Option<EpochCallback<'a>>,
+    /// With `resume`: when the checkpoint's training had ended (the process stopped before
+    /// the test and the summary), test and write the summary instead of refusing.
+    pub complete_ended: bool,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -58,6 +62,7 @@ impl std::fmt::Debug for RunOptions<'_> {
             .field("progress", &self.progress)
             .field("dataset", &self.dataset.as_ref().map(|d| &d.identity.spec))
             .field("on_epoch", &self.on_epoch.is_some())
+            .field("complete_ended", &self.complete_ended)
             .finish()
     }
 }
@@ -94,7 +99,9 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
     let out = run_folder(c, &spec);
     let state = if options.resume {
         let state = checkpoint::load(&out, &mut net, optimizer.as_mut())?;
-        check_resumable(&state, c)?;
+        if !(options.complete_ended && training_ended(&state, c)) {
+            check_resumable(&state, c)?;
+        }
         write(&out.join("config.toml"), c.to_toml().as_bytes())?;
         state
     } else {
@@ -279,6 +286,11 @@ fn create_run_folder(
     write(&out.join("run.json"), &json)
 }
 
+/// Whether the checkpoint's training is over: stopped early, or every epoch done.
+fn training_ended(state: &TrainState, c: &RunConfig) -> bool {
+    state.stopped.is_some() || state.epochs_done >= c.epochs
+}
+
 /// A checkpoint can continue only a run that has epochs left.
 fn check_resumable(state: &TrainState, c: &RunConfig) -> Result<(), TrainError> {
     if let Some(stopped) = &state.stopped {
@@ -294,6 +306,16 @@ fn check_resumable(state: &TrainState, c: &RunConfig) -> Result<(), TrainError> 
         )));
     }
     Ok(())
+}
+
+/// Why an epoch ended the run.
+enum EpochEnd {
+    /// A non-finite loss, with the message saying where.
+    Diverged(String),
+    /// The epoch callback asked to stop.
+    Stopped(String),
+    /// Writing the run folder failed.
+    Error(TrainError),
 }
 
 /// What one pass over a data set gave.
@@ -351,11 +373,17 @@ impl Trainer<'_> {
         if self.progress {
             println!("{}", metrics::console_header());
         }
-        let mut status = "completed";
-        while self.state.epochs_done < c.epochs {
+        let mut status = match self.state.stopped.as_deref() {
+            Some("early_stopped") => "early_stopped",
+            _ => "completed",
+        };
+        while status == "completed" && self.state.epochs_done < c.epochs {
             let epoch = self.state.epochs_done + 1;
-            if let Err(message) = self.epoch(epoch, &mut train_loader, val_loader.as_mut()) {
-                return self.diverged(message);
+            match self.epoch(epoch, &mut train_loader, val_loader.as_mut()) {
+                Err(EpochEnd::Diverged(message)) => return self.diverged(message),
+                Err(EpochEnd::Stopped(message)) => return Err(TrainError::Stopped(message)),
+                Err(EpochEnd::Error(e)) => return Err(e),
+                Ok(()) => {}
             }
             if self.state.early_stop.should_stop() {
                 status = "early_stopped";
@@ -375,9 +403,11 @@ impl Trainer<'_> {
         epoch: usize,
         train_loader: &mut BatchLoader,
         val_loader: Option<&mut BatchLoader>,
-    ) -> Result<(), String> {
+    ) -> Result<(), EpochEnd> {
         let start = Instant::now();
-        let train = self.train_epoch(epoch, train_loader)?;
+        let train = self
+            .train_epoch(epoch, train_loader)
+            .map_err(EpochEnd::Diverged)?;
         let train_seconds = start.elapsed().as_secs_f64();
         let val = match val_loader {
             Some(loader) => Some(evaluate(&mut self.net, loader)),
@@ -385,11 +415,12 @@ impl Trainer<'_> {
         };
         if let Some(v) = &val {
             if !v.loss.is_finite() {
-                return Err(format!("validation loss is {} after epoch {epoch}", v.loss));
+                let message = format!("validation loss is {} after epoch {epoch}", v.loss);
+                return Err(EpochEnd::Diverged(message));
             }
             let improved = self.state.early_stop.update(epoch, v.loss);
             if improved && self.config.patience.is_some() {
-                checkpoint::save_best(&self.out, &self.net, epoch).map_err(|e| e.to_string())?;
+                checkpoint::save_best(&self.out, &self.net, epoch).map_err(EpochEnd::Error)?;
             }
         }
         let params = self.net.params();
@@ -416,11 +447,11 @@ impl Trainer<'_> {
         }
         self.state.history.push(m);
         self.state.epochs_done = epoch;
-        self.write_metrics().map_err(|e| e.to_string())?;
-        if let (Some(tell), Some(m)) = (&self.on_epoch, self.state.history.last()) {
-            tell(m);
+        self.write_metrics().map_err(EpochEnd::Error)?;
+        match (&self.on_epoch, self.state.history.last()) {
+            (Some(tell), Some(m)) => tell(m).map_err(EpochEnd::Stopped),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// One pass over the shuffled training set with a gradient step per batch; the penalties
