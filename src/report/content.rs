@@ -30,6 +30,11 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
     for index in 0..analysis.groups.len() {
         out.extend(group_blocks(results, analysis, index));
     }
+    out.push(Block::Heading(2, "Spec".into()));
+    out.push(Block::Paragraph(
+        "The study as stored; `regstudy study run` on this text repeats it.".into(),
+    ));
+    out.push(Block::Code(results.study.spec.clone()));
     out
 }
 
@@ -56,6 +61,15 @@ fn identity(results: &StudyResults) -> Vec<String> {
     ];
     if !groups.is_empty() {
         items.push(format!("Groups: {}", groups.join(", ")));
+    }
+    let shared: Vec<String> = spec
+        .base
+        .iter()
+        .filter(|(key, _)| key.as_str() != "data_dir")
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect();
+    if !shared.is_empty() {
+        items.push(format!("Shared settings: {}", shared.join(", ")));
     }
     items
 }

@@ -10,6 +10,8 @@ pub enum Block {
     Heading(u8, String),
     Paragraph(String),
     List(Vec<String>),
+    /// Preformatted text shown as is (the study's spec).
+    Code(String),
     Table(Table),
     /// A figure: caption, file stem under `figures/`, SVG text.
     Figure {
@@ -40,6 +42,11 @@ fn markdown_block(block: &Block) -> String {
             .iter()
             .map(|i| format!("- {}\n", one_line(i)))
             .collect(),
+        Block::Code(text) => {
+            // A fence longer than any run of backticks in the text.
+            let fence = "`".repeat(3 + longest_backtick_run(text));
+            format!("{fence}toml\n{}\n{fence}\n", text.trim_end())
+        }
         Block::Table(t) => format!(
             "**{}** ([CSV](tables/{n}.csv), [JSON](tables/{n}.json))\n\n{}",
             one_line(&t.title),
@@ -51,6 +58,10 @@ fn markdown_block(block: &Block) -> String {
             t = one_line(title).replace(['[', ']'], "")
         ),
     }
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 fn one_line(s: &str) -> String {
@@ -65,7 +76,8 @@ caption{text-align:left;font-weight:bold;padding:.3em 0}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}\
-figcaption{font-size:.9em;color:#555}";
+figcaption{font-size:.9em;color:#555}\
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}";
 
 /// A self-contained HTML page: inline CSS, tables, and the figures as inline `<svg>`;
 /// nothing is fetched from anywhere.
@@ -95,6 +107,7 @@ fn html_block(block: &Block) -> String {
                 .collect();
             format!("<ul>\n{li}</ul>\n")
         }
+        Block::Code(text) => format!("<pre><code>{}</code></pre>\n", escape(text.trim_end())),
         Block::Table(t) => t.to_html(),
         Block::Figure { title, svg, .. } => format!(
             "<figure>\n{svg}<figcaption>{}</figcaption>\n</figure>\n",
@@ -112,6 +125,7 @@ mod tests {
         let blocks = vec![
             Block::Heading(2, "A & B".into()),
             Block::List(vec!["one".into()]),
+            Block::Code("a = \"<b>\"".into()),
             Block::Figure {
                 title: "F".into(),
                 name: "f".into(),
@@ -120,10 +134,11 @@ mod tests {
         ];
         assert_eq!(
             to_markdown(&blocks),
-            "## A & B\n\n- one\n\n![F](figures/f.svg)\n\n*F* ([PNG](figures/f.png))\n"
+            "## A & B\n\n- one\n\n```toml\na = \"<b>\"\n```\n\n![F](figures/f.svg)\n\n*F* ([PNG](figures/f.png))\n"
         );
         let html = to_html("T", &blocks);
         assert!(html.contains("<h2>A &amp; B</h2>"));
+        assert!(html.contains("<pre><code>a = &quot;&lt;b&gt;&quot;</code></pre>"));
         assert!(html.contains("<figure>\n<svg></svg><figcaption>F</figcaption>"));
     }
 }
