@@ -158,27 +158,32 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
         counts.values().sum::<usize>()
     );
     for trial in store.trials(study)? {
-        if trial.state == TrialState::Running {
-            let epochs = store.epochs(trial.id)?.len();
-            println!(
-                "  running: trial {} ({} {}, seed {}) epoch {epochs}/{} on {}",
-                trial.trial.number,
-                trial.trial.method,
-                trial.trial.group,
-                trial.trial.seed,
-                trial.trial.config.epochs,
-                trial.worker.as_deref().unwrap_or("?")
-            );
-        }
-        if matches!(trial.state, TrialState::Failed | TrialState::Diverged) {
-            println!(
-                "  {}: trial {} ({}, seed {}): {}",
+        let t = &trial.trial;
+        let name = [t.group.as_str(), t.method.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match trial.state {
+            TrialState::Running => {
+                let epochs = store.epochs(trial.id)?.len();
+                println!(
+                    "  running: trial {} ({name}, seed {}), {epochs}/{} epochs done, on {}",
+                    t.number,
+                    t.seed,
+                    t.config.epochs,
+                    trial.worker.as_deref().unwrap_or("?")
+                );
+            }
+            TrialState::Failed | TrialState::Diverged => println!(
+                "  {}: trial {} ({name}, seed {}): {}",
                 trial.state,
-                trial.trial.number,
-                trial.trial.method,
-                trial.trial.seed,
+                t.number,
+                t.seed,
                 trial.message.as_deref().unwrap_or("")
-            );
+            ),
+            _ => {}
         }
     }
     Ok(())

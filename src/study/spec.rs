@@ -178,7 +178,7 @@ struct RawSpec {
     group: Vec<RawGroup>,
     method: Option<Spanned<Vec<RawMethod>>>,
     #[serde(default)]
-    paper: Vec<PaperValue>,
+    paper: Vec<Spanned<PaperValue>>,
     #[serde(default)]
     notes: Vec<String>,
 }
@@ -531,7 +531,7 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
         base,
         groups,
         methods,
-        paper: raw.paper,
+        paper: raw.paper.into_iter().map(Spanned::into_inner).collect(),
         notes: raw.notes,
         file: at.file.to_path_buf(),
         origins,
@@ -730,17 +730,18 @@ fn expand_grid(
 
 /// Paper values must name a method (and group) of the study and a metric the report knows.
 fn check_paper(
-    paper: &[PaperValue],
+    paper: &[Spanned<PaperValue>],
     groups: &[Group],
     methods: &[Method],
     at: &Locator,
 ) -> Result<(), SpecError> {
     const METRICS: [&str; 4] = ["test_acc", "best_val_acc", "train_acc", "gap_acc"];
-    for (i, value) in paper.iter().enumerate() {
+    for (i, entry) in paper.iter().enumerate() {
         let field = format!("paper[{i}]");
+        let (value, span) = (entry.get_ref(), Some(entry.span()));
         if !methods.iter().any(|m| m.name == value.method) {
             return Err(at.error(
-                None,
+                span.clone(),
                 format!("{field}.method"),
                 format!("no method is called `{}`", value.method),
             ));
@@ -748,7 +749,7 @@ fn check_paper(
         if let Some(group) = &value.group {
             if !groups.iter().any(|g| &g.name == group) {
                 return Err(at.error(
-                    None,
+                    span.clone(),
                     format!("{field}.group"),
                     format!("no group is called `{group}`"),
                 ));
@@ -756,7 +757,7 @@ fn check_paper(
         }
         if !METRICS.contains(&value.metric.as_str()) {
             return Err(at.error(
-                None,
+                span.clone(),
                 format!("{field}.metric"),
                 format!(
                     "expected one of {}, got `{}`",
@@ -947,6 +948,15 @@ grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }
         assert_eq!(err.field, "base.threads");
         let err = parse(&GOOD.replace("seeds = 2", "seeds = 10000000000")).unwrap_err();
         assert_eq!(err.field, "seeds");
+    }
+
+    #[test]
+    fn a_paper_value_for_an_unknown_method_is_located() {
+        let text =
+            format!("{GOOD}\n[[paper]]\nmethod = \"l3\"\nmetric = \"test_acc\"\nvalue = 0.5\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "paper[0].method");
+        assert!(err.position.is_some(), "{err}");
     }
 
     #[test]
