@@ -200,6 +200,23 @@ fn two_processes_on_one_store_never_run_the_same_trial() {
     processes.sort_unstable();
     processes.dedup();
     assert_eq!(processes.len(), 2, "both processes worked: {claims:?}");
+    let status = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(["study", "status", "--store"])
+        .arg(&store_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("pair "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["pair", "0", "0", "6", "0", "0", "6"],
+        "waiting running done failed diverged total"
+    );
 }
 
 #[test]
