@@ -78,6 +78,14 @@ fn epoch(epoch: usize, train_acc: f64, val_acc: f64, below_1e3: f64) -> EpochMet
     }
 }
 
+/// An empty folder of this test process.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("regstudy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A store holding the study with every trial done, as a worker would have left it.
 fn fixed_store(dir: &Path) -> PathBuf {
     let path = dir.join("fixed.db");
@@ -138,9 +146,7 @@ fn fixed_store(dir: &Path) -> PathBuf {
 
 #[test]
 fn the_report_of_a_fixed_store_has_exactly_the_hand_computed_tables() {
-    let dir = std::env::temp_dir().join(format!("regstudy-report-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("report");
     let store = fixed_store(&dir);
     let out = dir.join("report");
     let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
@@ -194,9 +200,7 @@ l2,l2=0.001,3,76.33 ± 3.79,85.00,74.00,11.00,0.00,25.00,10.50,+5.0,better (p = 
 
 #[test]
 fn a_study_exports_as_tensorboard_event_files_and_csv() {
-    let dir = std::env::temp_dir().join(format!("regstudy-export-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("export");
     let store = fixed_store(&dir);
     let export = |format: &str, out: &Path| {
         let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))

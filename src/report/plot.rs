@@ -154,6 +154,20 @@ impl Scale {
 
 /// Ticks at 1, 2 or 5 times a power of ten covering `[lo, hi]`, about `target` of them;
 /// returns the widened range, the ticks and the decimals their labels need.
+/// The linear vertical scale over `lo..hi` rounded out to nice ticks, with its axis drawn.
+fn draw_y_axis(svg: &mut String, lo: f64, hi: f64, label: &str) -> Scale {
+    let (d0, d1, ticks, decimals) = nice_ticks(lo, hi, 5);
+    let y = Scale {
+        d0,
+        d1,
+        r0: AREA.y1,
+        r1: AREA.y0,
+        log: false,
+    };
+    y_axis(svg, &y, &ticks, decimals, label);
+    y
+}
+
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (f64, f64, Vec<f64>, usize) {
     let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
         (lo, hi)
@@ -417,15 +431,7 @@ pub fn line_chart(chart: &LineChart) -> String {
         return svg + "</svg>\n";
     };
     let (x, xticks) = x_scale(chart.x_axis, xlo, xhi);
-    let (a, b, yticks, dec) = nice_ticks(ylo, yhi, 5);
-    let y = Scale {
-        d0: a,
-        d1: b,
-        r0: AREA.y1,
-        r1: AREA.y0,
-        log: false,
-    };
-    y_axis(&mut svg, &y, &yticks, dec, &chart.y_label);
+    let y = draw_y_axis(&mut svg, ylo, yhi, &chart.y_label);
     x_axis(&mut svg, &x, &xticks, &chart.x_label);
     frame(&mut svg);
     for s in &chart.series {
@@ -477,15 +483,7 @@ pub fn bar_chart(chart: &BarChart) -> String {
         no_data(&mut svg);
         return svg + "</svg>\n";
     }
-    let (a, b, ticks, dec) = nice_ticks(lo, hi, 5);
-    let y = Scale {
-        d0: a,
-        d1: b,
-        r0: AREA.y1,
-        r1: AREA.y0,
-        log: false,
-    };
-    y_axis(&mut svg, &y, &ticks, dec, &chart.y_label);
+    let y = draw_y_axis(&mut svg, lo, hi, &chart.y_label);
     draw_bars(&mut svg, chart, &y);
     frame(&mut svg);
     legend(&mut svg, &series_legend(&chart.series, Mark::Box));
@@ -554,15 +552,7 @@ pub fn scatter(chart: &Scatter) -> String {
         return svg + "</svg>\n";
     };
     let (x, xticks) = x_scale(XAxis::Linear, xlo, xhi);
-    let (a, b, yticks, dec) = nice_ticks(ylo, yhi, 5);
-    let y = Scale {
-        d0: a,
-        d1: b,
-        r0: AREA.y1,
-        r1: AREA.y0,
-        log: false,
-    };
-    y_axis(&mut svg, &y, &yticks, dec, &chart.y_label);
+    let y = draw_y_axis(&mut svg, ylo, yhi, &chart.y_label);
     x_axis(&mut svg, &x, &xticks, &chart.x_label);
     frame(&mut svg);
     for p in pts {

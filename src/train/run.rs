@@ -131,15 +131,21 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
 /// Loads the data set, carves the validation split, applies the subsets.
 fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<Data, TrainError> {
     let c = &checked.config;
+    // A study's data set is shared by its trials: borrowed, and only the parts this run
+    // keeps are copied.
+    let owned;
     let dataset = match loaded {
-        Some(d) if d.identity.spec == checked.dataset.to_string() => d.clone(),
-        _ => data::load(&checked.dataset, c.data_dir.as_deref())?,
+        Some(d) if d.identity.spec == checked.dataset.to_string() => d,
+        _ => {
+            owned = data::load(&checked.dataset, c.data_dir.as_deref())?;
+            &owned
+        }
     };
     let (mut train, val) = if c.val_fraction > 0.0 {
         let (train, val) = split_validation(&dataset.train, c.val_fraction, c.seed)?;
         (train, Some(val))
     } else {
-        (dataset.train, None)
+        (dataset.train.clone(), None)
     };
     // Subsets are drawn at random and stratified (data sets may be stored class by class);
     // the test subset does not depend on the seed, so every trial of a study is tested on
@@ -147,10 +153,10 @@ fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<
     if let Some(n) = c.train_subset {
         train = stratified_subset(&train, n, c.seed);
     }
-    let mut test = dataset.test;
-    if let Some(n) = c.test_subset {
-        test = stratified_subset(&test, n, TEST_SUBSET_SEED);
-    }
+    let test = match c.test_subset {
+        Some(n) => stratified_subset(&dataset.test, n, TEST_SUBSET_SEED),
+        None => dataset.test.clone(),
+    };
     let normalization = match c.normalization {
         NormalizationKind::UnitRange => Normalization::UnitRange,
         NormalizationKind::Standardize => Normalization::standardize_from(&train),
@@ -160,7 +166,7 @@ fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<
         val: val.map(Arc::new),
         test: Arc::new(test),
         classes: dataset.classes.len(),
-        identity: dataset.identity,
+        identity: dataset.identity.clone(),
         normalization,
     })
 }
