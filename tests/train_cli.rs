@@ -1,8 +1,15 @@
 //! `regstudy train` end to end: the binary on real MNIST.
 
-use regstudy::checkpoint::read_tensors;
+use regstudy::checkpoint::{load_weights, read_tensors};
+use regstudy::data::{
+    self, split_validation, stratified_subset, BatchLoader, DatasetSpec, LoaderConfig,
+};
+use regstudy::engine::{Rng, Tensor};
+use regstudy::nn::{cross_entropy, Context, Init, ModelSpec};
+use regstudy::train::run::train_eval_subset;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
 
@@ -34,6 +41,14 @@ fn train_ok(args: &[&str]) {
 fn summary(run: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
     serde_json::from_str(&text).unwrap()
+}
+
+/// The lines of `metrics.jsonl`.
+fn epochs(run: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics.jsonl");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 fn kernel_zeros(run: &Path) -> usize {
@@ -173,12 +188,23 @@ fn resuming_gives_the_weights_of_an_uninterrupted_run() {
         "test_loss",
         "best_val_loss",
         "best_epoch",
+        "tested_epoch",
         "epochs_run",
     ] {
         assert_eq!(sa[key], sb[key], "{key}");
     }
-    let metrics = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().count(), 2);
+    // With patience the restored best epoch is the one tested.
+    assert!(sb["best_epoch"].is_u64(), "{sb}");
+    assert_eq!(sb["tested_epoch"], sb["best_epoch"]);
+    // The fixed training subset measured in evaluation mode is the same after the resume.
+    let (ea, eb) = (epochs(&whole), epochs(&parts));
+    assert_eq!(eb.len(), 2);
+    for (a, b) in ea.iter().zip(&eb) {
+        for key in ["train_eval_loss", "train_eval_acc", "eval_gap_acc"] {
+            assert!(b[key].is_f64(), "{key}: {b}");
+            assert_eq!(a[key], b[key], "{key}");
+        }
+    }
 
     // A finished run cannot be resumed without more epochs, nor with other settings.
     let again = train(&["--resume", parts.to_str().unwrap(), "--epochs", "2"]);
@@ -192,7 +218,23 @@ fn resuming_gives_the_weights_of_an_uninterrupted_run() {
 
 #[test]
 fn bad_options_fail_naming_the_option_and_create_no_run_folder() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
+        (&["--model", "simple-cnn", "--adam-eps", "0"], "--adam-eps"),
+        (
+            &[
+                "--model",
+                "simple-cnn",
+                "--penalty",
+                "l2",
+                "--layer-penalty",
+                "fc1:l1=0.1",
+            ],
+            "--layer-penalty",
+        ),
+        (
+            &["--model", "simple-cnn", "--early-stop-monitor", "val-acc"],
+            "--early-stop-monitor",
+        ),
         (&["--model", "simple-cnn", "--l1", "-1"], "--l1"),
         (
             &["--model", "standard-cnn", "--dropout", "1.5"],
@@ -208,6 +250,8 @@ fn bad_options_fail_naming_the_option_and_create_no_run_folder() {
             &[
                 "--model",
                 "simple-cnn",
+                "--penalty",
+                "l1",
                 "--layer-penalty",
                 "conv9:l1=0.1",
                 "--train-subset",
@@ -259,5 +303,158 @@ fn an_absurd_learning_rate_ends_the_run_as_diverged() {
     let s = summary(&run);
     assert_eq!(s["status"], "diverged");
     assert!(s["test_acc"].is_null());
+    assert!(s["tested_epoch"].is_null());
+    std::fs::remove_dir_all(&run).unwrap();
+}
+
+/// Loss, accuracy and image count of `net` over `set` in one mode, batch after batch of 256.
+fn measure(
+    net: &mut regstudy::nn::Network,
+    set: regstudy::data::ImageSet,
+    mut ctx: Context,
+) -> (f64, f64, usize) {
+    let [h, w, ch] = net.input_shape();
+    let mut loader = BatchLoader::new(Arc::new(set), LoaderConfig::new(256)).unwrap();
+    let mut grad = Tensor::default();
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    for batch in loader.epoch(0) {
+        let x = Tensor::from_vec(&[batch.len, h, w, ch], batch.images).unwrap();
+        let out = cross_entropy(net.forward(&x, &mut ctx), &batch.labels, &mut grad);
+        loss_sum += out.loss * batch.len as f64;
+        correct += out.correct;
+        seen += batch.len;
+    }
+    (loss_sum / seen as f64, correct as f64 / seen as f64, seen)
+}
+
+#[test]
+fn the_evaluation_mode_training_accuracy_is_that_of_the_saved_weights_on_a_fixed_subset() {
+    // Dropout and batch norm make training mode and evaluation mode disagree (batches of 16
+    // let the running statistics settle); without patience the saved weights are the last
+    // epoch's.
+    let run = out_dir("train-eval");
+    train_ok(&[
+        "--model",
+        "standard-cnn",
+        "--batch-norm",
+        "--dropout",
+        "0.5",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--seed",
+        "7",
+        "--train-subset",
+        "400",
+        "--val-fraction",
+        "0.005",
+        "--test-subset",
+        "100",
+        "--threads",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let history = epochs(&run);
+    assert_eq!(history.len(), 2);
+    for m in &history {
+        let f = |key: &str| m[key].as_f64().unwrap_or_else(|| panic!("{key} in {m}"));
+        assert_eq!(f("eval_gap_acc"), f("train_eval_acc") - f("val_acc"), "{m}");
+        assert_eq!(
+            f("eval_gap_loss"),
+            f("val_loss") - f("train_eval_loss"),
+            "{m}"
+        );
+        // The on-the-fly figures keep their definitions.
+        assert_eq!(f("gap_acc"), f("train_acc") - f("val_acc"), "{m}");
+    }
+    let s = summary(&run);
+    assert_eq!(s["epochs_run"], 2);
+    assert_eq!(
+        s["tested_epoch"], 2,
+        "no patience: the last epoch is tested"
+    );
+    let train_seconds: Vec<f64> = history
+        .iter()
+        .map(|m| m["train_seconds"].as_f64().unwrap())
+        .collect();
+    let mean = train_seconds.iter().sum::<f64>() / 2.0;
+    let reported = s["mean_train_seconds"].as_f64().unwrap();
+    assert!(
+        (reported - mean).abs() <= 1e-12 * mean,
+        "{reported} vs {mean}"
+    );
+
+    // The same subset, drawn independently: the run's training part (validation split, then
+    // the training subset), then the fixed draw, smaller than the part.
+    let dataset = data::load(
+        &"mnist".parse::<DatasetSpec>().unwrap(),
+        Some(Path::new(DATA)),
+    )
+    .unwrap();
+    let (train, val) = split_validation(&dataset.train, 0.005, 7).unwrap();
+    let train = stratified_subset(&train, 400, 7);
+    let subset = train_eval_subset(&train, val.len(), 7);
+    assert_eq!(subset.len(), val.len());
+    assert!(subset.len() < train.len());
+
+    let text = std::fs::read_to_string(run.join("model.toml")).unwrap();
+    let spec: ModelSpec = toml::from_str(&text).unwrap();
+    let mut net = spec.build(Init::Pytorch, 0).unwrap();
+    load_weights(&run.join("weights.safetensors"), &mut net.params_mut()).unwrap();
+    let (loss, acc, seen) = measure(&mut net, subset.clone(), Context::eval());
+    assert_eq!(seen, val.len());
+    let last = &history[1];
+    assert_eq!(last["train_eval_acc"].as_f64().unwrap(), acc, "{last}");
+    let recorded = last["train_eval_loss"].as_f64().unwrap();
+    assert!((recorded - loss).abs() <= 1e-9, "{recorded} vs {loss}");
+    // Training mode gives another loss on the same weights and images, so the equality
+    // above is evaluation mode's.
+    let (train_mode_loss, _, _) = measure(&mut net, subset, Context::train(Rng::new(1)));
+    assert!(
+        (train_mode_loss - loss).abs() > 1e-3,
+        "{train_mode_loss} vs {loss}"
+    );
+    std::fs::remove_dir_all(&run).unwrap();
+}
+
+#[test]
+fn without_a_validation_split_there_is_no_evaluation_mode_training_figure() {
+    let run = out_dir("no-val");
+    train_ok(&[
+        "--model",
+        "simple-cnn",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0",
+        "--train-subset",
+        "200",
+        "--test-subset",
+        "100",
+        "--threads",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let history = epochs(&run);
+    assert_eq!(history.len(), 1);
+    for key in [
+        "train_eval_loss",
+        "train_eval_acc",
+        "eval_gap_acc",
+        "eval_gap_loss",
+    ] {
+        let value = history[0].as_object().unwrap().get(key);
+        assert_eq!(
+            value,
+            Some(&serde_json::Value::Null),
+            "{key}: {}",
+            history[0]
+        );
+    }
+    let s = summary(&run);
+    assert_eq!(s["tested_epoch"], 1);
     std::fs::remove_dir_all(&run).unwrap();
 }

@@ -5,6 +5,7 @@ use clap::Args;
 use regstudy::nn::Init;
 use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind};
 use regstudy::train::config::{NormalizationKind, OptimizerKind};
+use regstudy::train::EarlyStopMonitor;
 use regstudy::train::{self, RunConfig, RunOptions};
 use std::path::PathBuf;
 
@@ -82,6 +83,9 @@ pub struct TrainArgs {
     /// Learning rate [default: 1e-3].
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
+    /// Adam's eps, added to sqrt(v_hat) in the denominator (Keras uses 1e-7) [default: 1e-8].
+    #[arg(long, allow_negative_numbers = true)]
+    adam_eps: Option<f32>,
     /// SGD momentum [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f32>,
@@ -107,6 +111,10 @@ pub struct TrainArgs {
     /// epoch's weights are restored [default: off].
     #[arg(long)]
     patience: Option<usize>,
+    /// What early stopping minimizes: data-loss (validation cross-entropy) or total-loss
+    /// (plus the penalty's value, as Keras's val_loss) [default: data-loss].
+    #[arg(long, value_enum)]
+    early_stop_monitor: Option<EarlyStopMonitor>,
     /// Train on N images of the training part only, drawn at random and stratified by class
     /// (quick runs).
     #[arg(long, value_name = "N")]
@@ -170,8 +178,8 @@ fn apply(args: &TrainArgs, config: &mut RunConfig) -> Vec<&'static str> {
     let mut given = Vec::new();
     overlay!(args, config, given;
         dataset, model, init, l1_mode, penalize_biases, penalize_norm, weight_decay,
-        decoupled_decay, batch_norm, augment, normalization, optimizer, lr, momentum, nesterov,
-        batch_size, epochs, seed, threads, val_fraction);
+        decoupled_decay, batch_norm, augment, normalization, optimizer, lr, adam_eps, momentum,
+        nesterov, batch_size, epochs, seed, threads, val_fraction, early_stop_monitor);
     let optional = [
         (
             "data_dir",

@@ -89,7 +89,11 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Visit the images in a new random order each epoch.
     pub shuffle: bool,
-    /// Leave out the last batch if it is smaller than `batch_size`.
+    /// Leave out the last batch if it is smaller than `batch_size`. Without it, a last batch
+    /// of a single image is never produced: that image joins the batch before, which then
+    /// has `batch_size + 1` images (batch norm's batch statistics of one image are
+    /// degenerate; merging, unlike dropping, still shows every image once per epoch). A set
+    /// of one image is still one batch of one.
     pub drop_last: bool,
     pub seed: u64,
     pub normalization: Normalization,
@@ -145,6 +149,9 @@ impl BatchLoader {
         }
         let table = config.normalization.table(set.channels)?;
         let batches_per_epoch = if config.drop_last {
+            set.len() / config.batch_size
+        } else if set.len() > 1 && set.len() % config.batch_size == 1 {
+            // The last image joins the batch before (see `LoaderConfig::drop_last`).
             set.len() / config.batch_size
         } else {
             set.len().div_ceil(config.batch_size)
@@ -282,16 +289,20 @@ impl Worker {
     /// Sends one epoch's batches; false if the loader is gone.
     fn serve(&self, epoch: u64) -> bool {
         let order = self.order(epoch);
-        for (b, positions) in order
-            .chunks(self.config.batch_size)
-            .take(self.batches_per_epoch)
-            .enumerate()
-        {
+        let size = self.config.batch_size;
+        for b in 0..self.batches_per_epoch {
             if self.cancel.load(Ordering::SeqCst) {
                 return true;
             }
-            let first = b * self.config.batch_size;
-            let batch = self.fill(epoch, first, positions);
+            let first = b * size;
+            // Without drop_last the last batch takes every image left: a short batch, or
+            // `size + 1` images when a single one would be left over.
+            let end = if b + 1 == self.batches_per_epoch && !self.config.drop_last {
+                order.len()
+            } else {
+                first + size
+            };
+            let batch = self.fill(epoch, first, &order[first..end]);
             if self.batches.send(Message::Batch(batch)).is_err() {
                 return false;
             }
@@ -371,6 +382,36 @@ mod tests {
         assert_eq!(batches[2].labels, vec![8, 9]);
         assert_eq!(batches[0].images.len(), 4 * 12);
         assert_eq!(batches[0].images[12], 1.0 / 255.0);
+    }
+
+    #[test]
+    fn a_last_batch_of_one_image_joins_the_batch_before_and_every_image_is_still_seen() {
+        for shuffle in [false, true] {
+            let config = LoaderConfig {
+                shuffle,
+                seed: 7,
+                ..LoaderConfig::new(4)
+            };
+            // 9 = 2 * 4 + 1 and 13 = 3 * 4 + 1: one image would be left over.
+            for n in [9, 13, 5] {
+                let mut loader = BatchLoader::new(set(n), config.clone()).unwrap();
+                assert_eq!(loader.batches_per_epoch(), n / 4);
+                for epoch in 0..2 {
+                    let batches = collect(&mut loader, epoch);
+                    let sizes: Vec<usize> = batches.iter().map(|b| b.len).collect();
+                    let mut expected = vec![4; n / 4];
+                    *expected.last_mut().unwrap() = 5;
+                    assert_eq!(sizes, expected, "n = {n}, shuffle = {shuffle}");
+                    assert!(batches.iter().all(|b| b.images.len() == b.len * 12));
+                    let mut labels: Vec<u32> = batches.into_iter().flat_map(|b| b.labels).collect();
+                    labels.sort_unstable();
+                    assert_eq!(labels, (0..n as u32).collect::<Vec<_>>());
+                }
+            }
+        }
+        // Batches of one are left only when there is nothing to merge with.
+        let mut single = BatchLoader::new(set(1), LoaderConfig::new(4)).unwrap();
+        assert_eq!(collect(&mut single, 0).len(), 1);
     }
 
     #[test]

@@ -77,6 +77,12 @@ impl AdamConfig {
 /// `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
 /// `w <- w * (1 - lr * decoupled) - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`,
 /// then the proximal L1 step with threshold `lr * l1_prox / (sqrt(v_hat) + eps)`.
+///
+/// That threshold makes the fixed points those of `smooth + l1_prox * |w|` (the proximal
+/// step in Adam's per-weight metric). Zeros it makes are not permanent: a weight at 0 is
+/// moved to `-step_size * m / denom` before thresholding, so it leaves 0 whenever
+/// `|m_hat| > l1_prox` (`m_hat = m / (1 - b1^t)`), which is what the preconditioned proximal
+/// step prescribes, since the momentum `m` carries gradients from earlier steps.
 pub struct Adam {
     config: AdamConfig,
     step: u64,

@@ -27,9 +27,14 @@ use std::collections::BTreeMap;
 /// For a parameter `w` the optimizer uses the gradient `g + l1 * sign(w) + 2 * l2 * w` (the
 /// gradient of `l1 * sum|w| + l2 * sum w^2`, with `sign(0) = 0` as in Keras), and after the
 /// update applies the proximal step of `l1_prox * sum|w|`: soft-thresholding
-/// `w <- sign(w) * max(|w| - t, 0)` with `t = lr * l1_prox` for SGD and
+/// `w <- sign(w) * max(|w| - t, 0)` with `t = K * lr * l1_prox` for SGD (`K` the momentum's
+/// steady-state gain, [`SgdConfig::prox_scale`]: 1 without momentum, `(1 - tau) / (1 - mu)`
+/// classical, `1 + mu (1 - tau) / (1 - mu)` Nesterov) and
 /// `t = lr * l1_prox / (sqrt(v_hat) + eps)` for Adam (Adam's per-weight scale, without the
-/// first-moment bias correction), which sets small weights exactly to 0.
+/// first-moment bias correction), which sets small weights exactly to 0. Either way the
+/// fixed points are the minimizers of the smooth part plus `l1_prox * sum|w|`. The zeros are
+/// not permanent: a zero weight leaves 0 when its step before thresholding exceeds `t` (for
+/// Adam, when `|m_hat| > l1_prox`, where the momentum still carries earlier gradients).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PenaltyTerms {
     pub l1: f32,

@@ -61,6 +61,33 @@ impl SgdConfig {
         }
     }
 
+    /// The factor `K` by which the proximal L1 threshold is scaled, `t = K * lr * l1_prox`:
+    /// the steady-state factor by which the momentum rule multiplies the smooth gradient,
+    ///
+    /// ```text
+    /// K = 1                              without momentum (mu = 0: no buffer, no dampening),
+    /// K = (1 - tau) / (1 - mu)           classical momentum,
+    /// K = 1 + mu * (1 - tau) / (1 - mu)  Nesterov momentum.
+    /// ```
+    ///
+    /// Why: at a fixed point `w*` the gradient `g` is constant, so the buffer settles at
+    /// `b = mu b + (1 - tau) g`, i.e. `b = (1 - tau) / (1 - mu) g`, and the step direction at
+    /// `d = K g` (`d = b`, or `d = g + mu b` with Nesterov). `w* = S_t(w* - lr K g)` holds iff
+    /// `-lr K g` lies in `t * d|w*|` (the subdifferential of `|w|` at `w*`), i.e. with
+    /// `t = K lr l1` iff `-g` lies in `l1 * d|w*|`: the optimality condition of
+    /// `smooth(w) + l1 |w|`. With `t = lr * l1` the fixed points would instead be those of an
+    /// L1 strength `l1 / K` (10 times too weak at `mu = 0.9`). Needs `mu < 1`.
+    pub fn prox_scale(&self) -> f32 {
+        let (mu, tau) = (self.momentum, self.dampening);
+        if mu == 0.0 {
+            1.0
+        } else if self.nesterov {
+            1.0 + mu * (1.0 - tau) / (1.0 - mu)
+        } else {
+            (1.0 - tau) / (1.0 - mu)
+        }
+    }
+
     pub fn init(self) -> Sgd {
         Sgd {
             config: self,
@@ -73,7 +100,10 @@ impl SgdConfig {
 /// Per weight, with `g` the gradient plus penalty gradients plus `wd * w`:
 /// `b <- g` on the first step, else `b <- mu * b + (1 - tau) * g`;
 /// `d = g + mu * b` (Nesterov) or `d = b`; `w <- w * (1 - lr * decoupled) - lr * d`;
-/// then the proximal L1 step with threshold `lr * l1_prox`.
+/// then the proximal L1 step with threshold `K * lr * l1_prox`, where `K` is the momentum's
+/// steady-state gain ([`SgdConfig::prox_scale`]: 1 without momentum), so that the fixed points
+/// are the minimizers of `smooth + l1_prox * |w|` with momentum too. A weight at 0 leaves 0
+/// when `|d| > K * l1_prox`, as the proximal step prescribes: zeros are not permanent.
 pub struct Sgd {
     config: SgdConfig,
     step: u64,
@@ -89,7 +119,7 @@ impl Optimizer for Sgd {
         let slot_count = usize::from(c.momentum != 0.0);
         for p in params.iter_mut().filter(|p| p.kind.is_trainable()) {
             let terms = hook.terms(p);
-            let threshold = c.lr * terms.l1_prox;
+            let threshold = c.prox_scale() * c.lr * terms.l1_prox;
             let decay = 1.0 - c.lr * c.decoupled_decay;
             // The first step of a parameter sets its buffer to the gradient (PyTorch).
             let (slots, first) = self.slots.of(p, slot_count);
@@ -144,5 +174,88 @@ impl Optimizer for Sgd {
             .import(&SLOT_NAMES[..slot_count], state, params)?;
         self.step = state.step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ParamKind;
+    use crate::optim::PenaltyTerms;
+
+    /// Proximal L1 of strength `0.5` on every parameter.
+    struct ProxL1(f32);
+
+    impl StepHook for ProxL1 {
+        fn terms(&self, _param: &Param) -> PenaltyTerms {
+            PenaltyTerms {
+                l1_prox: self.0,
+                ..PenaltyTerms::default()
+            }
+        }
+    }
+
+    /// Minimizes `1/2 (w - target)^2 + l1 |w|` from `w = 2` with `config`, the smooth part's
+    /// gradient `w - target` supplied by hand; returns the final `w`.
+    fn minimize(config: SgdConfig, target: f32, l1: f32) -> f32 {
+        let mut p = Param::new("w".into(), ParamKind::Kernel, &[1], vec![2.0]);
+        let mut sgd = config.init();
+        for _ in 0..5000 {
+            p.grad[0] = p.value[0] - target;
+            sgd.step(&mut [&mut p], &ProxL1(l1));
+        }
+        p.value[0]
+    }
+
+    #[test]
+    fn proximal_l1_with_momentum_converges_to_the_minimizer_of_the_stated_objective() {
+        // argmin 1/2 (w - 1)^2 + 0.5 |w| = 0.5; argmin 1/2 (w - 0.3)^2 + 0.5 |w| = 0 exactly.
+        let base = SgdConfig::new(0.05);
+        let configs = [
+            ("plain", base),
+            ("momentum 0.9", base.with_momentum(0.9)),
+            ("nesterov 0.9", base.with_momentum(0.9).with_nesterov(true)),
+            (
+                "momentum 0.9, dampening 0.5",
+                base.with_momentum(0.9).with_dampening(0.5),
+            ),
+            (
+                "nesterov 0.9, dampening 0.5",
+                base.with_momentum(0.9)
+                    .with_nesterov(true)
+                    .with_dampening(0.5),
+            ),
+        ];
+        for (name, config) in configs {
+            let w = minimize(config, 1.0, 0.5);
+            assert!((w - 0.5).abs() < 1e-5, "{name}: ended at {w}, expected 0.5");
+            let w = minimize(config, 0.3, 0.5);
+            assert_eq!(w, 0.0, "{name}: ended at {w}, expected exactly 0");
+        }
+    }
+
+    #[test]
+    fn the_prox_scale_is_the_momentum_steady_state_gain() {
+        let base = SgdConfig::new(0.1);
+        assert_eq!(base.prox_scale(), 1.0);
+        // Dampening has no effect without momentum (there is no buffer).
+        assert_eq!(base.with_dampening(0.5).prox_scale(), 1.0);
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+        assert!(close(base.with_momentum(0.9).prox_scale(), 10.0));
+        assert!(close(
+            base.with_momentum(0.9).with_dampening(0.5).prox_scale(),
+            5.0
+        ));
+        assert!(close(
+            base.with_momentum(0.9).with_nesterov(true).prox_scale(),
+            10.0
+        ));
+        assert!(close(
+            base.with_momentum(0.5)
+                .with_nesterov(true)
+                .with_dampening(0.5)
+                .prox_scale(),
+            1.5
+        ));
     }
 }

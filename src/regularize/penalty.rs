@@ -88,6 +88,10 @@ pub struct PenaltyRule {
 pub enum PenaltyError {
     #[error("--layer-penalty `{key}` matches no parameter of the model (parameters: {known})")]
     UnknownLayer { key: String, known: String },
+    /// The key matches parameters, but the override reaches none of them: it would change
+    /// nothing.
+    #[error("--layer-penalty `{key}` reaches no penalized parameter: {why}")]
+    ReachesNothing { key: String, why: String },
 }
 
 /// A [`PenaltyRule`] resolved to the coefficients of every parameter of one network.
@@ -98,21 +102,14 @@ pub struct PenaltyPlan {
 }
 
 impl PenaltyPlan {
-    /// Matches `rule` to `params` (a network's parameters), rejecting override keys that match
-    /// nothing.
+    /// Matches `rule` to `params` (a network's parameters), rejecting override keys that
+    /// reach no parameter: a key that matches no name, or one whose override would act on
+    /// nothing, because it matches only buffers, or (as a prefix) only parameters the rule
+    /// does not penalize (biases without `biases`, batch-norm scale and shift without
+    /// `norm`), or only parameters that a longer key takes.
     pub fn new(rule: &PenaltyRule, params: &[&Param]) -> Result<Self, PenaltyError> {
         for key in rule.layers.keys() {
-            if !params.iter().any(|p| covers(key, &p.name)) {
-                let known: Vec<&str> = params
-                    .iter()
-                    .filter(|p| p.kind.is_trainable())
-                    .map(|p| p.name.as_str())
-                    .collect();
-                return Err(PenaltyError::UnknownLayer {
-                    key: key.clone(),
-                    known: known.join(", "),
-                });
-            }
+            rule.check_reach(key, params)?;
         }
         let terms = params
             .iter()
@@ -157,6 +154,23 @@ impl StepHook for PenaltyPlan {
     }
 }
 
+/// The optional kinds among `params` ("biases", "batch-norm parameters" or both), and the
+/// switches that would penalize them.
+fn optional_kinds(params: &[&Param]) -> (&'static str, &'static str) {
+    let bias = params.iter().any(|p| p.kind == ParamKind::Bias);
+    let norm = params
+        .iter()
+        .any(|p| matches!(p.kind, ParamKind::NormScale | ParamKind::NormShift));
+    match (bias, norm) {
+        (true, true) => (
+            "biases and batch-norm parameters",
+            "--penalize-biases or --penalize-norm",
+        ),
+        (true, false) => ("biases", "--penalize-biases"),
+        _ => ("batch-norm parameters", "--penalize-norm"),
+    }
+}
+
 /// Whether override key `key` covers parameter `name`: equal, or a prefix ending at a dot.
 fn covers(key: &str, name: &str) -> bool {
     name == key || (name.starts_with(key) && name.as_bytes().get(key.len()) == Some(&b'.'))
@@ -172,13 +186,85 @@ impl PenaltyRule {
         }
     }
 
-    /// The coefficients for one parameter: the longest matching override, else the default.
-    fn terms_of(&self, p: &Param) -> PenaltyTerms {
-        let best = self
-            .layers
+    /// The longest override key matching `p`, with its strengths.
+    fn best_override(&self, p: &Param) -> Option<(&String, &LayerStrength)> {
+        self.layers
             .iter()
             .filter(|(key, _)| covers(key, &p.name))
-            .max_by_key(|(key, _)| key.len());
+            .max_by_key(|(key, _)| key.len())
+    }
+
+    /// Whether override `key` sets the strengths of at least one trainable parameter of
+    /// `params`; if not, the error says why.
+    fn check_reach<'p>(&self, key: &str, params: &[&'p Param]) -> Result<(), PenaltyError> {
+        let matched: Vec<&'p Param> = params
+            .iter()
+            .copied()
+            .filter(|p| covers(key, &p.name))
+            .collect();
+        let reaches = |p: &Param| {
+            p.kind.is_trainable()
+                && (p.name == key || self.penalizes(p.kind))
+                && self.best_override(p).is_some_and(|(best, _)| best == key)
+        };
+        if matched.iter().any(|p| reaches(p)) {
+            return Ok(());
+        }
+        let names = |ps: &[&Param]| {
+            ps.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let trainable_of = |ps: &[&'p Param]| -> Vec<&'p Param> {
+            ps.iter()
+                .copied()
+                .filter(|p| p.kind.is_trainable())
+                .collect()
+        };
+        if matched.is_empty() {
+            return Err(PenaltyError::UnknownLayer {
+                key: key.into(),
+                known: names(&trainable_of(params)),
+            });
+        }
+        let trainable = trainable_of(&matched);
+        let why = if trainable.is_empty() {
+            format!(
+                "it matches only buffers ({}), which are never penalized",
+                names(&matched)
+            )
+        } else if !trainable.iter().any(|p| self.penalizes(p.kind)) {
+            let (kinds, switches) = optional_kinds(&trainable);
+            format!(
+                "it matches only {} ({}), which this run does not penalize; set {} or give a \
+                 parameter's full name",
+                kinds,
+                names(&trainable),
+                switches
+            )
+        } else {
+            let longer: Vec<&str> = trainable
+                .iter()
+                .filter_map(|p| self.best_override(p).map(|(best, _)| best.as_str()))
+                .filter(|best| *best != key)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            format!(
+                "every parameter it would set is set by a longer key ({})",
+                longer.join(", ")
+            )
+        };
+        Err(PenaltyError::ReachesNothing {
+            key: key.into(),
+            why,
+        })
+    }
+
+    /// The coefficients for one parameter: the longest matching override, else the default.
+    fn terms_of(&self, p: &Param) -> PenaltyTerms {
+        let best = self.best_override(p);
         let (l1, l2) = match best {
             Some((key, s)) if *key == p.name || self.penalizes(p.kind) => {
                 (s.l1.unwrap_or(self.l1), s.l2.unwrap_or(self.l2))
@@ -290,6 +376,56 @@ mod tests {
             err.contains("`conv`") && err.contains("--layer-penalty"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_override_that_reaches_no_penalized_parameter_is_an_error_naming_the_key_and_why() {
+        let mut ps = params();
+        ps.push(Param::new(
+            "head.bias".into(),
+            ParamKind::Bias,
+            &[1],
+            vec![0.5],
+        ));
+        let refs: Vec<&Param> = ps.iter().collect();
+        let strength = LayerStrength {
+            l1: None,
+            l2: Some(0.2),
+        };
+        let error_with = |keys: &[&str], biases: bool, norm: bool| {
+            let mut r = rule(0.0, 0.1);
+            r.biases = biases;
+            r.norm = norm;
+            for key in keys {
+                r.layers.insert((*key).into(), strength);
+            }
+            PenaltyPlan::new(&r, &refs).err().map(|e| e.to_string())
+        };
+        // A buffer, named in full or by its layer.
+        let e = error_with(&["bn.running_var"], true, true).unwrap();
+        assert!(
+            e.contains("`bn.running_var`") && e.contains("only buffers"),
+            "{e}"
+        );
+        // A layer with only batch-norm parameters (and buffers) while norm is off.
+        let e = error_with(&["bn"], false, false).unwrap();
+        assert!(
+            e.contains("`bn`") && e.contains("batch-norm") && e.contains("--penalize-norm"),
+            "{e}"
+        );
+        assert_eq!(error_with(&["bn"], false, true), None);
+        // A layer with only a bias while biases are off.
+        let e = error_with(&["head"], false, false).unwrap();
+        assert!(
+            e.contains("`head`") && e.contains("biases") && e.contains("--penalize-biases"),
+            "{e}"
+        );
+        assert_eq!(error_with(&["head"], true, false), None);
+        // A layer whose every penalized parameter has a longer key.
+        let e = error_with(&["fc", "fc.weight"], false, false).unwrap();
+        assert!(e.contains("`fc`") && e.contains("fc.weight"), "{e}");
+        // A full name still reaches its parameter whatever its kind.
+        assert_eq!(error_with(&["bn.weight", "head.bias"], false, false), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`RunConfig::check`], which rejects invalid settings, naming the option, before anything
 //! is loaded or written.
 
+use super::early_stop::EarlyStopMonitor;
 use crate::data::DatasetSpec;
 use crate::models;
 use crate::nn::{Init, ModelSpec};
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 /// Strength of a penalty family's terms when it is chosen without one (Keras's `'l1'`,
 /// `'l2'` and `'l1_l2'` regularizers use 0.01).
 pub const DEFAULT_STRENGTH: f32 = 0.01;
+
+/// Adam's default `eps`, PyTorch's (Keras uses 1e-7).
+pub const DEFAULT_ADAM_EPS: f32 = 1e-8;
 
 /// The optimizer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -64,7 +68,9 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l2: Option<f32>,
     /// How the L1 term is minimized: `subgradient` (default, Keras) or `prox`
-    /// (soft-thresholding after each step, exact zeros).
+    /// (soft-thresholding after each step, exact zeros; with SGD momentum the threshold is
+    /// scaled by the momentum's steady-state gain so the objective is the one stated; zeros
+    /// are not permanent, a weight leaves 0 when its step exceeds the threshold).
     pub l1_mode: L1Mode,
     /// Penalize biases as well as kernels. Default: false.
     pub penalize_biases: bool,
@@ -90,6 +96,9 @@ pub struct RunConfig {
     pub optimizer: OptimizerKind,
     /// Learning rate. Default: 1e-3.
     pub lr: f32,
+    /// Adam's `eps`, added to `sqrt(v_hat)` in the denominator; a finite number > 0, with
+    /// `--optimizer adam` only. Default: 1e-8 (PyTorch; Keras uses 1e-7).
+    pub adam_eps: f32,
     /// SGD momentum, in [0, 1). Default: 0.
     pub momentum: f32,
     /// SGD Nesterov momentum (needs `momentum > 0`). Default: false.
@@ -112,6 +121,12 @@ pub struct RunConfig {
     /// last weights).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// What early stopping (and the best epoch) minimizes: `data-loss` (default: the
+    /// validation cross-entropy) or `total-loss` (the validation cross-entropy plus the
+    /// penalty's value at the epoch's end weights, as Keras's `val_loss` includes the
+    /// regularization losses). The summary's `best_val_loss` stays the best epoch's
+    /// validation cross-entropy either way.
+    pub early_stop_monitor: EarlyStopMonitor,
     /// Train on only N images of the training part (after the split), drawn at random and
     /// stratified by class with the run's seed, for quick runs. Default: all.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,6 +166,7 @@ impl Default for RunConfig {
             normalization: NormalizationKind::UnitRange,
             optimizer: OptimizerKind::Adam,
             lr: 1e-3,
+            adam_eps: DEFAULT_ADAM_EPS,
             momentum: 0.0,
             nesterov: false,
             batch_size: 64,
@@ -159,6 +175,7 @@ impl Default for RunConfig {
             threads: 0,
             val_fraction: 0.1,
             patience: None,
+            early_stop_monitor: EarlyStopMonitor::DataLoss,
             train_subset: None,
             test_subset: None,
             out: None,
@@ -258,6 +275,15 @@ impl RunConfig {
                 format!("must be a finite number > 0, got {}", c.lr),
             ));
         }
+        if !(c.adam_eps.is_finite() && c.adam_eps > 0.0) {
+            return Err(bad(
+                "adam-eps",
+                format!("must be a finite number > 0, got {}", c.adam_eps),
+            ));
+        }
+        if c.optimizer != OptimizerKind::Adam && c.adam_eps != DEFAULT_ADAM_EPS {
+            return Err(bad("adam-eps", "applies to --optimizer adam only"));
+        }
         if !(0.0..1.0).contains(&c.momentum) {
             return Err(bad(
                 "momentum",
@@ -272,6 +298,12 @@ impl RunConfig {
         }
         if c.batch_size == 0 {
             return Err(bad("batch-size", "must be at least 1"));
+        }
+        if c.batch_size == 1 && c.batch_norm {
+            return Err(bad(
+                "batch-size",
+                "must be at least 2 with --batch-norm (batch statistics of one image are degenerate)",
+            ));
         }
         if c.epochs == 0 {
             return Err(bad("epochs", "must be at least 1"));
@@ -372,12 +404,27 @@ fn check_penalty(c: &mut RunConfig) -> Result<PenaltyRule, ConfigError> {
         c.l2 = Some(c.l2.unwrap_or(DEFAULT_STRENGTH));
     }
     for (key, s) in &c.layer_penalties {
-        for (term, value) in [("l1", s.l1), ("l2", s.l2)] {
+        let terms = [("l1", s.l1, kind.has_l1()), ("l2", s.l2, kind.has_l2())];
+        for (term, value, in_family) in terms {
             if let Some(v) = value {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(bad(
                         "layer-penalty",
                         format!("{key}: {term} must be a finite number >= 0, got {v}"),
+                    ));
+                }
+                // The family decides which terms exist: an override of a term the family
+                // lacks would silently add it to one layer.
+                if !in_family {
+                    let family = format!("{kind:?}").to_lowercase();
+                    return Err(bad(
+                        "layer-penalty",
+                        format!(
+                            "{key}: {term} is given but --penalty {family} has no {} term \
+                             (choose a family with it, {term} or l1l2; --{term} 0 penalizes \
+                             only the layers given)",
+                            term.to_uppercase()
+                        ),
                     ));
                 }
             }
@@ -517,6 +564,93 @@ mod tests {
             ..base()
         });
         assert!(e.starts_with("--patience:"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_override_of_a_term_the_penalty_family_lacks_is_an_error_naming_the_key() {
+        let with = |penalty: Option<PenaltyKind>, key: &str, s: LayerStrength| {
+            let mut c = RunConfig { penalty, ..base() };
+            c.layer_penalties.insert(key.into(), s);
+            c.check().err().map(|e| e.to_string())
+        };
+        let l1 = LayerStrength {
+            l1: Some(0.1),
+            l2: None,
+        };
+        let l2 = LayerStrength {
+            l1: None,
+            l2: Some(0.1),
+        };
+        let e = with(Some(PenaltyKind::L2), "fc1", l1).unwrap();
+        assert!(
+            e.starts_with("--layer-penalty:") && e.contains("fc1") && e.contains("no L1 term"),
+            "{e}"
+        );
+        let e = with(Some(PenaltyKind::L1), "conv1.weight", l2).unwrap();
+        assert!(
+            e.starts_with("--layer-penalty:")
+                && e.contains("conv1.weight")
+                && e.contains("no L2 term"),
+            "{e}"
+        );
+        let e = with(None, "fc1", l1).unwrap();
+        assert!(e.contains("--penalty none has no L1 term"), "{e}");
+        assert_eq!(with(Some(PenaltyKind::L1), "fc1", l1), None);
+        assert_eq!(with(Some(PenaltyKind::L1l2), "fc1", l2), None);
+    }
+
+    #[test]
+    fn adam_eps_must_be_positive_and_finite_and_is_for_adam_only() {
+        assert_eq!(RunConfig::default().adam_eps, 1e-8);
+        for eps in [0.0, -1e-8, f32::NAN, f32::INFINITY] {
+            let e = error_of(RunConfig {
+                adam_eps: eps,
+                ..base()
+            });
+            assert!(e.starts_with("--adam-eps:"), "{eps}: {e}");
+        }
+        assert!(RunConfig {
+            adam_eps: 1e-7,
+            ..base()
+        }
+        .check()
+        .is_ok());
+        let e = error_of(RunConfig {
+            adam_eps: 1e-7,
+            optimizer: OptimizerKind::Sgd,
+            ..base()
+        });
+        assert!(e.starts_with("--adam-eps:"), "{e}");
+    }
+
+    #[test]
+    fn batch_norm_with_batches_of_one_image_is_refused() {
+        let e = error_of(RunConfig {
+            model: "standard-cnn".into(),
+            batch_norm: true,
+            batch_size: 1,
+            ..base()
+        });
+        assert!(e.starts_with("--batch-size:"), "{e}");
+    }
+
+    #[test]
+    fn the_early_stop_monitor_and_adam_eps_round_trip_through_toml() {
+        let c: RunConfig = toml::from_str(
+            "dataset = \"mnist\"\nmodel = \"simple-cnn\"\nearly_stop_monitor = \"total-loss\"\nadam_eps = 1e-7\n",
+        )
+        .unwrap();
+        assert_eq!(c.early_stop_monitor, EarlyStopMonitor::TotalLoss);
+        assert_eq!(c.adam_eps, 1e-7);
+        let resolved = c.check().unwrap().config;
+        let back: RunConfig = toml::from_str(&resolved.to_toml()).unwrap();
+        assert_eq!(back, resolved);
+        assert_eq!(back.early_stop_monitor, EarlyStopMonitor::TotalLoss);
+        // Files written before the options existed read as the defaults.
+        let old: RunConfig = toml::from_str("dataset = \"mnist\"\n").unwrap();
+        assert_eq!(old.early_stop_monitor, EarlyStopMonitor::DataLoss);
+        assert_eq!(old.adam_eps, DEFAULT_ADAM_EPS);
+        assert!(toml::from_str::<RunConfig>("early_stop_monitor = \"val-acc\"\n").is_err());
     }
 
     #[test]

@@ -2,8 +2,32 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Tracks the lowest validation loss. An epoch improves when its loss is strictly lower than
-/// the best so far; after `patience` epochs in a row without improvement, training stops.
+/// The validation quantity early stopping minimizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlyStopMonitor {
+    /// The validation cross-entropy (PyTorch-style loops).
+    #[default]
+    DataLoss,
+    /// The validation cross-entropy plus the penalty's value at the epoch's end weights, as
+    /// Keras's `val_loss` includes the regularization losses.
+    TotalLoss,
+}
+
+impl EarlyStopMonitor {
+    /// The monitored value of an epoch with validation cross-entropy `val_loss`, whose
+    /// end-of-epoch weights have penalty value `penalty`.
+    pub fn value(self, val_loss: f64, penalty: f64) -> f64 {
+        match self {
+            EarlyStopMonitor::DataLoss => val_loss,
+            EarlyStopMonitor::TotalLoss => val_loss + penalty,
+        }
+    }
+}
+
+/// Tracks the lowest validation loss (the value of the run's [`EarlyStopMonitor`]). An epoch
+/// improves when its loss is strictly lower than the best so far; after `patience` epochs in
+/// a row without improvement, training stops.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
     /// `None`: never stop early (the best epoch is still tracked).
@@ -66,5 +90,25 @@ mod tests {
         }
         assert!(!never.should_stop());
         assert_eq!(never.best_epoch(), Some(1));
+    }
+
+    #[test]
+    fn with_total_loss_the_restored_epoch_can_differ_from_the_one_data_loss_picks() {
+        // (validation cross-entropy, penalty value) per epoch: the cross-entropy is lowest at
+        // epoch 3, but the penalty grew, so the total is lowest at epoch 2.
+        let epochs = [(1.0, 0.5), (0.8, 0.3), (0.75, 0.6), (0.9, 0.7), (0.95, 0.8)];
+        let best = |monitor: EarlyStopMonitor| {
+            let mut stop = EarlyStopping::new(Some(2));
+            for (i, &(val_loss, penalty)) in epochs.iter().enumerate() {
+                stop.update(i + 1, monitor.value(val_loss, penalty));
+                if stop.should_stop() {
+                    break;
+                }
+            }
+            stop.best_epoch()
+        };
+        assert_eq!(best(EarlyStopMonitor::DataLoss), Some(3));
+        assert_eq!(best(EarlyStopMonitor::TotalLoss), Some(2));
+        assert_eq!(EarlyStopMonitor::default(), EarlyStopMonitor::DataLoss);
     }
 }

@@ -24,7 +24,7 @@ pub mod metrics;
 pub mod run;
 
 pub use config::{CheckedRunConfig, ConfigError, ModelSource, RunConfig};
-pub use early_stop::EarlyStopping;
+pub use early_stop::{EarlyStopMonitor, EarlyStopping};
 pub use metrics::{EpochMetrics, Summary};
 pub use run::{run, EpochCallback, RunOptions};
 

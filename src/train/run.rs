@@ -16,7 +16,7 @@ use crate::engine::{Rng, Tensor, ThreadPool};
 use crate::fsio::write_atomic;
 use crate::models::{self, StandardCnnOptions};
 use crate::nn::spec::InputShape;
-use crate::nn::{cross_entropy, Context, ModelSpec, Network};
+use crate::nn::{cross_entropy, Context, ModelSpec, Network, ParamKind};
 use crate::optim::{AdamConfig, Optimizer, SgdConfig};
 use crate::regularize::{kernel_sparsity, PenaltyPlan};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -30,6 +30,9 @@ use std::time::Instant;
 const DROPOUT_STREAM: u64 = 0x4452_4f50;
 /// Seed of the test subset's draw, the same for every run.
 const TEST_SUBSET_SEED: u64 = 0x5445_5354;
+/// Stream of the draw of the fixed training subset evaluated at each epoch's end, derived
+/// from the run's seed.
+const TRAIN_EVAL_STREAM: u64 = 0x5452_4556;
 /// Batch size for validation and test (it changes no result: evaluation has no batch
 /// statistics).
 const EVAL_BATCH: usize = 256;
@@ -95,6 +98,16 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         )));
     }
     let plan = PenaltyPlan::new(&checked.rule, &net.params())?;
+    // Batch norm in training mode needs batches of 2 or more images (the loader merges a
+    // last batch of one into the batch before; see `LoaderConfig::drop_last`).
+    let batch_norm = net.params().iter().any(|p| p.kind == ParamKind::NormScale);
+    if batch_norm && (c.batch_size == 1 || data.train.len() == 1) {
+        return Err(TrainError::Invalid(format!(
+            "--batch-size: the network has batch norm, whose batch statistics of one image are degenerate; it needs batches of 2 or more images (batch size {}, {} training images)",
+            c.batch_size,
+            data.train.len()
+        )));
+    }
     let mut optimizer = make_optimizer(c);
     let out = run_folder(c, &spec);
     let state = if options.resume {
@@ -206,6 +219,7 @@ fn make_optimizer(c: &RunConfig) -> Box<dyn Optimizer> {
     match c.optimizer {
         OptimizerKind::Adam => Box::new(
             AdamConfig::new(c.lr)
+                .with_eps(c.adam_eps)
                 .with_weight_decay(c.weight_decay)
                 .with_decoupled_decay(c.decoupled_decay)
                 .init(),
@@ -376,6 +390,15 @@ impl Trainer<'_> {
             Some(val) => Some(BatchLoader::new(Arc::clone(val), eval_config.clone())?),
             None => None,
         };
+        // The fixed training subset measured in evaluation mode at each epoch's end; drawn
+        // from the seed, so a resumed run measures the same images.
+        let mut train_eval_loader = match &data.val {
+            Some(val) => {
+                let subset = train_eval_subset(&data.train, val.len(), c.seed);
+                Some(BatchLoader::new(Arc::new(subset), eval_config.clone())?)
+            }
+            None => None,
+        };
         if self.progress {
             println!("{}", metrics::console_header());
         }
@@ -385,7 +408,12 @@ impl Trainer<'_> {
         };
         while status == "completed" && self.state.epochs_done < c.epochs {
             let epoch = self.state.epochs_done + 1;
-            match self.epoch(epoch, &mut train_loader, val_loader.as_mut()) {
+            match self.epoch(
+                epoch,
+                &mut train_loader,
+                val_loader.as_mut(),
+                train_eval_loader.as_mut(),
+            ) {
                 Err(EpochEnd::Diverged(message)) => return self.diverged(message),
                 Err(EpochEnd::Stopped(message)) => return Err(TrainError::Stopped(message)),
                 Err(EpochEnd::Error(e)) => return Err(e),
@@ -403,18 +431,22 @@ impl Trainer<'_> {
         self.finish(status, data, eval_config)
     }
 
-    /// One epoch: train, validate, measure, record. `Err` carries a divergence message.
+    /// One epoch: train, validate, measure (the fixed training subset in evaluation mode
+    /// too), record. `Err` carries a divergence message.
     fn epoch(
         &mut self,
         epoch: usize,
         train_loader: &mut BatchLoader,
         val_loader: Option<&mut BatchLoader>,
+        train_eval_loader: Option<&mut BatchLoader>,
     ) -> Result<(), EpochEnd> {
         let start = Instant::now();
         let train = self
             .train_epoch(epoch, train_loader)
             .map_err(EpochEnd::Diverged)?;
         let train_seconds = start.elapsed().as_secs_f64();
+        // The penalty part of the objective at the weights this epoch ends with.
+        let penalty = self.plan.value(&self.net.params());
         let val = match val_loader {
             Some(loader) => Some(evaluate(&mut self.net, loader)),
             None => None,
@@ -424,14 +456,23 @@ impl Trainer<'_> {
                 let message = format!("validation loss is {} after epoch {epoch}", v.loss);
                 return Err(EpochEnd::Diverged(message));
             }
-            let improved = self.state.early_stop.update(epoch, v.loss);
+            // The monitored value of the weights this epoch ends with (the penalty is added
+            // with `early_stop_monitor = total-loss`).
+            let monitored = self.config.early_stop_monitor.value(v.loss, penalty);
+            let improved = self.state.early_stop.update(epoch, monitored);
             if improved && self.config.patience.is_some() {
                 checkpoint::save_best(&self.out, &self.net, epoch).map_err(EpochEnd::Error)?;
             }
         }
-        let params = self.net.params();
-        let penalty = self.plan.value(&params);
-        let sparsity = kernel_sparsity(&params);
+        let train_eval = match train_eval_loader {
+            Some(loader) => Some(evaluate(&mut self.net, loader)),
+            None => None,
+        };
+        let eval_gap = |f: fn(&Pass, &Pass) -> f64| match (&train_eval, &val) {
+            (Some(t), Some(v)) => Some(f(t, v)),
+            _ => None,
+        };
+        let sparsity = kernel_sparsity(&self.net.params());
         let m = EpochMetrics {
             epoch,
             train_data_loss: train.loss,
@@ -442,6 +483,10 @@ impl Trainer<'_> {
             val_acc: val.as_ref().map(|v| v.acc),
             gap_loss: val.as_ref().map(|v| v.loss - train.loss),
             gap_acc: val.as_ref().map(|v| train.acc - v.acc),
+            train_eval_loss: train_eval.as_ref().map(|t| t.loss),
+            train_eval_acc: train_eval.as_ref().map(|t| t.acc),
+            eval_gap_acc: eval_gap(|t, v| t.acc - v.acc),
+            eval_gap_loss: eval_gap(|t, v| v.loss - t.loss),
             lr: shortest_f64(self.optimizer.learning_rate()),
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
@@ -570,21 +615,35 @@ impl Trainer<'_> {
             .fold(None, |best: Option<f64>, a| {
                 Some(best.map_or(a, |b| b.max(a)))
             });
+        // The weights `finish` tested: the restored best epoch's with early stopping, else
+        // the last epoch's.
+        let restored = self.config.patience.and(self.state.early_stop.best_epoch());
+        let tested_epoch = test.and(restored.or(history.last().map(|m| m.epoch)));
         let summary = Summary {
             status: status.into(),
             message,
             test_acc: test.map(|t| t.acc),
             test_loss: test.map(|t| t.loss),
             best_val_acc,
-            best_val_loss: self.state.early_stop.best.map(|(loss, _)| loss),
+            // The best epoch's validation cross-entropy, whatever early stopping monitors.
+            best_val_loss: self
+                .state
+                .early_stop
+                .best_epoch()
+                .and_then(|e| history.iter().find(|m| m.epoch == e))
+                .and_then(|m| m.val_loss),
             best_epoch: self.state.early_stop.best_epoch(),
+            tested_epoch,
             epochs_run: history.len(),
             mean_epoch_seconds: history.iter().map(|m| m.seconds).sum::<f64>()
+                / history.len().max(1) as f64,
+            mean_train_seconds: history.iter().map(|m| m.train_seconds).sum::<f64>()
                 / history.len().max(1) as f64,
             sparsity: kernel_sparsity(&self.net.params()),
             seed: self.config.seed,
             threads: self.threads,
             version: env!("CARGO_PKG_VERSION").into(),
+            classes: self.net.classes(),
         };
         let mut json = serde_json::to_vec_pretty(&summary).expect("summary serializes");
         json.push(b'\n');
@@ -598,6 +657,14 @@ impl Trainer<'_> {
 /// The f64 whose shortest decimal form is that of `v` (0.001, not 0.0010000000474974513).
 fn shortest_f64(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+/// The fixed subset of the training part measured in evaluation mode at each epoch's end
+/// (`train_eval_loss`, `train_eval_acc`): `n` images (all of them if the part has fewer),
+/// stratified, drawn from the run's `seed` on a stream of its own, so it is the same in a
+/// resumed run.
+pub fn train_eval_subset(train: &ImageSet, n: usize, seed: u64) -> ImageSet {
+    stratified_subset(train, n, Rng::derive(seed, TRAIN_EVAL_STREAM).next_u64())
 }
 
 /// Mean loss and accuracy of the network in evaluation mode over one pass of `loader`.
