@@ -27,6 +27,7 @@ pub mod nn;
 pub mod optim;
 pub mod regularize;
 pub mod report;
+pub mod stats;
 pub mod store;
 pub mod study;
 pub mod train;

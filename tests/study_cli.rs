@@ -18,9 +18,26 @@ fn work_dir(name: &str) -> PathBuf {
 
 /// Six trials of about a second each: three methods x two seeds on 1500 MNIST images.
 fn write_spec(dir: &Path, name: &str) -> PathBuf {
+    let methods = r#"
+[[method]]
+name = "none"
+
+[[method]]
+name = "l2"
+set = { penalty = "l2", l2 = 1e-4 }
+
+[[method]]
+name = "l1-prox"
+set = { penalty = "l1", l1 = 1e-4, l1_mode = "prox" }
+"#;
+    write_spec_with(dir, name, "seeds = 2", methods)
+}
+
+/// A study on 1500 MNIST images, 2 epochs per trial, with `seeds` lines and `methods`.
+fn write_spec_with(dir: &Path, name: &str, seeds: &str, methods: &str) -> PathBuf {
     let spec = format!(
         r#"name = "{name}"
-seeds = 2
+{seeds}
 runs_dir = "{runs}"
 
 [base]
@@ -31,18 +48,7 @@ epochs = 2
 train_subset = 1500
 test_subset = 500
 val_fraction = 0.05
-
-[[method]]
-name = "none"
-
-[[method]]
-name = "l2"
-set = {{ penalty = "l2", l2 = 1e-4 }}
-
-[[method]]
-name = "l1-prox"
-set = {{ penalty = "l1", l1 = 1e-4, l1_mode = "prox" }}
-"#,
+{methods}"#,
         runs = dir.join("runs").display()
     );
     let path = dir.join("study.toml");
@@ -265,4 +271,69 @@ fn a_broken_spec_fails_with_file_line_and_field() {
         spec.display()
     );
     assert!(err.contains(&expected), "{err}");
+}
+
+#[test]
+fn a_confirmed_study_searches_on_its_seeds_then_runs_the_chosen_point_on_fresh_ones() {
+    let dir = work_dir("confirm");
+    let methods = r#"
+[[method]]
+name = "none"
+
+[[method]]
+name = "l2"
+set = { penalty = "l2" }
+grid = { l2 = [1e-4, 1e-3] }
+"#;
+    let spec = write_spec_with(&dir, "confirm", "seeds = 1\nconfirm_seeds = 2", methods);
+    let store_path = dir.join("store.db");
+    // Two processes: the one that does not finish the search waits for the other's
+    // trials rather than leaving the confirmation to a single worker.
+    let mut a = study_run(&spec, &store_path, 1).spawn().unwrap();
+    let mut b = study_run(&spec, &store_path, 1).spawn().unwrap();
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let store = store::open(store_path.to_str().unwrap()).unwrap();
+    // none on seeds 1-2; l2's two points on seed 0; the chosen point on seeds 1-2.
+    assert_each_trial_done_once(store.as_ref(), "confirm", 6);
+    let trials = store.trials("confirm").unwrap();
+    let shape: Vec<(String, u64, String)> = trials
+        .iter()
+        .map(|t| {
+            (
+                t.trial.method.clone(),
+                t.trial.seed,
+                t.trial.phase.to_string(),
+            )
+        })
+        .collect();
+    let row = |m: &str, s, p: &str| (m.to_string(), s, p.to_string());
+    assert_eq!(
+        shape,
+        vec![
+            row("none", 1, "confirm"),
+            row("none", 2, "confirm"),
+            row("l2", 0, "search"),
+            row("l2", 0, "search"),
+            row("l2", 1, "confirm"),
+            row("l2", 2, "confirm"),
+        ]
+    );
+    let confirmed = &trials[4].trial.point;
+    assert_eq!(&trials[5].trial.point, confirmed);
+    assert!(trials[2..4].iter().any(|t| &t.trial.point == confirmed));
+    let report = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(["report", "--study", "confirm", "--store"])
+        .arg(&store_path)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{report:?}");
+    let md = std::fs::read_to_string(dir.join("report/report.md")).unwrap();
+    assert!(
+        md.contains("searched on seeds 0 and each chosen point")
+            && md.contains("on the fresh seeds 1-2"),
+        "{md}"
+    );
 }

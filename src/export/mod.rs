@@ -100,7 +100,7 @@ fn create_dir(dir: &Path) -> Result<(), ExportError> {
 pub fn csv(store: &dyn Store, study: &str, out: &Path) -> Result<(), ExportError> {
     let trials = store.trials(study)?;
     let mut trial_rows = String::from(
-        "trial,group,method,point,seed,state,epochs_run,test_acc,test_loss,best_val_acc,best_epoch,zero_fraction,below_1e-3_fraction,mean_epoch_seconds,run_dir\n",
+        "trial,group,method,point,seed,phase,state,epochs_run,test_acc,test_loss,best_val_acc,best_epoch,tested_epoch,zero_fraction,below_1e-3_fraction,mean_epoch_seconds,run_dir\n",
     );
     let mut epoch_rows = String::from(
         "trial,group,method,point,seed,epoch,train_loss,train_data_loss,train_penalty,train_acc,val_loss,val_acc,gap_acc,zero_fraction,below_1e-3_fraction,seconds\n",
@@ -118,13 +118,16 @@ pub fn csv(store: &dyn Store, study: &str, out: &Path) -> Result<(), ExportError
         let s = trial.summary.as_ref();
         let _ = writeln!(
             trial_rows,
-            "{key},{},{},{},{},{},{},{},{},{},{}",
+            "{key},{},{},{},{},{},{},{},{},{},{},{},{}",
+            t.phase,
             trial.state,
             s.map_or(String::new(), |s| s.epochs_run.to_string()),
             opt(s.and_then(|s| s.test_acc)),
             opt(s.and_then(|s| s.test_loss)),
             opt(s.and_then(|s| s.best_val_acc)),
             s.and_then(|s| s.best_epoch)
+                .map_or(String::new(), |e| e.to_string()),
+            s.and_then(|s| s.tested_epoch)
                 .map_or(String::new(), |e| e.to_string()),
             opt(s.map(|s| s.sparsity.overall.zero_fraction)),
             opt(s.map(|s| s.sparsity.overall.below_fraction[1])),

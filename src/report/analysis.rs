@@ -2,18 +2,31 @@
 //! validation score, the chosen point, the chosen point's results over seeds, and the
 //! verdict against the baseline. Formatting lives elsewhere.
 //!
-//! Grid points are chosen on the validation split only (`best_val_acc`, highest mean over
-//! seeds, or `best_val_loss`, lowest); the test set is read only for the chosen point, so
-//! the reported test accuracy is an unbiased estimate of the tuned method.
+//! - A grid point is chosen on validation only, by the score of exactly the weights whose
+//!   test accuracy is reported, among points with no diverged or failed seed that learned
+//!   something ([`crate::study::select`]).
+//! - With confirmation seeds the chosen point, and every method without a grid, is
+//!   reported from fresh seeds that took no part in the choice, so its estimate is free of
+//!   the winner's curse; without them the seeds that chose also report, and the report
+//!   says the chosen point's estimate is biased upward.
+//! - A reported run that diverged counts at chance accuracy (`1 / classes`), so a method
+//!   is not scored by its survivors; a failed run (an error outside the method) is left
+//!   out and counted.
+//! - The verdicts against the baseline are two-sided paired t-tests (pairs matched by
+//!   seed) with Holm's adjustment over the group's comparisons; a method whose test
+//!   accuracy is at chance is flagged as such instead of being tested.
+//! - Figures of a run (training, validation accuracy and loss, gap) are taken at the epoch
+//!   whose weights were tested: the last one, or the restored one under early stopping.
 
-use super::stats::{paired_t_test, Estimate, PairedTest};
+use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
-use crate::study::record::{TrialRecord, TrialState};
+use crate::study::record::{Phase, TrialRecord, TrialState};
+use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
 use crate::study::spec::Selection;
 use crate::train::EpochMetrics;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Significance level of the verdicts.
+/// Significance level of the verdicts (family-wise within a group, by Holm's procedure).
 pub const ALPHA: f64 = 0.05;
 
 /// Everything the report shows, as numbers.
@@ -24,6 +37,9 @@ pub struct Analysis {
     /// Failed and diverged trials, by number.
     pub problems: Vec<Problem>,
     pub groups: Vec<GroupAnalysis>,
+    /// Whether some trials ran at the same time as others: their times per epoch then
+    /// include the contention, and overheads between methods are not reliable.
+    pub concurrent: bool,
 }
 
 /// A trial that failed or diverged.
@@ -50,17 +66,36 @@ pub struct GroupAnalysis {
     pub paper: Vec<PaperComparison>,
 }
 
+/// How a method's reported point was found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Choice {
+    /// The method has one point: nothing was chosen.
+    Only,
+    /// Chosen by the method's own search on the search seeds.
+    Searched,
+    /// The point another method's search chose (`point_from`).
+    From(String),
+}
+
 /// One method in one group.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodAnalysis {
     pub name: String,
     pub components: Vec<String>,
-    /// Grid points in expansion order (lowest trial number first).
+    pub choice: Choice,
+    /// Grid points in expansion order (lowest trial number first), scored on the search
+    /// trials (on the reported trials for a method that searched nothing).
     pub points: Vec<PointAnalysis>,
     /// Index of the chosen point in `points`.
     pub chosen: Option<usize>,
-    /// Results of the chosen point (`None` when no point has a done trial).
+    /// Seeds whose runs chose the point (empty when nothing was searched).
+    pub selection_seeds: Vec<u64>,
+    /// Results of the reported runs (`None` when none is done).
     pub result: Option<ChosenResult>,
+    /// Every trial of the method in this group, and those that diverged or failed.
+    pub trials: usize,
+    pub diverged: usize,
+    pub failed: usize,
     pub verdict: Verdict,
 }
 
@@ -69,56 +104,90 @@ impl MethodAnalysis {
     pub fn chosen_point(&self) -> Option<&PointAnalysis> {
         self.points.get(self.chosen?)
     }
+
+    /// The label of the reported point: the chosen one, or the confirmation runs' own.
+    pub fn reported_label(&self) -> Option<&str> {
+        self.result
+            .as_ref()
+            .map(|r| r.label.as_str())
+            .or_else(|| self.chosen_point().map(|p| p.label.as_str()))
+    }
+
+    /// The done trials whose results are reported.
+    pub fn reported_ids(&self) -> &[i64] {
+        self.result.as_ref().map_or(&[], |r| &r.trial_ids)
+    }
 }
 
-/// One grid point of a method, over its done trials.
+/// One grid point of a method.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PointAnalysis {
     pub point: BTreeMap<String, serde_json::Value>,
     /// `key=value` pairs joined by `, `; `—` for the empty point.
     pub label: String,
-    /// Every trial of the point (any state), by number.
+    /// Every scored trial of the point (any state), by number.
     pub trial_ids: Vec<i64>,
     /// Done trials with a summary.
     pub done_ids: Vec<i64>,
+    /// The point's standing in the choice: validation figures of the tested weights,
+    /// diverged and failed seeds, and why it is not eligible.
+    pub score: PointScore,
+    /// Highest validation accuracy of any epoch: a paper-comparison figure, never used to
+    /// choose.
     pub best_val_acc: Option<Estimate>,
-    pub best_val_loss: Option<Estimate>,
 }
 
 impl PointAnalysis {
-    /// The selection score: the mean of the selection metric, oriented so that higher is
-    /// better (validation loss is negated).
+    /// The selection score, higher is better; `None` when the point is not eligible.
     pub fn score(&self, select: Selection) -> Option<f64> {
-        match select {
-            Selection::ValAcc => self.best_val_acc.map(|e| e.mean),
-            Selection::ValLoss => self.best_val_loss.map(|e| -e.mean),
-        }
+        self.score.score(select)
     }
 }
 
-/// The chosen point's results over its done trials (fractions, not percent).
+/// The reported runs' results (fractions, not percent), each run's figures taken at the
+/// epoch whose weights were tested.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChosenResult {
-    /// Test accuracy by seed.
+    /// The reported point.
+    pub label: String,
+    /// Whether these runs are confirmation runs on fresh seeds.
+    pub confirmed: bool,
+    /// Reported trials that are done, and their seeds.
+    pub trial_ids: Vec<i64>,
+    pub seeds: Vec<u64>,
+    /// Reported runs that diverged (scored at chance) and failed (left out).
+    pub diverged: usize,
+    pub failed: usize,
+    /// Test accuracy by seed; a diverged run at chance.
     pub test_by_seed: BTreeMap<u64, f64>,
     pub test_acc: Option<Estimate>,
-    /// Final-epoch training accuracy.
+    /// Whether the mean test accuracy is at chance ([`at_chance`]).
+    pub at_chance: bool,
+    /// Accuracy on the training images during the tested epoch, with dropout, batch
+    /// statistics and augmentation active (as Keras reports it; biased low).
+    pub train_acc_running: Option<Estimate>,
+    /// Accuracy of the tested weights in evaluation mode on a fixed training subset.
     pub train_acc: Option<Estimate>,
-    pub best_val_acc: Option<Estimate>,
-    /// Final-epoch validation accuracy.
-    pub final_val_acc: Option<Estimate>,
-    /// `train_acc - val_acc` at the final epoch.
+    pub val_acc: Option<Estimate>,
+    /// `train_acc - val_acc`: the generalization gap in evaluation mode.
     pub gap: Option<Estimate>,
-    /// Final-epoch training data loss (without the penalty) and validation loss.
+    /// `train_acc_running - val_acc`, the gap papers quote.
+    pub gap_running: Option<Estimate>,
+    /// Highest validation accuracy of any epoch (paper comparisons only).
+    pub best_val_acc: Option<Estimate>,
+    /// Training data loss (without the penalty) during the tested epoch, and validation loss.
     pub train_loss: Option<Estimate>,
     pub val_loss: Option<Estimate>,
     pub zero_fraction: Option<Estimate>,
     /// Fraction of kernel weights with `|w| < 1e-3`.
     pub below_1e3: Option<Estimate>,
+    /// Mean seconds per epoch, all of it (training, validation, statistics).
     pub seconds_per_epoch: Option<Estimate>,
-    /// `100 * (s/epoch / baseline s/epoch - 1)`; `None` for the baseline itself.
+    /// Mean seconds per epoch spent in the training batches alone.
+    pub train_seconds_per_epoch: Option<Estimate>,
+    /// `100 * (train s/epoch / baseline train s/epoch - 1)`; `None` for the baseline.
     pub overhead_pct: Option<f64>,
-    /// Number of done trials (seeds).
+    /// Number of reported seeds with a test accuracy.
     pub n: usize,
 }
 
@@ -126,19 +195,26 @@ pub struct ChosenResult {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     Baseline,
-    /// Tested: `mean_diff` is method minus baseline test accuracy over common seeds.
+    /// Tested: `mean_diff` is method minus baseline test accuracy over common seeds, `p`
+    /// the paired test's p-value and `p_adjusted` Holm's over the group's tests; the
+    /// verdict follows `p_adjusted`.
     Better {
         p: f64,
+        p_adjusted: f64,
         mean_diff: f64,
     },
     Worse {
         p: f64,
+        p_adjusted: f64,
         mean_diff: f64,
     },
     NoDifference {
         p: f64,
+        p_adjusted: f64,
         mean_diff: f64,
     },
+    /// Test accuracy at chance: not tested, not ranked.
+    AtChance,
     /// Not tested, with the reason (`n<2`, `zero variance`, `no baseline`).
     NotAvailable(String),
 }
@@ -168,7 +244,18 @@ pub fn analyze(results: &StudyResults) -> Analysis {
         counts,
         problems: problems(&results.trials),
         groups,
+        concurrent: ran_concurrently(&results.trials),
     }
+}
+
+/// Whether the last attempts of two finished trials overlap in time.
+fn ran_concurrently(trials: &[TrialRecord]) -> bool {
+    let mut spans: Vec<(f64, f64)> = trials
+        .iter()
+        .filter_map(|t| Some((t.started_at?, t.finished_at?)))
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    spans.windows(2).any(|w| w[1].0 < w[0].1)
 }
 
 /// The spec's groups in order, then groups found only in the trials (by first number).
@@ -272,26 +359,107 @@ fn analyze_method(results: &StudyResults, trials: &[&TrialRecord], name: &str) -
         .copied()
         .filter(|t| t.trial.method == name)
         .collect();
+    let spec_method = results.spec.method(name);
+    let choice = match spec_method {
+        Some(m) if m.point_from.is_some() => Choice::From(m.point_from.clone().unwrap_or_default()),
+        Some(m) if results.spec.searches(m) => Choice::Searched,
+        Some(_) => Choice::Only,
+        None if distinct_points(&mine) > 1 => Choice::Searched,
+        None => Choice::Only,
+    };
+    let searched: Vec<&TrialRecord> = mine
+        .iter()
+        .copied()
+        .filter(|t| t.trial.phase == Phase::Search)
+        .collect();
+    let confirmations: Vec<&TrialRecord> = mine
+        .iter()
+        .copied()
+        .filter(|t| t.trial.phase == Phase::Confirm)
+        .collect();
+    // The points that were scored: the search's, or the reported runs' for a method that
+    // searched nothing.
+    let scored = if choice == Choice::Searched || confirmations.is_empty() {
+        &searched
+    } else {
+        &confirmations
+    };
     let mut points: Vec<PointAnalysis> = Vec::new();
-    for t in &mine {
+    for t in scored {
         if !points.iter().any(|p| p.point == t.trial.point) {
-            points.push(analyze_point(&mine, &t.trial.point));
+            points.push(analyze_point(results, scored, &t.trial.point));
         }
     }
-    let chosen = choose(&points, results.spec.select);
-    let result = chosen.map(|i| chosen_result(results, &mine, &points[i]));
+    let chosen = match choice {
+        Choice::Searched => {
+            let scores: Vec<PointScore> = points.iter().map(|p| p.score.clone()).collect();
+            choose(&scores, results.spec.select)
+        }
+        _ => (!points.is_empty()).then_some(0),
+    };
+    let selection_seeds = match (&choice, chosen) {
+        (Choice::Searched, Some(_)) => seeds_of(&searched),
+        _ => Vec::new(),
+    };
+    // In a study that confirms, a searched point is reported only from its confirmation
+    // runs: until they exist, the method has no result.
+    let awaiting_confirmation =
+        results.spec.confirms() && choice == Choice::Searched && confirmations.is_empty();
+    let reported: Vec<&TrialRecord> = if !confirmations.is_empty() {
+        confirmations
+    } else if awaiting_confirmation {
+        Vec::new()
+    } else {
+        let point = chosen.map(|i| &points[i].point);
+        searched
+            .into_iter()
+            .filter(|t| Some(&t.trial.point) == point)
+            .collect()
+    };
+    let result = (!reported.is_empty())
+        .then(|| chosen_result(results, &reported))
+        .flatten();
+    let count = |state| mine.iter().filter(|t| t.state == state).count();
+    let why = if result.is_some() {
+        "no baseline"
+    } else if choice == Choice::Searched && chosen.is_none() && !points.is_empty() {
+        "no eligible point"
+    } else if awaiting_confirmation && chosen.is_some() {
+        "not yet confirmed"
+    } else {
+        "no finished run"
+    };
     MethodAnalysis {
         name: name.to_string(),
-        components: results
-            .spec
-            .method(name)
+        components: spec_method
             .map(|m| m.components.clone())
             .unwrap_or_default(),
+        choice,
         points,
         chosen,
+        selection_seeds,
         result,
-        verdict: Verdict::NotAvailable("no baseline".into()),
+        trials: mine.len(),
+        diverged: count(TrialState::Diverged),
+        failed: count(TrialState::Failed),
+        verdict: Verdict::NotAvailable(why.into()),
     }
+}
+
+fn distinct_points(trials: &[&TrialRecord]) -> usize {
+    let mut points: Vec<&BTreeMap<String, serde_json::Value>> = Vec::new();
+    for t in trials {
+        if !points.contains(&&t.trial.point) {
+            points.push(&t.trial.point);
+        }
+    }
+    points.len()
+}
+
+/// The distinct seeds of the trials, ascending.
+fn seeds_of(trials: &[&TrialRecord]) -> Vec<u64> {
+    let seeds: BTreeSet<u64> = trials.iter().map(|t| t.trial.seed).collect();
+    seeds.into_iter().collect()
 }
 
 /// A done trial's summary, if it is done and has one.
@@ -301,7 +469,13 @@ fn done_summary(t: &TrialRecord) -> Option<&crate::train::Summary> {
         .flatten()
 }
 
+/// The recorded epochs of a trial.
+fn epochs_of(results: &StudyResults, id: i64) -> &[EpochMetrics] {
+    results.epochs.get(&id).map_or(&[], Vec::as_slice)
+}
+
 fn analyze_point(
+    results: &StudyResults,
     trials: &[&TrialRecord],
     point: &BTreeMap<String, serde_json::Value>,
 ) -> PointAnalysis {
@@ -315,49 +489,44 @@ fn analyze_point(
         .copied()
         .filter(|t| done_summary(t).is_some())
         .collect();
-    let collect = |f: fn(&crate::train::Summary) -> Option<f64>| -> Vec<f64> {
-        done.iter()
-            .filter_map(|t| done_summary(t).and_then(f))
-            .collect()
-    };
+    let best: Vec<f64> = done
+        .iter()
+        .filter_map(|t| done_summary(t)?.best_val_acc)
+        .collect();
     PointAnalysis {
         point: point.clone(),
         label: point_label(point),
         trial_ids: at.iter().map(|t| t.id).collect(),
         done_ids: done.iter().map(|t| t.id).collect(),
-        best_val_acc: Estimate::of(&collect(|s| s.best_val_acc)),
-        best_val_loss: Estimate::of(&collect(|s| s.best_val_loss)),
+        score: PointScore::of(&at, |id| epochs_of(results, id)),
+        best_val_acc: Estimate::of(&best),
     }
 }
 
-/// The point with the best selection score; ties go to the earlier point.
-fn choose(points: &[PointAnalysis], select: Selection) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, p) in points.iter().enumerate() {
-        if let Some(score) = p.score(select).filter(|s| s.is_finite()) {
-            if best.is_none_or(|(_, b)| score > b) {
-                best = Some((i, score));
-            }
-        }
-    }
-    best.map(|(i, _)| i)
+/// The epoch record whose weights the trial tested.
+fn tested_metrics<'a>(results: &'a StudyResults, t: &TrialRecord) -> Option<&'a EpochMetrics> {
+    let summary = done_summary(t)?;
+    let epoch = tested_epoch(summary, t.trial.config.patience.is_some())?;
+    epochs_of(results, t.id).iter().find(|m| m.epoch == epoch)
 }
 
-/// The final epoch of a trial's recorded epochs.
-fn final_epoch(results: &StudyResults, id: i64) -> Option<&EpochMetrics> {
-    results.epochs.get(&id)?.iter().max_by_key(|m| m.epoch)
-}
-
-fn chosen_result(
-    results: &StudyResults,
-    trials: &[&TrialRecord],
-    point: &PointAnalysis,
-) -> ChosenResult {
-    let done: Vec<&TrialRecord> = trials
+/// The reported runs' results; `None` when none is done or diverged.
+fn chosen_result(results: &StudyResults, reported: &[&TrialRecord]) -> Option<ChosenResult> {
+    let done: Vec<&TrialRecord> = reported
         .iter()
         .copied()
-        .filter(|t| point.done_ids.contains(&t.id))
+        .filter(|t| done_summary(t).is_some())
         .collect();
+    let diverged: Vec<&TrialRecord> = reported
+        .iter()
+        .copied()
+        .filter(|t| t.state == TrialState::Diverged)
+        .collect();
+    if done.is_empty() && diverged.is_empty() {
+        return None;
+    }
+    let classes = classes_of(reported);
+    let chance = (classes > 0).then(|| 1.0 / classes as f64);
     let summaries = |f: &dyn Fn(&crate::train::Summary) -> Option<f64>| -> Option<Estimate> {
         let v: Vec<f64> = done
             .iter()
@@ -365,63 +534,120 @@ fn chosen_result(
             .collect();
         Estimate::of(&v)
     };
-    let finals = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Option<Estimate> {
+    let tested = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Option<Estimate> {
         let v: Vec<f64> = done
             .iter()
-            .filter_map(|t| final_epoch(results, t.id).and_then(f))
+            .filter_map(|t| tested_metrics(results, t).and_then(f))
             .collect();
         Estimate::of(&v)
     };
-    let test_by_seed = done
+    let mut test_by_seed: BTreeMap<u64, f64> = done
         .iter()
         .filter_map(|t| Some((t.trial.seed, done_summary(t)?.test_acc?)))
         .filter(|(_, v)| v.is_finite())
         .collect();
-    ChosenResult {
+    if let Some(chance) = chance {
+        for t in &diverged {
+            test_by_seed.insert(t.trial.seed, chance);
+        }
+    }
+    let test_values: Vec<f64> = test_by_seed.values().copied().collect();
+    let test_acc = Estimate::of(&test_values);
+    let train_seconds =
+        |s: &crate::train::Summary| (s.mean_train_seconds > 0.0).then_some(s.mean_train_seconds);
+    Some(ChosenResult {
+        label: point_label(&reported[0].trial.point),
+        confirmed: reported.iter().all(|t| t.trial.phase == Phase::Confirm)
+            && results.spec.confirms(),
+        trial_ids: done.iter().map(|t| t.id).collect(),
+        seeds: seeds_of(reported),
+        diverged: diverged.len(),
+        failed: reported
+            .iter()
+            .filter(|t| t.state == TrialState::Failed)
+            .count(),
+        at_chance: test_acc.is_some_and(|e| at_chance(&e, classes)),
+        n: test_values.len(),
         test_by_seed,
-        test_acc: summaries(&|s| s.test_acc),
-        train_acc: finals(&|m| Some(m.train_acc)),
+        test_acc,
+        train_acc_running: tested(&|m| Some(m.train_acc)),
+        train_acc: tested(&|m| m.train_eval_acc),
+        val_acc: tested(&|m| m.val_acc),
+        gap: tested(&|m| m.eval_gap_acc),
+        gap_running: tested(&|m| m.gap_acc),
         best_val_acc: summaries(&|s| s.best_val_acc),
-        final_val_acc: finals(&|m| m.val_acc),
-        gap: finals(&|m| m.val_acc.map(|v| m.train_acc - v)),
-        train_loss: finals(&|m| Some(m.train_data_loss)),
-        val_loss: finals(&|m| m.val_loss),
+        train_loss: tested(&|m| Some(m.train_data_loss)),
+        val_loss: tested(&|m| m.val_loss),
         zero_fraction: summaries(&|s| Some(s.sparsity.overall.zero_fraction)),
         below_1e3: summaries(&|s| Some(s.sparsity.overall.below_fraction[1])),
         seconds_per_epoch: summaries(&|s| Some(s.mean_epoch_seconds)),
+        train_seconds_per_epoch: summaries(&train_seconds),
         overhead_pct: None,
-        n: done.len(),
-    }
+    })
 }
 
-/// Fills in overheads and verdicts against the baseline.
+/// Fills in overheads and verdicts against the baseline, with Holm's adjustment over the
+/// group's tests.
 fn add_comparisons(methods: &mut [MethodAnalysis], baseline: Option<usize>) {
-    let Some(b) = baseline else {
+    let Some((b, base)) = baseline.and_then(|b| Some((b, methods[b].result.clone()?))) else {
         return;
     };
-    let base = methods[b].result.clone();
+    let mut tested: Vec<(usize, f64, f64)> = Vec::new();
     for (i, m) in methods.iter_mut().enumerate() {
         if i == b {
             m.verdict = Verdict::Baseline;
             continue;
         }
-        let (Some(r), Some(base)) = (m.result.as_mut(), base.as_ref()) else {
-            m.verdict = Verdict::NotAvailable("n<2".into());
+        let Some(r) = m.result.as_mut() else {
+            // The reason it has no result, set when it was analyzed.
             continue;
         };
-        r.overhead_pct = overhead(r, base);
-        m.verdict = verdict(&r.test_by_seed, &base.test_by_seed);
+        r.overhead_pct = overhead(r, &base);
+        if r.at_chance {
+            m.verdict = Verdict::AtChance;
+            continue;
+        }
+        match paired(&r.test_by_seed, &base.test_by_seed) {
+            PairedTest::NotTested { reason, .. } => m.verdict = Verdict::NotAvailable(reason),
+            PairedTest::Tested { p, mean_diff, .. } => tested.push((i, p, mean_diff)),
+        }
+    }
+    let raw: Vec<f64> = tested.iter().map(|&(_, p, _)| p).collect();
+    for (&(i, p, mean_diff), p_adjusted) in tested.iter().zip(holm(&raw)) {
+        methods[i].verdict = if p_adjusted >= ALPHA {
+            Verdict::NoDifference {
+                p,
+                p_adjusted,
+                mean_diff,
+            }
+        } else if mean_diff > 0.0 {
+            Verdict::Better {
+                p,
+                p_adjusted,
+                mean_diff,
+            }
+        } else {
+            Verdict::Worse {
+                p,
+                p_adjusted,
+                mean_diff,
+            }
+        };
     }
 }
 
-/// `100 * (s / s_baseline - 1)`, when both are known and the baseline's is positive.
+/// `100 * (s / s_baseline - 1)` on training seconds per epoch (validation and statistics
+/// excluded), when both are known and the baseline's is positive.
 fn overhead(r: &ChosenResult, base: &ChosenResult) -> Option<f64> {
-    let (s, b) = (r.seconds_per_epoch?.mean, base.seconds_per_epoch?.mean);
+    let (s, b) = (
+        r.train_seconds_per_epoch?.mean,
+        base.train_seconds_per_epoch?.mean,
+    );
     (b > 0.0).then(|| 100.0 * (s / b - 1.0))
 }
 
 /// The paired t-test on test accuracy over the seeds both have.
-fn verdict(method: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>) -> Verdict {
+fn paired(method: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>) -> PairedTest {
     let seeds: Vec<u64> = method
         .keys()
         .filter(|s| base.contains_key(s))
@@ -429,14 +655,7 @@ fn verdict(method: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>) -> Verdict {
         .collect();
     let a: Vec<f64> = seeds.iter().map(|s| method[s]).collect();
     let b: Vec<f64> = seeds.iter().map(|s| base[s]).collect();
-    match paired_t_test(&a, &b) {
-        PairedTest::NotTested { reason, .. } => Verdict::NotAvailable(reason),
-        PairedTest::Tested { p, mean_diff, .. } if p < ALPHA && mean_diff > 0.0 => {
-            Verdict::Better { p, mean_diff }
-        }
-        PairedTest::Tested { p, mean_diff, .. } if p < ALPHA => Verdict::Worse { p, mean_diff },
-        PairedTest::Tested { p, mean_diff, .. } => Verdict::NoDifference { p, mean_diff },
-    }
+    paired_t_test(&a, &b)
 }
 
 /// Published values of this group (a value without a group belongs to every group), with
@@ -466,12 +685,14 @@ fn paper_rows(
 }
 
 /// Our estimate of a paper metric: `test_acc`, `best_val_acc`, `train_acc`, `gap_acc`.
+/// Papers quote the training accuracy as Keras reports it during the epoch, so
+/// `train_acc` and `gap_acc` are the running figures here too.
 fn metric(r: &ChosenResult, name: &str) -> Option<Estimate> {
     match name {
         "test_acc" => r.test_acc,
         "best_val_acc" => r.best_val_acc,
-        "train_acc" => r.train_acc,
-        "gap_acc" => r.gap,
+        "train_acc" => r.train_acc_running,
+        "gap_acc" => r.gap_running,
         _ => None,
     }
 }

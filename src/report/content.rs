@@ -1,12 +1,13 @@
 //! What the report says, in order: the study's identity and notes, trial counts, how to
 //! read it, then per group its tables and figures.
 
-use super::analysis::{Analysis, ALPHA};
+use super::analysis::{Analysis, GroupAnalysis, Verdict, ALPHA};
 use super::document::Block;
 use super::figures::group_figures;
-use super::tables::{self, slug};
+use super::format::{p_value, pct_pm, signed};
+use super::tables::{self, seeds_text, slug, CONCURRENT_MARK};
 use super::StudyResults;
-use crate::study::spec::Selection;
+use crate::study::spec::{Selection, StudySpec};
 
 /// The report's blocks.
 pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
@@ -27,6 +28,14 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
     }
     out.push(Block::Heading(2, "Reading this report".into()));
     out.push(Block::Paragraph(reading(spec.select)));
+    out.push(Block::Paragraph(seeds_paragraph(spec)));
+    if analysis.concurrent {
+        out.push(Block::Paragraph(format!(
+            "{CONCURRENT_MARK} Some trials ran at the same time as others, so their times \
+             per epoch include the contention: the overheads are not reliable. Measure a \
+             penalty's cost with `--workers 1` and nothing else running."
+        )));
+    }
     for index in 0..analysis.groups.len() {
         out.extend(group_blocks(results, analysis, index));
     }
@@ -42,6 +51,7 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
 fn identity(results: &StudyResults) -> Vec<String> {
     let (study, spec) = (&results.study, &results.spec);
     let seeds: Vec<String> = spec.seeds.iter().map(u64::to_string).collect();
+    let confirm: Vec<String> = spec.confirm_seeds.iter().map(u64::to_string).collect();
     let groups: Vec<&str> = spec
         .groups
         .iter()
@@ -55,7 +65,15 @@ fn identity(results: &StudyResults) -> Vec<String> {
             utc(study.created_at),
             study.version
         ),
-        format!("Seeds: {}", seeds.join(", ")),
+        format!("Search seeds: {}", seeds.join(", ")),
+        format!(
+            "Confirmation seeds: {}",
+            if confirm.is_empty() {
+                "none (the search seeds also report)".to_string()
+            } else {
+                confirm.join(", ")
+            }
+        ),
         format!("Selection: {}", selection_text(spec.select)),
         format!("Baseline: {}", spec.baseline),
     ];
@@ -76,8 +94,46 @@ fn identity(results: &StudyResults) -> Vec<String> {
 
 fn selection_text(select: Selection) -> &'static str {
     match select {
-        Selection::ValAcc => "highest mean best validation accuracy over seeds",
-        Selection::ValLoss => "lowest mean best validation loss over seeds",
+        Selection::ValAcc => {
+            "highest mean validation accuracy over seeds, of the weights that are tested"
+        }
+        Selection::ValLoss => {
+            "lowest mean validation loss over seeds, of the weights that are tested"
+        }
+    }
+}
+
+/// Which seeds chose and which report, and what that means for the estimates.
+fn seeds_paragraph(spec: &StudySpec) -> String {
+    let searched = spec.methods.iter().any(|m| spec.searches(m));
+    if !searched {
+        format!(
+            "No method searches a grid: each runs at one point on seeds {}, so no seed \
+             chose what it reports.",
+            seeds_text(if spec.confirms() {
+                &spec.confirm_seeds
+            } else {
+                &spec.seeds
+            })
+        )
+    } else if spec.confirms() {
+        format!(
+            "Grid points were searched on seeds {} and each chosen point, like every method \
+             without a grid, was run again on the fresh seeds {}; the methods table, its \
+             intervals and its tests use only those confirmation runs, so the choice does not \
+             bias them.",
+            seeds_text(&spec.seeds),
+            seeds_text(&spec.confirm_seeds)
+        )
+    } else {
+        format!(
+            "The seeds that chose each grid point ({}) also report it: a point chosen as the \
+             best of several looks better on those seeds than it is (the winner's curse), so \
+             the estimates of searched methods are biased upward and their tests against the \
+             baseline reject too often. Give the spec `confirm_seeds` to report chosen points \
+             on fresh seeds.",
+            seeds_text(&spec.seeds)
+        )
     }
 }
 
@@ -85,18 +141,84 @@ fn selection_text(select: Selection) -> &'static str {
 fn reading(select: Selection) -> String {
     format!(
         "Each method's grid point (its tuned strength) is chosen on the validation split \
-         only, by the {}; the test set is read only to report the chosen point. Intervals \
-         are 95% confidence intervals over seeds: CI = mean ± t(0.975, n-1)·s/√n, with s the \
-         sample standard deviation and n the number of seeds. The verdict against the \
-         baseline is a two-sided paired t-test on test accuracy, pairs matched by seed, at \
-         α = {ALPHA}: better or worse when p < {ALPHA} (by the sign of the mean difference), \
-         no significant difference otherwise, n/a with fewer than 2 pairs or differences that \
-         do not vary. Training and validation accuracy and the gap (training minus \
-         validation, in percentage points) are at the final epoch; sparsity is measured on \
-         the final kernel weights; overhead is the change in mean seconds per epoch against \
-         the baseline.",
+         only, by the {} (the last epoch's, or the restored epoch's under early stopping); \
+         the best validation accuracy over epochs is shown only to compare with papers. A \
+         point with a diverged or failed seed, or whose validation accuracy is at chance \
+         (its mean below 1.2/classes: a network that calls every image the most frequent class \
+         scores that class's share), cannot be chosen. The test set is \
+         read only to report. Intervals are 95% confidence intervals over seeds: CI = mean ± \
+         t(0.975, n-1)·s/√n, with s the sample standard deviation and n the number of seeds; \
+         a reported run that diverged counts at chance accuracy. The verdict against the \
+         baseline is a two-sided paired t-test on test accuracy, pairs matched by seed, with \
+         Holm's adjustment over the group's comparisons so that the chance of any false \
+         verdict in a group stays below α = {ALPHA}: better or worse when the adjusted p < \
+         {ALPHA} (by the sign of the mean difference), no significant difference otherwise, \
+         n/a with fewer than 2 pairs or differences that do not vary; a method whose test \
+         accuracy is at chance in the same sense is flagged and not tested. Training accuracy (eval) \
+         is the tested weights' accuracy in evaluation mode on a fixed subset of the \
+         training images as large as the validation split, and the gap is it minus the \
+         validation accuracy, in percentage points; training accuracy (running) is the \
+         figure papers quote, averaged during the epoch with dropout, batch statistics and \
+         augmentation active, and biased low. Sparsity is measured on the tested kernel \
+         weights; overhead is the change in training seconds per epoch (validation and \
+         statistics excluded) against the baseline.",
         selection_text(select)
     )
+}
+
+/// One sentence per method: its verdict with the numbers it follows from.
+fn verdict_sentences(group: &GroupAnalysis) -> Vec<String> {
+    let baseline = group.baseline.map(|b| group.methods[b].name.as_str());
+    group
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let r = m.result.as_ref()?;
+            let acc = pct_pm(r.test_acc);
+            let text = match &m.verdict {
+                Verdict::Baseline if r.at_chance => {
+                    format!("baseline at {acc}% test accuracy: at chance")
+                }
+                Verdict::Baseline => format!("baseline at {acc}% test accuracy"),
+                Verdict::AtChance => {
+                    format!("{acc}% test accuracy: at chance, it learned nothing and is not ranked")
+                }
+                Verdict::Better {
+                    p,
+                    p_adjusted,
+                    mean_diff,
+                }
+                | Verdict::Worse {
+                    p,
+                    p_adjusted,
+                    mean_diff,
+                }
+                | Verdict::NoDifference {
+                    p,
+                    p_adjusted,
+                    mean_diff,
+                } => format!(
+                    "{acc}%: {} {} ({} pp; paired t-test p = {}, Holm-adjusted p = {})",
+                    match m.verdict {
+                        Verdict::NoDifference { .. } => "no significant difference from",
+                        Verdict::Better { .. } => "better than",
+                        _ => "worse than",
+                    },
+                    baseline.unwrap_or("the baseline"),
+                    signed(Some(100.0 * mean_diff), 2),
+                    p_value(*p),
+                    p_value(*p_adjusted)
+                ),
+                Verdict::NotAvailable(reason) => format!("{acc}%: not tested ({reason})"),
+            };
+            let diverged = if m.diverged > 0 {
+                format!("; {} of {} runs diverged", m.diverged, m.trials)
+            } else {
+                String::new()
+            };
+            Some(format!("{}: {text}{diverged}.", m.name))
+        })
+        .collect()
 }
 
 /// A group's heading, tables and figures.
@@ -114,7 +236,15 @@ fn group_blocks(results: &StudyResults, analysis: &Analysis, index: usize) -> Ve
             "No trial of this group has finished with results yet.".into(),
         ));
     }
-    out.push(Block::Table(tables::methods(group, &prefix)));
+    let sentences = verdict_sentences(group);
+    if !sentences.is_empty() {
+        out.push(Block::List(sentences));
+    }
+    out.push(Block::Table(tables::methods(
+        group,
+        &prefix,
+        analysis.concurrent,
+    )));
     let sweep = tables::sweep(group, &prefix);
     let optional = [
         Some(sweep).filter(|t| !t.rows.is_empty()),

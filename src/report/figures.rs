@@ -2,11 +2,12 @@
 //! loss bars, the strength sweep, weight-magnitude histograms and accuracy against
 //! sparsity. A figure without data is left out.
 //!
-//! Curves average each epoch over the chosen point's done seeds (an epoch some seeds did
-//! not reach, after early stopping, averages the seeds that did). Each method keeps its
-//! colour, `PALETTE[i]` for its position `i` in the group, in every figure.
+//! Curves average each epoch over the reported runs' done seeds (an epoch some seeds did
+//! not reach, after early stopping, averages the seeds that did, and the legend says how
+//! many). Each method keeps its colour, `PALETTE[i]` for its position `i` in the group, in
+//! every figure.
 
-use super::analysis::{GroupAnalysis, MethodAnalysis};
+use super::analysis::{Choice, GroupAnalysis, MethodAnalysis};
 use super::plot::{
     bar_chart, color, line_chart, scatter, style_entry, Bar, BarChart, LegendEntry, LineChart,
     Mark, Scatter, ScatterPoint, Series, XAxis,
@@ -51,8 +52,8 @@ pub fn group_figures(results: &StudyResults, group: &GroupAnalysis, prefix: &str
             "Learning curves, loss",
             curves(results, group, &suffix, true),
         ),
-        ("bars-acc", "Final accuracy", accuracy_bars(group, &suffix)),
-        ("bars-loss", "Final loss", loss_bars(group, &suffix)),
+        ("bars-acc", "Accuracy", accuracy_bars(group, &suffix)),
+        ("bars-loss", "Loss", loss_bars(group, &suffix)),
         ("sweep", "Strength sweep", sweep(group, &suffix)),
         (
             "histogram",
@@ -77,15 +78,14 @@ pub fn group_figures(results: &StudyResults, group: &GroupAnalysis, prefix: &str
         .collect()
 }
 
-/// Per-epoch means over the chosen point's done trials of `f`, by epoch.
-fn mean_curve(
+/// The values of `f` over the reported done trials, by epoch.
+fn by_epoch(
     results: &StudyResults,
     m: &MethodAnalysis,
     f: fn(&EpochMetrics) -> Option<f64>,
-) -> Vec<(f64, f64)> {
+) -> BTreeMap<usize, Vec<f64>> {
     let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let ids = m.chosen_point().map_or(&[][..], |p| &p.done_ids[..]);
-    for id in ids {
+    for id in m.reported_ids() {
         for e in results.epochs.get(id).into_iter().flatten() {
             if let Some(v) = f(e).filter(|v| v.is_finite()) {
                 by_epoch.entry(e.epoch).or_default().push(v);
@@ -93,9 +93,39 @@ fn mean_curve(
         }
     }
     by_epoch
+}
+
+/// Per-epoch means of `f` over the reported done trials.
+fn mean_curve(
+    results: &StudyResults,
+    m: &MethodAnalysis,
+    f: fn(&EpochMetrics) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    by_epoch(results, m, f)
         .into_iter()
         .filter_map(|(epoch, v)| Some((epoch as f64, Estimate::of(&v)?.mean)))
         .collect()
+}
+
+/// How many seeds the curve's epochs average: `3 seeds`, or `3 seeds; 1 from epoch 14`
+/// when early stopping ended some runs sooner.
+fn seeds_label(results: &StudyResults, m: &MethodAnalysis) -> String {
+    let counts: Vec<(usize, usize)> = by_epoch(results, m, |e| e.val_acc.or(Some(e.train_acc)))
+        .into_iter()
+        .map(|(epoch, v)| (epoch, v.len()))
+        .collect();
+    let most = counts.iter().map(|&(_, n)| n).max().unwrap_or(0);
+    let plural = |n: usize| if n == 1 { "seed" } else { "seeds" };
+    match counts.iter().find(|&&(_, n)| n < most) {
+        Some(&(epoch, _)) => {
+            let least = counts.iter().map(|&(_, n)| n).min().unwrap_or(0);
+            format!(
+                "{most} {}; {least} by the last, fewer from epoch {epoch}",
+                plural(most)
+            )
+        }
+        None => format!("{most} {}", plural(most)),
+    }
 }
 
 /// Training (solid) and validation (dashed) curves per method.
@@ -106,11 +136,16 @@ fn curves(
     loss: bool,
 ) -> Option<String> {
     type Pick = fn(&EpochMetrics) -> Option<f64>;
+    // The training curve is the evaluation-mode one where the runs recorded it (the
+    // running figure, with dropout and augmentation active, for older records).
     let (train, val): (Pick, Pick) = if loss {
-        (|e| Some(e.train_data_loss), |e| e.val_loss)
+        (
+            |e| e.train_eval_loss.or(Some(e.train_data_loss)),
+            |e| e.val_loss,
+        )
     } else {
         (
-            |e| Some(100.0 * e.train_acc),
+            |e| Some(100.0 * e.train_eval_acc.unwrap_or(e.train_acc)),
             |e| e.val_acc.map(|v| 100.0 * v),
         )
     };
@@ -130,7 +165,7 @@ fn curves(
         };
         series.extend([line(t, false), line(v, true)]);
         legend.push(LegendEntry {
-            label: m.name.clone(),
+            label: format!("{} ({})", m.name, seeds_label(results, m)),
             color: color(i).into(),
             mark: Mark::Line { dashed: false },
         });
@@ -143,7 +178,7 @@ fn curves(
         style_entry("validation", true),
     ]);
     let (what, y_label) = if loss {
-        ("loss", "cross-entropy (training: data term only)")
+        ("loss", "cross-entropy (without the penalty)")
     } else {
         ("accuracy", "accuracy (%)")
     };
@@ -178,18 +213,19 @@ fn bars(
         .unzip()
 }
 
-/// Final-epoch training and validation accuracy and test accuracy, with 95% CIs.
+/// Training (evaluation mode) and validation accuracy at the tested epoch and test
+/// accuracy, with 95% CIs.
 fn accuracy_bars(group: &GroupAnalysis, suffix: &str) -> Option<String> {
     let (categories, bars) = bars(group, |r| {
         vec![
-            bar(r.train_acc, 100.0),
-            bar(r.final_val_acc, 100.0),
+            bar(r.train_acc.or(r.train_acc_running), 100.0),
+            bar(r.val_acc, 100.0),
             bar(r.test_acc, 100.0),
         ]
     });
     (!categories.is_empty()).then(|| {
         bar_chart(&BarChart {
-            title: format!("Accuracy at the final epoch (mean, 95% CI){suffix}"),
+            title: format!("Accuracy of the tested weights (mean, 95% CI){suffix}"),
             y_label: "accuracy (%)".into(),
             series: vec!["training".into(), "validation".into(), "test".into()],
             categories,
@@ -198,14 +234,14 @@ fn accuracy_bars(group: &GroupAnalysis, suffix: &str) -> Option<String> {
     })
 }
 
-/// Final-epoch training data loss and validation loss, with 95% CIs.
+/// Training data loss during the tested epoch and validation loss, with 95% CIs.
 fn loss_bars(group: &GroupAnalysis, suffix: &str) -> Option<String> {
     let (categories, bars) = bars(group, |r| {
         vec![bar(r.train_loss, 1.0), bar(r.val_loss, 1.0)]
     });
     (!categories.is_empty()).then(|| {
         bar_chart(&BarChart {
-            title: format!("Loss at the final epoch (mean, 95% CI){suffix}"),
+            title: format!("Loss at the tested epoch (mean, 95% CI){suffix}"),
             y_label: "cross-entropy (training: data term only)".into(),
             series: vec!["training".into(), "validation".into()],
             categories,
@@ -221,12 +257,15 @@ fn strength(point: &BTreeMap<String, serde_json::Value>) -> Option<(String, f64)
     Some((key.clone(), v))
 }
 
-/// Mean best validation accuracy against strength (log x), for methods tuning one numeric
+/// Mean validation accuracy of the tested weights against strength (log x), for methods tuning one numeric
 /// option over at least two points.
 fn sweep(group: &GroupAnalysis, suffix: &str) -> Option<String> {
     let mut series = Vec::new();
     let mut legend = Vec::new();
     for (i, m) in group.methods.iter().enumerate() {
+        if m.choice != Choice::Searched {
+            continue;
+        }
         let Some(strengths) = m
             .points
             .iter()
@@ -239,7 +278,7 @@ fn sweep(group: &GroupAnalysis, suffix: &str) -> Option<String> {
             .points
             .iter()
             .zip(&strengths)
-            .filter_map(|(p, (_, s))| Some((*s, 100.0 * p.best_val_acc?.mean)))
+            .filter_map(|(p, (_, s))| Some((*s, 100.0 * p.score.val_acc?.mean)))
             .collect();
         if points.len() < 2 {
             continue;
@@ -269,7 +308,7 @@ fn sweep(group: &GroupAnalysis, suffix: &str) -> Option<String> {
         line_chart(&LineChart {
             title: format!("Validation accuracy against strength{suffix}"),
             x_label: "strength (log scale)".into(),
-            y_label: "best validation accuracy (%, mean over seeds)".into(),
+            y_label: "validation accuracy of the tested weights (%, mean over seeds)".into(),
             x_axis: XAxis::Log,
             series,
             legend,
@@ -280,7 +319,7 @@ fn sweep(group: &GroupAnalysis, suffix: &str) -> Option<String> {
 /// The histograms of the chosen point's done trials, summed (those on other bins than the
 /// first are skipped).
 fn summed_histogram(results: &StudyResults, m: &MethodAnalysis) -> Option<WeightHistogram> {
-    let ids = &m.chosen_point()?.done_ids;
+    let ids = m.reported_ids();
     let mut sum: Option<WeightHistogram> = None;
     for t in results.trials.iter().filter(|t| ids.contains(&t.id)) {
         let Some(h) = &t.histogram else { continue };

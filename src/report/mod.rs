@@ -23,7 +23,7 @@ pub mod figures;
 pub mod format;
 pub mod plot;
 pub mod png;
-pub mod stats;
+pub use crate::stats;
 pub mod table;
 pub mod tables;
 
@@ -131,7 +131,8 @@ pub fn console_summary(results: &StudyResults) -> String {
     let mut text = String::new();
     for (index, group) in analysis.groups.iter().enumerate() {
         let prefix = tables::slug(&group.name, index);
-        let mut shown = vec![tables::methods(group, &prefix)];
+        let methods = tables::methods(group, &prefix, analysis.concurrent);
+        let mut shown = vec![methods.with_columns(&tables::BRIEF_METHOD_COLUMNS)];
         shown.extend(tables::paper(group, &prefix));
         for table in shown {
             text.push_str(&format!("\n### {}\n\n{}", table.title, table.to_markdown()));
@@ -163,3 +164,5 @@ fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf, ReportError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verdict_tests;

@@ -25,6 +25,30 @@ impl Table {
         }
     }
 
+    /// The same table with only the named columns, in the order given (names it does not
+    /// have are skipped).
+    pub fn with_columns(&self, keep: &[&str]) -> Table {
+        let picked: Vec<usize> = keep
+            .iter()
+            .filter_map(|k| self.columns.iter().position(|c| c == k))
+            .collect();
+        Table {
+            title: self.title.clone(),
+            name: self.name.clone(),
+            columns: picked.iter().map(|&c| self.columns[c].clone()).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| {
+                    picked
+                        .iter()
+                        .map(|&c| Self::cell(r, c).to_string())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
     /// The cell of `row` in column `c`, empty where the row is short.
     fn cell(row: &[String], c: usize) -> &str {
         row.get(c).map_or("", String::as_str)

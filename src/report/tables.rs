@@ -2,7 +2,9 @@
 //! sweep, published values, combinations and the ablation; for the study the trial counts
 //! and the failed and diverged trials.
 
-use super::analysis::{ablation, all_components, Analysis, GroupAnalysis, MethodAnalysis, Verdict};
+use super::analysis::{
+    ablation, all_components, Analysis, Choice, GroupAnalysis, MethodAnalysis, Verdict,
+};
 use super::format::{fixed, p_value, pct, pct_pm, signed, MISSING};
 use super::table::Table;
 
@@ -37,76 +39,178 @@ fn named(group: &GroupAnalysis, prefix: &str, kind: &str, title: &str) -> (Strin
     }
 }
 
-/// The verdict as a cell: `better (p = 0.0305)`, `n/a (n<2)`, `baseline`.
+/// The verdict as a cell: `better`, `n/a (n<2)`, `baseline`, `at chance: not ranked`; the
+/// p-values have their own columns.
 pub fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Baseline => "baseline".into(),
-        Verdict::Better { p, .. } => format!("better (p = {})", p_value(*p)),
-        Verdict::Worse { p, .. } => format!("worse (p = {})", p_value(*p)),
-        Verdict::NoDifference { p, .. } => {
-            format!("no significant difference (p = {})", p_value(*p))
-        }
+        Verdict::Better { .. } => "better".into(),
+        Verdict::Worse { .. } => "worse".into(),
+        Verdict::NoDifference { .. } => "no significant difference".into(),
+        Verdict::AtChance => "at chance: not ranked".into(),
         Verdict::NotAvailable(reason) => format!("n/a ({reason})"),
     }
 }
 
-/// One row per method: the chosen point's results over seeds and the verdict.
-pub fn methods(group: &GroupAnalysis, prefix: &str) -> Table {
+/// The raw and Holm-adjusted p-values of a tested verdict.
+fn p_values(v: &Verdict) -> (String, String) {
+    match v {
+        Verdict::Better { p, p_adjusted, .. }
+        | Verdict::Worse { p, p_adjusted, .. }
+        | Verdict::NoDifference { p, p_adjusted, .. } => (p_value(*p), p_value(*p_adjusted)),
+        _ => (MISSING.into(), MISSING.into()),
+    }
+}
+
+/// Seeds as runs of consecutive numbers: `0-2, 5`.
+pub fn seeds_text(seeds: &[u64]) -> String {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in seeds {
+        match runs.last_mut() {
+            Some((_, end)) if s == *end + 1 => *end = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    let parts: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        MISSING.into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The methods table's columns that fit a terminal.
+pub const BRIEF_METHOD_COLUMNS: [&str; 10] = [
+    "method",
+    "point",
+    "reported seeds",
+    "test acc % (mean ± 95% CI)",
+    "gap (pp)",
+    "|w|<1e-3 %",
+    "train s/epoch",
+    "diverged",
+    "p (Holm)",
+    "vs baseline",
+];
+
+/// The mark of overheads measured while trials ran concurrently.
+pub const CONCURRENT_MARK: &str = "†";
+
+/// One row per method: the reported runs' results over seeds and the verdict. Under
+/// `concurrent`, overheads carry [`CONCURRENT_MARK`].
+pub fn methods(group: &GroupAnalysis, prefix: &str, concurrent: bool) -> Table {
     let (name, title) = named(group, prefix, "methods", "Methods");
     let mut t = Table::new(
         title,
         name,
         &[
             "method",
-            "chosen point",
+            "point",
+            "chosen on seeds",
+            "reported seeds",
             "n",
             "test acc % (mean ± 95% CI)",
-            "train acc %",
+            "train acc % (eval)",
             "val acc %",
             "gap (pp)",
+            "train acc % (running)",
             "zero weights %",
             "|w|<1e-3 %",
-            "s/epoch",
+            "train s/epoch",
             "overhead %",
+            "diverged",
+            "p",
+            "p (Holm)",
             "vs baseline",
         ],
     );
     for m in &group.methods {
-        t.rows.push(method_row(m));
+        t.rows.push(method_row(m, concurrent));
     }
     t
 }
 
-fn method_row(m: &MethodAnalysis) -> Vec<String> {
-    let point = m.chosen_point().map_or(MISSING.into(), |p| p.label.clone());
+/// How a method's point was found: `l1=0.0001` with `(from l2)` for a borrowed one.
+fn point_text(m: &MethodAnalysis) -> String {
+    let label = m.reported_label().unwrap_or(MISSING).to_string();
+    match &m.choice {
+        Choice::From(source) => format!("{label} (from {source})"),
+        _ => label,
+    }
+}
+
+/// `k of n`, with failed runs when there are any.
+fn diverged_text(m: &MethodAnalysis) -> String {
+    let mut text = format!("{} of {}", m.diverged, m.trials);
+    if m.failed > 0 {
+        text.push_str(&format!(" ({} failed)", m.failed));
+    }
+    text
+}
+
+fn method_row(m: &MethodAnalysis, concurrent: bool) -> Vec<String> {
+    let chosen_on = match m.choice {
+        Choice::Searched => seeds_text(&m.selection_seeds),
+        _ => "—".into(),
+    };
+    let (p, p_adjusted) = p_values(&m.verdict);
     let Some(r) = &m.result else {
-        let mut row = vec![m.name.clone(), point, "0".into()];
-        row.extend((0..8).map(|_| MISSING.to_string()));
-        row.push(verdict_text(&m.verdict));
+        let mut row = vec![
+            m.name.clone(),
+            point_text(m),
+            chosen_on,
+            MISSING.into(),
+            "0".into(),
+        ];
+        row.extend((0..9).map(|_| MISSING.to_string()));
+        row.extend([diverged_text(m), p, p_adjusted, verdict_text(&m.verdict)]);
         return row;
     };
     let mean = |e: Option<super::stats::Estimate>| e.map(|e| e.mean);
     let overhead = match m.verdict {
         Verdict::Baseline => MISSING.into(),
+        _ if concurrent && r.overhead_pct.is_some() => {
+            format!("{} {CONCURRENT_MARK}", signed(r.overhead_pct, 1))
+        }
         _ => signed(r.overhead_pct, 1),
+    };
+    let verdict = match m.verdict {
+        Verdict::Baseline if r.at_chance => "baseline; at chance".into(),
+        ref v => verdict_text(v),
     };
     vec![
         m.name.clone(),
-        point,
+        point_text(m),
+        chosen_on,
+        seeds_text(&r.seeds),
         r.n.to_string(),
         pct_pm(r.test_acc),
         pct(mean(r.train_acc)),
-        pct(mean(r.final_val_acc)),
+        pct(mean(r.val_acc)),
         pct(mean(r.gap)),
+        pct(mean(r.train_acc_running)),
         pct(mean(r.zero_fraction)),
         pct(mean(r.below_1e3)),
-        fixed(mean(r.seconds_per_epoch), 2),
+        fixed(mean(r.train_seconds_per_epoch), 2),
         overhead,
-        verdict_text(&m.verdict),
+        diverged_text(m),
+        p,
+        p_adjusted,
+        verdict,
     ]
 }
 
-/// Every grid point of every method with its validation scores; ✓ marks the chosen one.
+/// Every searched grid point with its validation scores on the search seeds; ✓ marks
+/// the chosen one, and a point that could not be chosen says why.
 pub fn sweep(group: &GroupAnalysis, prefix: &str) -> Table {
     let (name, title) = named(group, prefix, "sweep", "Strength sweep");
     let mut t = Table::new(
@@ -116,20 +220,31 @@ pub fn sweep(group: &GroupAnalysis, prefix: &str) -> Table {
             "method",
             "point",
             "n",
-            "best val acc % (mean ± 95% CI)",
-            "best val loss (mean)",
+            "val acc % (tested weights, mean ± 95% CI)",
+            "val loss (tested weights, mean)",
+            "best val acc % over epochs (paper metric)",
             "chosen",
         ],
     );
-    for m in &group.methods {
+    for m in group
+        .methods
+        .iter()
+        .filter(|m| m.choice == Choice::Searched)
+    {
         for (i, p) in m.points.iter().enumerate() {
+            let chosen = match &p.score.excluded {
+                _ if m.chosen == Some(i) => "✓".to_string(),
+                Some(why) => format!("not eligible: {why}"),
+                None => String::new(),
+            };
             t.rows.push(vec![
                 m.name.clone(),
                 p.label.clone(),
                 p.done_ids.len().to_string(),
+                pct_pm(p.score.val_acc),
+                fixed(p.score.val_loss.map(|e| e.mean), 4),
                 pct_pm(p.best_val_acc),
-                fixed(p.best_val_loss.map(|e| e.mean), 4),
-                if m.chosen == Some(i) { "✓" } else { "" }.into(),
+                chosen,
             ]);
         }
     }
@@ -267,6 +382,13 @@ pub fn problems(analysis: &Analysis) -> Option<Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_print_as_runs_of_consecutive_numbers() {
+        assert_eq!(seeds_text(&[0, 1, 2, 5, 7, 8]), "0-2, 5, 7-8");
+        assert_eq!(seeds_text(&[3]), "3");
+        assert_eq!(seeds_text(&[]), MISSING);
+    }
 
     #[test]
     fn group_names_become_file_stems() {

@@ -112,6 +112,13 @@ pub trait Store: Send + Sync {
     fn create_study(&self, study: &StudyRecord, trials: &[NewTrial])
         -> Result<Created, StoreError>;
 
+    /// Adds the trials whose number the study does not have yet (those it has are left as
+    /// they are), atomically; returns how many were added. Confirmation trials are added
+    /// this way once their method's search has ended: every worker that sees the search
+    /// end computes the same trials under the same numbers, so adding them twice is
+    /// harmless.
+    fn add_trials(&self, study: &str, trials: &[NewTrial]) -> Result<usize, StoreError>;
+
     /// All studies, by name.
     fn studies(&self) -> Result<Vec<StudyRecord>, StoreError>;
 

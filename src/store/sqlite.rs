@@ -19,7 +19,15 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Statements that bring a store of an older schema version to the next one; entry `k`
+/// upgrades version `k + 1`. Version 1 had no trial phases: its trials are search trials
+/// (a study without confirmation seeds reports the chosen point's search trials).
+const MIGRATIONS: [&str; 1] = [
+    "ALTER TABLE trials ADD COLUMN phase TEXT NOT NULL DEFAULT 'search' \
+     CHECK (phase IN ('search', 'confirm'));",
+];
 
 /// How long a worker waits for another's write lock before it gives up. Transactions here
 /// last milliseconds, so 30 s is only ever reached when something is truly stuck.
@@ -44,6 +52,7 @@ CREATE TABLE trials (
     point TEXT NOT NULL,
     seed INTEGER NOT NULL,
     config TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'confirm')),
     state TEXT NOT NULL
         CHECK (state IN ('waiting', 'running', 'done', 'failed', 'diverged')),
     worker TEXT,
@@ -97,7 +106,7 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
 
 /// The columns [`StoredTrial::from_row`] reads, in its order.
 const TRIAL_COLUMNS: &str = "id, number, grp, method, point, seed, config, state, worker, \
-     attempts, started_at, finished_at, summary, message, histogram";
+     attempts, started_at, finished_at, summary, message, histogram, phase";
 
 /// A store in one SQLite file. The connection sits behind a mutex, so that one store object
 /// can serve every thread of a process; processes each open their own.
@@ -149,6 +158,13 @@ impl Store for SqliteStore {
         self.run(
             || format!("creating study `{}`", study.name),
             |conn| create_study(conn, study, trials),
+        )
+    }
+
+    fn add_trials(&self, study: &str, trials: &[NewTrial]) -> Result<usize, StoreError> {
+        self.run(
+            || format!("adding trials to study `{study}`"),
+            |conn| add_trials(conn, study, trials),
         )
     }
 
@@ -355,6 +371,12 @@ fn prepare_schema(conn: &mut Connection) -> Result<(), Failure> {
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     match version {
         SCHEMA_VERSION => {}
+        1..SCHEMA_VERSION => {
+            for migration in &MIGRATIONS[(version - 1) as usize..] {
+                tx.execute_batch(migration)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         0 => {
             let tables: i64 = tx.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
@@ -474,10 +496,13 @@ fn create_study(
     Ok(Created::New)
 }
 
-fn insert_trials(conn: &Connection, study: &str, trials: &[NewTrial]) -> Result<(), Failure> {
+/// Inserts the trials whose number the study does not have yet; returns how many.
+fn insert_trials(conn: &Connection, study: &str, trials: &[NewTrial]) -> Result<usize, Failure> {
+    let mut added = 0;
     let mut insert = conn.prepare(
-        "INSERT INTO trials (study, number, grp, method, point, seed, config, state, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', 0)",
+        "INSERT OR IGNORE INTO trials
+             (study, number, grp, method, point, seed, config, phase, state, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'waiting', 0)",
     )?;
     for t in trials {
         let unstorable = |part: &str, e: String| {
@@ -490,11 +515,26 @@ fn insert_trials(conn: &Connection, study: &str, trials: &[NewTrial]) -> Result<
         let config = config_to_toml(&t.config).map_err(|e| unstorable("config", e))?;
         let number = sql_int(t.number, "the trial number")?;
         let seed = sql_int(t.seed, "the seed")?;
-        insert.execute(params![
-            study, number, t.group, t.method, point, seed, config
+        added += insert.execute(params![
+            study,
+            number,
+            t.group,
+            t.method,
+            point,
+            seed,
+            config,
+            t.phase.as_str()
         ])?;
     }
-    Ok(())
+    Ok(added)
+}
+
+fn add_trials(conn: &mut Connection, study: &str, trials: &[NewTrial]) -> Result<usize, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    require_study(&tx, study)?;
+    let added = insert_trials(&tx, study, trials)?;
+    tx.commit()?;
+    Ok(added)
 }
 
 fn claim(
@@ -786,6 +826,7 @@ struct StoredTrial {
     summary: Option<String>,
     message: Option<String>,
     histogram: Option<String>,
+    phase: String,
 }
 
 impl StoredTrial {
@@ -807,6 +848,7 @@ impl StoredTrial {
             summary: row.get(12)?,
             message: row.get(13)?,
             histogram: row.get(14)?,
+            phase: row.get(15)?,
         })
     }
 
@@ -824,6 +866,7 @@ impl StoredTrial {
                 method: self.method,
                 point,
                 seed,
+                phase: self.phase.parse().map_err(|e| unreadable(id, "phase", e))?,
                 config,
             },
             state: self.state.parse().map_err(|e| unreadable(id, "state", e))?,
@@ -856,7 +899,7 @@ fn optional_json<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::regularize::SparsityReport;
-    use crate::study::record::WeightHistogram;
+    use crate::study::record::{Phase, WeightHistogram};
     use crate::train::Summary;
     use std::collections::BTreeSet;
     use std::sync::Arc;
@@ -894,6 +937,7 @@ mod tests {
                 method: "l1".into(),
                 point: BTreeMap::from([("l1".to_string(), serde_json::json!(1e-4))]),
                 seed: (number % 3) as u64,
+                phase: Phase::Search,
                 config: RunConfig {
                     dataset: "mnist".into(),
                     model: "simple-cnn".into(),
@@ -934,6 +978,10 @@ mod tests {
             val_acc: None,
             gap_loss: None,
             gap_acc: None,
+            train_eval_loss: None,
+            train_eval_acc: None,
+            eval_gap_acc: None,
+            eval_gap_loss: None,
             lr: 0.01,
             seconds: 1.0,
             train_seconds: 0.9,
@@ -953,12 +1001,15 @@ mod tests {
                 best_val_acc: Some(0.91),
                 best_val_loss: Some(0.29),
                 best_epoch: Some(2),
+                tested_epoch: Some(2),
                 epochs_run: 2,
                 mean_epoch_seconds: 1.5,
+                mean_train_seconds: 0.9,
                 sparsity: SparsityReport::default(),
                 seed: 0,
                 threads: 1,
                 version: "0.1.0".into(),
+                classes: 10,
             }),
             message: None,
             histogram: Some(WeightHistogram::of([&[0.0f32, 0.5][..]])),
@@ -1237,6 +1288,70 @@ mod tests {
             );
         }
         assert_eq!(store.epochs(trial).unwrap(), vec![metrics(1, 1.0)]);
+    }
+
+    #[test]
+    fn added_trials_keep_their_phase_and_adding_them_again_changes_nothing() {
+        let (_scratch, store) = store_with("add", 2);
+        let mut confirm = new_trials(4).split_off(2);
+        for t in &mut confirm {
+            t.phase = Phase::Confirm;
+        }
+        assert_eq!(store.add_trials("s", &confirm).unwrap(), 2);
+        assert_eq!(store.add_trials("s", &confirm).unwrap(), 0);
+        let mut changed = confirm.clone();
+        changed[0].method = "l2".into();
+        assert_eq!(store.add_trials("s", &changed).unwrap(), 0);
+        let phases: Vec<(usize, Phase, String)> = store
+            .trials("s")
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.trial.number, t.trial.phase, t.trial.method))
+            .collect();
+        let l1 = || "l1".to_string();
+        let expected = vec![
+            (0, Phase::Search, l1()),
+            (1, Phase::Search, l1()),
+            (2, Phase::Confirm, l1()),
+            (3, Phase::Confirm, l1()),
+        ];
+        assert_eq!(phases, expected);
+        assert!(store.add_trials("nope", &confirm).is_err());
+    }
+
+    #[test]
+    fn a_store_of_schema_one_is_upgraded_and_its_trials_read_as_search_trials() {
+        let scratch = Scratch::new("upgrade");
+        let raw = Connection::open(scratch.db()).unwrap();
+        let version_one = SCHEMA.replace(
+            "    phase TEXT NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'confirm')),\n",
+            "",
+        );
+        assert_ne!(version_one, SCHEMA, "the phase column is removed");
+        raw.execute_batch(&version_one).unwrap();
+        raw.pragma_update(None, "user_version", 1).unwrap();
+        raw.execute(
+            "INSERT INTO studies (name, spec, created_at, version) VALUES ('s', 'x', 1, '0')",
+            [],
+        )
+        .unwrap();
+        let config = config_to_toml(&new_trials(1)[0].config).unwrap();
+        raw.execute(
+            "INSERT INTO trials (study, number, grp, method, point, seed, config, state)
+             VALUES ('s', 0, '', 'l1', '{}', 0, ?1, 'waiting')",
+            [config],
+        )
+        .unwrap();
+        drop(raw);
+        let store = SqliteStore::open(&scratch.db()).unwrap();
+        let trials = store.trials("s").unwrap();
+        assert_eq!(trials.len(), 1);
+        assert_eq!(trials[0].trial.phase, Phase::Search);
+        let raw = Connection::open(scratch.db()).unwrap();
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

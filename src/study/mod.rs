@@ -2,9 +2,11 @@
 //!
 //! - [`spec`]: the TOML study spec and its expansion into trials;
 //! - [`record`]: what is stored about studies and trials;
+//! - [`select`]: how a method's grid point is chosen, on validation only;
 //! - the runner claims trials from a [`crate::store::Store`] and trains them.
 
 pub mod presets;
 pub mod record;
 pub mod runner;
+pub mod select;
 pub mod spec;

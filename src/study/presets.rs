@@ -1,7 +1,9 @@
 //! The source studies as ready-made specs (`regstudy reproduce NAME`), with the papers'
 //! published numbers. Each preset is a spec file in `presets/` plus a `[quick]` table saying
-//! how `--quick` shrinks it: `seeds`, options merged into `base`, options merged into named
-//! groups (`groups.NAME`), and `axis_values`, the number of values kept on each grid axis.
+//! how `--quick` shrinks it: `seeds` and `confirm_seeds` (0 removes them), options merged
+//! into `base`, options merged into named groups (`groups.NAME`), `axis_values`, the number
+//! of values kept on each grid axis and point list, and a `description` and `note` saying
+//! what the quick form runs.
 
 use crate::study::spec::{SpecError, StudySpec};
 use std::path::PathBuf;
@@ -81,8 +83,17 @@ fn apply_quick(table: &mut toml::Table, quick: toml::Table) {
     if let Some(toml::Value::String(name)) = table.get_mut("name") {
         name.push_str("-quick");
     }
-    if let Some(seeds) = quick.get("seeds") {
-        table.insert("seeds".into(), seeds.clone());
+    for key in ["seeds", "confirm_seeds"] {
+        match quick.get(key) {
+            // `confirm_seeds = 0`: the quick form reports on its search seeds.
+            Some(toml::Value::Integer(0)) => {
+                table.remove(key);
+            }
+            Some(value) => {
+                table.insert(key.into(), value.clone());
+            }
+            None => {}
+        }
     }
     if let Some(toml::Value::Table(overlay)) = quick.get("base") {
         base(table).extend(overlay.clone());
@@ -103,12 +114,18 @@ fn apply_quick(table: &mut toml::Table, quick: toml::Table) {
     if let Some(keep) = quick.get("axis_values").and_then(|v| v.as_integer()) {
         truncate_axes(table, keep.max(1) as usize);
     }
+    if let Some(description) = quick.get("description") {
+        table.insert("description".into(), description.clone());
+    }
     let note = "Quick version: fewer images, epochs and seeds than the full study; for a first look, not for conclusions.";
     let notes = table
         .entry("notes")
         .or_insert_with(|| toml::Value::Array(Vec::new()));
     if let Some(notes) = notes.as_array_mut() {
         notes.insert(0, toml::Value::String(note.into()));
+        if let Some(what) = quick.get("note") {
+            notes.insert(1, what.clone());
+        }
     }
 }
 
@@ -121,10 +138,13 @@ fn groups_mut(table: &mut toml::Table) -> impl Iterator<Item = &mut toml::Table>
         .filter_map(|g| g.as_table_mut())
 }
 
-/// Keeps the first `keep` values of every method's grid axes.
+/// Keeps the first `keep` values of every method's grid axes and listed points.
 fn truncate_axes(table: &mut toml::Table, keep: usize) {
     let methods = table.get_mut("method").and_then(|m| m.as_array_mut());
     for method in methods.into_iter().flatten() {
+        if let Some(points) = method.get_mut("points").and_then(|p| p.as_array_mut()) {
+            points.truncate(keep);
+        }
         let grid = method.get_mut("grid").and_then(|g| g.as_table_mut());
         for (_, axis) in grid.into_iter().flat_map(|g| g.iter_mut()) {
             if let Some(values) = axis.as_array_mut() {
@@ -212,11 +232,45 @@ mod tests {
         };
         let (_, spec) = preset("deepa2025", &options).unwrap();
         let trials = spec.trials();
-        // none + 2 l1 + 2 l2 + 2 l1l2 points, three seeds
-        assert_eq!(trials.len(), 21);
-        assert!(trials
+        // One point per method (the first of each grid and point list), two seeds, nothing
+        // searched and so nothing confirmed.
+        assert_eq!(trials.len(), 4 * 2);
+        assert!(spec.confirm_seeds.is_empty() && !spec.has_later_trials());
+        let l1l2 = trials.iter().find(|t| t.method == "l1l2").unwrap();
+        assert_eq!((l1l2.config.l1, l1l2.config.l2), (Some(1e-5), Some(1e-4)));
+        assert!(trials.iter().all(|t| t.config.epochs == 2
+            && t.config.train_subset == Some(40_000)
+            && t.config.init == crate::nn::Init::Keras));
+    }
+
+    #[test]
+    fn full_presets_confirm_on_fresh_seeds_and_l2_combinations_take_the_searched_strength() {
+        let (_, deepa) = preset("deepa2025", &PresetOptions::default()).unwrap();
+        assert_eq!(
+            (deepa.seeds.clone(), deepa.confirm_seeds.clone()),
+            (vec![0, 1, 2], vec![3, 4, 5])
+        );
+        let (_, bn) = preset("l2-dropout-bn", &PresetOptions::default()).unwrap();
+        let l2 = bn.method("l2").unwrap();
+        let strengths: Vec<String> = l2
+            .points
             .iter()
-            .all(|t| t.config.epochs == 3 && t.config.train_subset == Some(5000)));
+            .map(|p| p["weight_decay"].to_string())
+            .collect();
+        assert_eq!(strengths, ["0.0001", "0.001", "0.01", "0.1", "1.0", "10.0"]);
+        for name in ["l2+dropout", "l2+bn", "l2+dropout+bn"] {
+            assert_eq!(
+                bn.method(name).unwrap().point_from.as_deref(),
+                Some("l2"),
+                "{name}"
+            );
+        }
+        // The objective's lambda/2 * ||theta||^2 is coupled weight decay on every parameter,
+        // not a Keras kernel penalty.
+        assert!(bn
+            .trials()
+            .iter()
+            .all(|t| t.config.penalty.is_none() && t.config.l2.is_none()));
     }
 
     #[test]

@@ -85,8 +85,59 @@ pub struct NewTrial {
     /// `{"l1": 0.0001}`. Empty when the method has no grid.
     pub point: BTreeMap<String, serde_json::Value>,
     pub seed: u64,
+    /// Whether the trial searches the grid or confirms a chosen point on fresh seeds.
+    #[serde(default)]
+    pub phase: Phase,
     /// The complete settings of the run (its `out` folder included).
     pub config: RunConfig,
+}
+
+/// The part a trial plays in its method's result.
+///
+/// A grid point chosen as the best of several on some seeds looks better on those seeds
+/// than it is (the winner's curse): its selection score is the maximum of noisy estimates.
+/// A study with confirmation seeds therefore searches the grid on its `seeds` and re-runs
+/// the chosen point, and every method without a grid, on disjoint `confirm_seeds`; the
+/// report's estimates and tests use only the confirmation runs.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A grid point on the search seeds: its validation score takes part in the choice.
+    /// In a study without confirmation seeds, the chosen point's search trials are also
+    /// its reported result.
+    #[default]
+    Search,
+    /// The chosen point (or a method without a grid) on the confirmation seeds: reported
+    /// and tested, never used to choose.
+    Confirm,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Search => "search",
+            Phase::Confirm => "confirm",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Phase::Search, Phase::Confirm]
+            .into_iter()
+            .find(|phase| phase.as_str() == s)
+            .ok_or_else(|| format!("unknown trial phase `{s}`"))
+    }
 }
 
 /// A stored trial.

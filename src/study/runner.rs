@@ -13,7 +13,7 @@
 use crate::checkpoint::read_tensors;
 use crate::data::{self, Dataset, DatasetSpec};
 use crate::store::{Outcome, Store, StoreError, Worker};
-use crate::study::record::{StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::study::record::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
 use crate::study::spec::{SpecError, StudySpec};
 use crate::train::{self, EpochMetrics, RunConfig, RunOptions, Summary, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -135,7 +135,7 @@ pub fn run_study(
     };
     store.create_study(&record, &spec.trials())?;
     let counts = store.counts(&spec.name)?;
-    let total: usize = counts.values().sum();
+    let total = spec.expected_trials().max(counts.values().sum());
     let finished = counts
         .iter()
         .filter(|(state, _)| state.is_finished())
@@ -237,7 +237,7 @@ fn heartbeat(store: &dyn Store, workers: &[Worker], every: Duration, stop: &Atom
 fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
     let (store, config) = (context.store, context.config);
     let mut finished = 0;
-    while let Some(trial) = store.claim(&context.spec.name, worker, config.stale_after)? {
+    while let Some(trial) = next_trial(context, worker)? {
         let outcome = if trial.attempts > config.max_attempts {
             failed(format!(
                 "its worker stopped during each of {} attempts (killed, or out of memory?)",
@@ -268,6 +268,44 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
         report_line(context, &trial, &outcome);
     }
     Ok(finished)
+}
+
+/// The next trial to train, claimed from the store. When none is left to claim, the trials
+/// that the finished ones determine (confirmation runs, `point_from` methods) are added and
+/// claimed; while other workers' trials run, and could still determine some, waits for them.
+fn next_trial(context: &WorkerContext, worker: &Worker) -> Result<Option<TrialRecord>, StoreError> {
+    let (store, spec) = (context.store, context.spec);
+    loop {
+        if let Some(trial) = store.claim(&spec.name, worker, context.config.stale_after)? {
+            return Ok(Some(trial));
+        }
+        if !spec.has_later_trials() {
+            return Ok(None);
+        }
+        if add_later_trials(store, spec)? > 0 {
+            continue;
+        }
+        let running = store.counts(&spec.name)?.get(&TrialState::Running).copied();
+        if running.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Adds the trials that the study's finished trials determine; returns how many were new.
+pub fn add_later_trials(store: &dyn Store, spec: &StudySpec) -> Result<usize, StoreError> {
+    let records = store.trials(&spec.name)?;
+    // Only search trials take part in a choice.
+    let mut epochs = HashMap::new();
+    let searched = |t: &&TrialRecord| t.state == TrialState::Done && t.trial.phase == Phase::Search;
+    for t in records.iter().filter(searched) {
+        epochs.insert(t.id, store.epochs(t.id)?);
+    }
+    let later = spec.later_trials(&records, |id| {
+        epochs.get(&id).map_or(&[][..], Vec::as_slice)
+    });
+    store.add_trials(&spec.name, &later)
 }
 
 /// Makes the stored epochs those of the run folder, the record of the attempt that
@@ -501,9 +539,8 @@ fn report_line(context: &WorkerContext, trial: &TrialRecord, outcome: &Outcome) 
         .join(" ");
     let result = match (&outcome.summary, outcome.state) {
         (Some(s), TrialState::Done) => format!(
-            "test {:6.2}%  best val {:6.2}%  {:6.2} s/epoch",
+            "test {:6.2}%  {:6.2} s/epoch",
             100.0 * s.test_acc.unwrap_or(f64::NAN),
-            100.0 * s.best_val_acc.unwrap_or(f64::NAN),
             s.mean_epoch_seconds
         ),
         _ => format!(
@@ -512,8 +549,12 @@ fn report_line(context: &WorkerContext, trial: &TrialRecord, outcome: &Outcome) 
             outcome.message.clone().unwrap_or_default()
         ),
     };
+    let phase = match t.phase {
+        Phase::Confirm if context.spec.confirms() => " (confirmation)",
+        _ => "",
+    };
     let line = format!(
-        "[{:>4}/{}] {name} seed {}: {result}",
+        "[{:>4}/{}] {name} seed {}{phase}: {result}",
         t.number + 1,
         context.total,
         t.seed

@@ -3,7 +3,8 @@
 //! ```toml
 //! name = "deepa2025"
 //! description = "Simple CNN on CIFAR-10 under L1, L2 and elastic-net penalties"
-//! seeds = 3                 # or a list: [0, 1, 2]
+//! seeds = 3                 # seeds of the grid search; or a list: [0, 1, 2]
+//! confirm_seeds = 5         # fresh seeds on which the chosen points are reported
 //! select = "val_acc"        # how a method's strength is chosen: val_acc or val_loss
 //! baseline = "none"         # the method the others are tested against (default: the first)
 //!
@@ -30,6 +31,11 @@
 //! points = [{ l1 = 1e-5, l2 = 1e-4 }, { l1 = 1e-4, l2 = 1e-3 }]  # or listed explicitly
 //! components = ["l1", "l2"] # for combination and ablation tables
 //!
+//! [[method]]
+//! name = "l2+dropout"
+//! set = { penalty = "l2", dropout = 0.5 }
+//! point_from = "l2"         # the strength chosen for `l2`, not searched again
+//!
 //! [[paper]]                 # published numbers, shown beside ours
 //! method = "none"
 //! metric = "test_acc"
@@ -41,9 +47,18 @@
 //! `base`, then the group's `set`, then the method's `set`, then its grid point, then the seed
 //! and its own run folder. Every option is checked, with the file, line and field of a bad
 //! one, before any trial starts.
+//!
+//! With `confirm_seeds`, the study runs in two phases (see [`Phase`]): a method with several
+//! points searches them on `seeds`, and once its search has ended the chosen point runs on
+//! `confirm_seeds`; a method with one point runs on `confirm_seeds` only. The report's
+//! estimates and tests use the confirmation runs alone, so the choice does not bias them
+//! (the winner's curse). A method with `point_from` takes another method's chosen point; its
+//! trials start once that choice is made. Later trials are numbered after the first phase's,
+//! by group, method and seed, so every worker that adds them adds the same ones.
 
-use crate::study::record::NewTrial;
-use crate::train::RunConfig;
+use crate::study::record::{NewTrial, Phase, TrialRecord};
+use crate::study::select::{choose, PointScore};
+use crate::train::{EpochMetrics, RunConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,14 +67,14 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// How the best grid point of a method is chosen: always on the validation split, never on
-/// the test set.
+/// the test set, and on the weights that are tested (see [`crate::study::select`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
-    /// Highest mean (over seeds) best validation accuracy.
+    /// Highest mean (over seeds) validation accuracy of the tested weights.
     #[default]
     ValAcc,
-    /// Lowest mean (over seeds) best validation loss.
+    /// Lowest mean (over seeds) validation loss of the tested weights.
     ValLoss,
 }
 
@@ -81,6 +96,10 @@ pub struct Method {
     /// What the method combines (e.g. `["l2", "dropout"]`), for combination and ablation
     /// tables. Empty when not given.
     pub components: Vec<String>,
+    /// The method whose chosen point this method takes (then `points` is the single empty
+    /// point, and the trials wait for that choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_from: Option<String>,
 }
 
 /// A published number to show beside ours.
@@ -104,7 +123,12 @@ pub struct PaperValue {
 pub struct StudySpec {
     pub name: String,
     pub description: String,
+    /// The seeds of the grid search (and of every trial, without confirmation seeds).
     pub seeds: Vec<u64>,
+    /// Fresh seeds, disjoint from `seeds`, on which chosen points and methods without a
+    /// grid are run and reported. Empty: the search seeds are also reported.
+    #[serde(default)]
+    pub confirm_seeds: Vec<u64>,
     pub select: Selection,
     /// The baseline method's name.
     pub baseline: String,
@@ -168,6 +192,7 @@ struct RawSpec {
     #[serde(default)]
     description: String,
     seeds: Option<Spanned<RawSeeds>>,
+    confirm_seeds: Option<Spanned<RawSeeds>>,
     #[serde(default)]
     select: Selection,
     baseline: Option<Spanned<String>>,
@@ -209,6 +234,7 @@ struct RawMethod {
     points: Option<Spanned<Vec<RawTable>>>,
     #[serde(default)]
     components: Vec<String>,
+    point_from: Option<Spanned<String>>,
 }
 
 /// The options a trial may not take from a spec: the runner sets them per trial.
@@ -293,28 +319,164 @@ impl StudySpec {
         build(raw, &at)
     }
 
-    /// The study's trials: groups x methods x points x seeds, numbered in that order.
+    /// Whether chosen points are reported on fresh seeds.
+    pub fn confirms(&self) -> bool {
+        !self.confirm_seeds.is_empty()
+    }
+
+    /// Whether the method's trials wait for a choice: confirmation runs of a searched
+    /// method, or a `point_from` method.
+    fn waits(&self, method: &Method) -> bool {
+        method.point_from.is_some() || (self.confirms() && self.searches(method))
+    }
+
+    /// Whether some trials wait for a choice.
+    pub fn has_later_trials(&self) -> bool {
+        self.methods.iter().any(|m| self.waits(m))
+    }
+
+    /// How many trials the study has once every choice is made.
+    pub fn expected_trials(&self) -> usize {
+        let waiting = self.methods.iter().filter(|m| self.waits(m)).count();
+        self.trials().len() + self.groups.len() * waiting * self.reported_seeds().len()
+    }
+
+    /// Whether the method's point is chosen by a search on the search seeds.
+    pub fn searches(&self, method: &Method) -> bool {
+        method.point_from.is_none() && method.points.len() > 1
+    }
+
+    /// The seeds on which a method's reported point runs.
+    fn reported_seeds(&self) -> &[u64] {
+        if self.confirms() {
+            &self.confirm_seeds
+        } else {
+            &self.seeds
+        }
+    }
+
+    /// The trials known before any has run, numbered from 0 by group, method, point and
+    /// seed: every point of a searched method on the search seeds, and each method without
+    /// a grid on the seeds it is reported on. Methods with `point_from`, and the
+    /// confirmation of searched methods, follow in [`StudySpec::later_trials`].
     pub fn trials(&self) -> Vec<NewTrial> {
         let mut trials = Vec::new();
         for group in &self.groups {
-            for method in &self.methods {
+            for method in self.methods.iter().filter(|m| m.point_from.is_none()) {
+                let (seeds, phase) = if self.confirms() && !self.searches(method) {
+                    (&self.confirm_seeds, Phase::Confirm)
+                } else {
+                    (&self.seeds, Phase::Search)
+                };
                 for point in &method.points {
-                    for &seed in &self.seeds {
+                    for &seed in seeds {
                         let number = trials.len();
-                        let config = self.config_of(group, method, point, seed, number);
-                        trials.push(NewTrial {
-                            number,
-                            group: group.name.clone(),
-                            method: method.name.clone(),
-                            point: point_json(point),
-                            seed,
-                            config: config.expect("checked when the spec was parsed"),
-                        });
+                        trials.push(self.trial(group, method, point, seed, number, phase));
                     }
                 }
             }
         }
         trials
+    }
+
+    fn trial(
+        &self,
+        group: &Group,
+        method: &Method,
+        point: &toml::Table,
+        seed: u64,
+        number: usize,
+        phase: Phase,
+    ) -> NewTrial {
+        let config = self.config_of(group, method, point, seed, number);
+        NewTrial {
+            number,
+            group: group.name.clone(),
+            method: method.name.clone(),
+            point: point_json(point),
+            seed,
+            phase,
+            config: config.expect("checked when the spec was parsed"),
+        }
+    }
+
+    /// The trials that the finished ones determine: for each group, the confirmation of a
+    /// searched method once its search has ended, and a `point_from` method once its source's
+    /// point is chosen. A method whose search chose nothing (every point diverged or learned
+    /// nothing) gets none. Numbered after [`StudySpec::trials`] by group, waiting method and seed,
+    /// so the same records always give the same trials. `epochs` gives a trial's recorded
+    /// epochs (the choice reads the tested epoch's validation score).
+    pub fn later_trials<'a>(
+        &self,
+        records: &[TrialRecord],
+        epochs: impl Fn(i64) -> &'a [EpochMetrics] + Copy,
+    ) -> Vec<NewTrial> {
+        let first = self.trials().len();
+        let seeds = self.reported_seeds();
+        let phase = if self.confirms() {
+            Phase::Confirm
+        } else {
+            Phase::Search
+        };
+        let waiting: Vec<&Method> = self.methods.iter().filter(|m| self.waits(m)).collect();
+        let mut later = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            let in_group: Vec<&TrialRecord> = records
+                .iter()
+                .filter(|t| t.trial.group == group.name)
+                .collect();
+            for (m, method) in waiting.iter().copied().enumerate() {
+                let source = match &method.point_from {
+                    Some(name) => self.method(name).expect("checked when the spec was parsed"),
+                    None => method,
+                };
+                let Some(Some(point)) = self.chosen_point(source, &in_group, epochs) else {
+                    continue;
+                };
+                for (k, &seed) in seeds.iter().enumerate() {
+                    let number = first + (g * waiting.len() + m) * seeds.len() + k;
+                    later.push(self.trial(group, method, &point, seed, number, phase));
+                }
+            }
+        }
+        later
+    }
+
+    /// The point chosen for `method` among the group's trials: `None` while its search has
+    /// not ended, `Some(None)` when it chose nothing. A method without a search has its one
+    /// point.
+    fn chosen_point<'a>(
+        &self,
+        method: &Method,
+        in_group: &[&TrialRecord],
+        epochs: impl Fn(i64) -> &'a [EpochMetrics] + Copy,
+    ) -> Option<Option<toml::Table>> {
+        if !self.searches(method) {
+            return Some(method.points.first().cloned());
+        }
+        let searched: Vec<&TrialRecord> = in_group
+            .iter()
+            .copied()
+            .filter(|t| t.trial.method == method.name && t.trial.phase == Phase::Search)
+            .collect();
+        let expected = method.points.len() * self.seeds.len();
+        if searched.len() < expected || searched.iter().any(|t| !t.state.is_finished()) {
+            return None;
+        }
+        let scores: Vec<PointScore> = method
+            .points
+            .iter()
+            .map(|point| {
+                let json = point_json(point);
+                let at: Vec<&TrialRecord> = searched
+                    .iter()
+                    .copied()
+                    .filter(|t| t.trial.point == json)
+                    .collect();
+                PointScore::of(&at, epochs)
+            })
+            .collect();
+        Some(choose(&scores, self.select).map(|i| method.points[i].clone()))
     }
 
     /// One trial's settings: base, group, method, point, then seed and run folder.
@@ -340,11 +502,16 @@ impl StudySpec {
     }
 
     /// Checks every trial's settings as `regstudy train` would, mapping a bad option back
-    /// to the place in the file that set it.
+    /// to the place in the file that set it. A `point_from` method is checked with each
+    /// point its source may choose.
     fn check_trials(&self) -> Result<(), SpecError> {
         for (g, group) in self.groups.iter().enumerate() {
             for (m, method) in self.methods.iter().enumerate() {
-                for (p, point) in method.points.iter().enumerate() {
+                let points = match &method.point_from {
+                    Some(source) => &self.method(source).expect("checked").points,
+                    None => &method.points,
+                };
+                for (p, point) in points.iter().enumerate() {
                     let seed = self.seeds[0];
                     let config = self
                         .config_of(group, method, point, seed, 0)
@@ -444,6 +611,7 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
     let mut origins = BTreeMap::new();
     let name = check_name(&raw.name, "name", at)?;
     let seeds = check_seeds(raw.seeds.as_ref(), at)?;
+    let confirm_seeds = check_confirm_seeds(raw.confirm_seeds.as_ref(), &seeds, at)?;
     let base = check_options(&raw.base, "base", at, &mut origins)?;
     let mut groups = Vec::new();
     for (g, group) in raw.group.iter().enumerate() {
@@ -504,12 +672,17 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
         }
         None => methods[0].name.clone(),
     };
+    check_point_sources(raw_methods.get_ref(), &methods, at)?;
     check_paper(&raw.paper, &groups, &methods, at)?;
     let points: usize = methods.iter().map(|m| m.points.len()).sum();
-    let trials = groups
+    let later = methods
         .len()
-        .saturating_mul(points)
-        .saturating_mul(seeds.len());
+        .saturating_mul(confirm_seeds.len().max(seeds.len()));
+    let trials = groups.len().saturating_mul(
+        points
+            .saturating_mul(seeds.len().max(confirm_seeds.len()))
+            .saturating_add(later),
+    );
     if trials > MAX_TRIALS {
         return Err(at.error(
             None,
@@ -525,6 +698,7 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
         name,
         description: raw.description,
         seeds,
+        confirm_seeds,
         select: raw.select,
         baseline,
         runs_dir,
@@ -556,6 +730,72 @@ fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<Strin
             ),
         ))
     }
+}
+
+/// Confirmation seeds: a count `n` gives the `n` seeds after the largest search seed; a list
+/// must not share a seed with the search (a seed that chose a point would confirm it).
+fn check_confirm_seeds(
+    confirm: Option<&Spanned<RawSeeds>>,
+    seeds: &[u64],
+    at: &Locator,
+) -> Result<Vec<u64>, SpecError> {
+    let Some(raw) = confirm else {
+        return Ok(Vec::new());
+    };
+    let field = "confirm_seeds";
+    let list = match raw.get_ref() {
+        RawSeeds::Count(n) if *n > MAX_SEEDS => {
+            let problem = format!("expected at most {MAX_SEEDS} seeds, got {n}");
+            return Err(at.error(Some(raw.span()), field, problem));
+        }
+        RawSeeds::Count(n) => {
+            let after = seeds.iter().max().map_or(0, |s| s.saturating_add(1));
+            (0..*n).map(|k| after.saturating_add(k)).collect()
+        }
+        RawSeeds::List(list) => list.clone(),
+    };
+    if list.is_empty() {
+        let problem = "expected at least one seed (a count >= 1 or a list of seeds)";
+        return Err(at.error(Some(raw.span()), field, problem));
+    }
+    let mut sorted = list.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != list.len() {
+        return Err(at.error(Some(raw.span()), field, "a seed is listed twice"));
+    }
+    if let Some(shared) = list.iter().find(|s| seeds.contains(s)) {
+        let problem = format!(
+            "seed {shared} is also a search seed; confirmation seeds must be fresh, or the \
+             seeds that chose a point would also confirm it"
+        );
+        return Err(at.error(Some(raw.span()), field, problem));
+    }
+    Ok(list)
+}
+
+/// A `point_from` names another method of the study that has its own points.
+fn check_point_sources(
+    raw: &[RawMethod],
+    methods: &[Method],
+    at: &Locator,
+) -> Result<(), SpecError> {
+    for (m, method) in methods.iter().enumerate() {
+        let (Some(source), Some(span)) = (&method.point_from, raw[m].point_from.as_ref()) else {
+            continue;
+        };
+        let field = format!("method[{m}].point_from");
+        let problem = match methods.iter().find(|other| &other.name == source) {
+            None => format!("no method is called `{source}`"),
+            Some(other) if other.name == method.name => "a method cannot take its own point".into(),
+            Some(other) if other.point_from.is_some() => format!(
+                "method `{source}` takes its point from another method itself; name that one"
+            ),
+            Some(_) => continue,
+        };
+        return Err(at.error(Some(span.span()), field, problem));
+    }
+    Ok(())
 }
 
 fn check_seeds(seeds: Option<&Spanned<RawSeeds>>, at: &Locator) -> Result<Vec<u64>, SpecError> {
@@ -646,6 +886,16 @@ fn check_method(
     origins.insert(field.clone(), at.position(method.name.span().start));
     let name = check_name(&method.name, &format!("{field}.name"), at)?;
     let set = check_options(&method.set, &format!("{field}.set"), at, origins)?;
+    if let (Some(from), false) = (
+        &method.point_from,
+        method.grid.is_empty() && method.points.is_none(),
+    ) {
+        return Err(at.error(
+            Some(from.span()),
+            format!("{field}.point_from"),
+            "a method that takes another's point has no `grid` or `points` of its own",
+        ));
+    }
     let points = match (&method.points, method.grid.is_empty()) {
         (Some(points), false) => {
             return Err(at.error(
@@ -662,6 +912,7 @@ fn check_method(
         set,
         points,
         components: method.components.clone(),
+        point_from: method.point_from.as_ref().map(|p| p.get_ref().clone()),
     })
 }
 
@@ -964,5 +1215,166 @@ grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }
         let err = parse(&GOOD.replace("seeds = 2", "seeds = 2\nbaseline = \"l2\"")).unwrap_err();
         assert_eq!(err.field, "baseline");
         assert_eq!(err.position, Some((3, 12)));
+    }
+
+    const CONFIRMED: &str = r#"name = "confirmed"
+seeds = 2
+confirm_seeds = 3
+
+[base]
+dataset = "mnist"
+model = "standard-cnn"
+epochs = 1
+
+[[method]]
+name = "none"
+
+[[method]]
+name = "l2"
+set = { penalty = "l2" }
+grid = { l2 = [1e-4, 1e-3] }
+
+[[method]]
+name = "l2+dropout"
+set = { penalty = "l2", dropout = 0.5 }
+point_from = "l2"
+"#;
+
+    /// A finished record of `trial` whose tested (only) epoch has validation accuracy `val`.
+    fn finished(trial: &NewTrial, id: i64, val: f64) -> (TrialRecord, Vec<EpochMetrics>) {
+        let summary: crate::train::Summary = serde_json::from_value(serde_json::json!({
+            "status": "completed", "test_acc": 0.9, "test_loss": 0.3, "best_val_acc": val,
+            "best_val_loss": 0.3, "best_epoch": 1, "tested_epoch": 1, "epochs_run": 1,
+            "mean_epoch_seconds": 1.0, "sparsity": crate::regularize::SparsityReport::default(),
+            "seed": trial.seed, "threads": 1, "version": "0", "classes": 10
+        }))
+        .unwrap();
+        let epoch: EpochMetrics = serde_json::from_value(serde_json::json!({
+            "epoch": 1, "train_data_loss": 0.3, "train_penalty": 0.0, "train_loss": 0.3,
+            "train_acc": 0.9, "val_loss": 1.0 - val, "val_acc": val, "gap_loss": null,
+            "gap_acc": null, "lr": 0.001, "seconds": 1.0, "train_seconds": 1.0,
+            "images_per_s": 1.0, "sparsity": crate::regularize::SparsityReport::default()
+        }))
+        .unwrap();
+        let record = TrialRecord {
+            id,
+            trial: trial.clone(),
+            state: crate::study::record::TrialState::Done,
+            worker: None,
+            attempts: 1,
+            started_at: None,
+            finished_at: None,
+            summary: Some(summary),
+            message: None,
+            histogram: None,
+        };
+        (record, vec![epoch])
+    }
+
+    #[test]
+    fn confirmation_seeds_follow_the_search_seeds_and_must_be_fresh() {
+        let spec = parse(CONFIRMED).unwrap();
+        assert_eq!(spec.seeds, vec![0, 1]);
+        assert_eq!(spec.confirm_seeds, vec![2, 3, 4]);
+        let err =
+            parse(&CONFIRMED.replace("confirm_seeds = 3", "confirm_seeds = [1, 5]")).unwrap_err();
+        assert_eq!(err.field, "confirm_seeds");
+        assert!(
+            err.problem.contains("seed 1 is also a search seed"),
+            "{err}"
+        );
+        assert_eq!(err.position, Some((3, 17)));
+    }
+
+    #[test]
+    fn a_method_without_a_grid_runs_only_on_the_confirmation_seeds_and_a_grid_on_the_search_seeds()
+    {
+        let spec = parse(CONFIRMED).unwrap();
+        let summary: Vec<(String, u64, Phase)> = spec
+            .trials()
+            .iter()
+            .map(|t| (t.method.clone(), t.seed, t.phase))
+            .collect();
+        let none = |seed| ("none".to_string(), seed, Phase::Confirm);
+        let l2 = |seed| ("l2".to_string(), seed, Phase::Search);
+        assert_eq!(
+            summary,
+            vec![none(2), none(3), none(4), l2(0), l2(1), l2(0), l2(1)]
+        );
+        assert_eq!(spec.expected_trials(), 7 + 2 * 3);
+    }
+
+    #[test]
+    fn the_chosen_point_is_confirmed_once_its_search_has_ended_and_lends_its_strength() {
+        let spec = parse(CONFIRMED).unwrap();
+        let trials = spec.trials();
+        let mut records = Vec::new();
+        let mut epochs = BTreeMap::new();
+        // The search of l2: the second point (1e-3) scores higher on validation.
+        for (k, t) in trials.iter().enumerate() {
+            let val = if t.point.get("l2") == Some(&serde_json::json!(1e-3)) {
+                0.8
+            } else {
+                0.7
+            };
+            let (record, e) = finished(t, k as i64, val);
+            records.push(record);
+            epochs.insert(k as i64, e);
+        }
+        let lookup = |id: i64| epochs.get(&id).map_or(&[][..], Vec::as_slice);
+        // While one search trial is still running, nothing follows.
+        let mut unfinished = records.clone();
+        unfinished[6].state = crate::study::record::TrialState::Running;
+        assert!(spec.later_trials(&unfinished, lookup).is_empty());
+        let later = spec.later_trials(&records, lookup);
+        type Row = (usize, String, u64, Phase, Option<f32>, Option<f32>);
+        let got: Vec<Row> = later
+            .iter()
+            .map(|t| {
+                let c = &t.config;
+                (t.number, t.method.clone(), t.seed, t.phase, c.l2, c.dropout)
+            })
+            .collect();
+        let row = |number, method: &str, seed, dropout| {
+            (
+                number,
+                method.to_string(),
+                seed,
+                Phase::Confirm,
+                Some(1e-3),
+                dropout,
+            )
+        };
+        assert_eq!(
+            got,
+            vec![
+                row(7, "l2", 2, None),
+                row(8, "l2", 3, None),
+                row(9, "l2", 4, None),
+                row(10, "l2+dropout", 2, Some(0.5)),
+                row(11, "l2+dropout", 3, Some(0.5)),
+                row(12, "l2+dropout", 4, Some(0.5)),
+            ]
+        );
+        assert_eq!(
+            later[3].point,
+            BTreeMap::from([("l2".to_string(), serde_json::json!(1e-3))])
+        );
+        // The same records give the same trials.
+        assert_eq!(spec.later_trials(&records, lookup), later);
+    }
+
+    #[test]
+    fn a_point_source_must_be_another_method_with_its_own_points() {
+        let err =
+            parse(&CONFIRMED.replace("point_from = \"l2\"", "point_from = \"l3\"")).unwrap_err();
+        assert_eq!(err.field, "method[2].point_from");
+        assert!(err.problem.contains("no method is called `l3`"), "{err}");
+        let with_grid = CONFIRMED.replace(
+            "point_from = \"l2\"",
+            "point_from = \"l2\"\ngrid = { dropout = [0.2, 0.5] }",
+        );
+        let err = parse(&with_grid).unwrap_err();
+        assert_eq!(err.field, "method[2].point_from");
     }
 }

@@ -235,9 +235,43 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> PairedTest {
     }
 }
 
+/// Holm's step-down adjustment of `p` for `m = p.len()` tests, which controls the
+/// family-wise error rate (the chance of any false rejection) at the level it is compared
+/// with, whatever the tests' dependence. With the p-values sorted ascending,
+/// `p_adj(i) = max_{j <= i} min(1, (m - j + 1) * p(j))` (1-based ranks); returned in the
+/// input's order. Rejecting where `p_adj < alpha` is Holm's procedure.
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holm_multiplies_the_sorted_p_values_by_the_tests_left_and_keeps_them_monotone() {
+        // By hand: sorted 0.01, 0.02, 0.04, 0.30 -> 4*0.01 = 0.04, 3*0.02 = 0.06,
+        // 2*0.04 = 0.08, max(1*0.30, 0.08) = 0.30.
+        let adjusted = holm(&[0.04, 0.30, 0.01, 0.02]);
+        let expected = [0.08, 0.30, 0.04, 0.06];
+        for (a, e) in adjusted.iter().zip(expected) {
+            assert!((a - e).abs() < 1e-12, "{adjusted:?}");
+        }
+        // Monotone: sorted 0.01, 0.011 -> 2*0.01 = 0.02, then max(0.02, 1*0.011) = 0.02.
+        assert_eq!(holm(&[0.011, 0.01]), vec![0.02, 0.02]);
+        assert_eq!(holm(&[0.6, 0.5]), vec![1.0, 1.0]);
+        assert_eq!(holm(&[0.03]), vec![0.03]);
+        assert!(holm(&[]).is_empty());
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
