@@ -1,7 +1,7 @@
 //! What the report says, in order: the study's identity and notes, trial counts, how to
 //! read it, then per group its tables and figures.
 
-use super::analysis::{Analysis, GroupAnalysis, Verdict, ALPHA};
+use super::analysis::{Analysis, Choice, GroupAnalysis, Verdict, ALPHA};
 use super::document::Block;
 use super::figures::group_figures;
 use super::format::{p_value, pct_pm, signed};
@@ -166,6 +166,35 @@ fn reading(select: Selection) -> String {
     )
 }
 
+/// One sentence per searched method with points that could not be chosen: which, and why
+/// (a strength that stops learning is a finding, said in words).
+fn search_sentences(group: &GroupAnalysis) -> Vec<String> {
+    group
+        .methods
+        .iter()
+        .filter(|m| m.choice == Choice::Searched)
+        .filter_map(|m| {
+            let excluded: Vec<String> = m
+                .points
+                .iter()
+                .filter_map(|p| Some(format!("{} ({})", p.label, p.score.excluded.as_ref()?)))
+                .collect();
+            if excluded.is_empty() {
+                return None;
+            }
+            let outcome = match m.chosen_point() {
+                Some(p) => format!("chosen among the rest: {}", p.label),
+                None => "no point is left to choose, so the method has no result".into(),
+            };
+            Some(format!(
+                "{}'s search: not eligible {}; {outcome}.",
+                m.name,
+                excluded.join(", ")
+            ))
+        })
+        .collect()
+}
+
 /// One sentence per method: its verdict with the numbers it follows from.
 fn verdict_sentences(group: &GroupAnalysis) -> Vec<String> {
     let baseline = group.baseline.map(|b| group.methods[b].name.as_str());
@@ -236,7 +265,8 @@ fn group_blocks(results: &StudyResults, analysis: &Analysis, index: usize) -> Ve
             "No trial of this group has finished with results yet.".into(),
         ));
     }
-    let sentences = verdict_sentences(group);
+    let mut sentences = search_sentences(group);
+    sentences.extend(verdict_sentences(group));
     if !sentences.is_empty() {
         out.push(Block::List(sentences));
     }

@@ -174,7 +174,7 @@ fn curves(
         return None;
     }
     legend.extend([
-        style_entry("training", false),
+        style_entry("training (eval mode)", false),
         style_entry("validation", true),
     ]);
     let (what, y_label) = if loss {
