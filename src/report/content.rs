@@ -174,22 +174,33 @@ fn search_sentences(group: &GroupAnalysis) -> Vec<String> {
         .iter()
         .filter(|m| m.choice == Choice::Searched)
         .filter_map(|m| {
-            let excluded: Vec<String> = m
-                .points
-                .iter()
-                .filter_map(|p| Some(format!("{} ({})", p.label, p.score.excluded.as_ref()?)))
-                .collect();
-            if excluded.is_empty() {
+            // Points grouped by why they are out, in the order the reasons first appear.
+            let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
+            for p in &m.points {
+                let Some(why) = &p.score.excluded else {
+                    continue;
+                };
+                let why = why.to_string();
+                match by_reason.iter_mut().find(|(reason, _)| *reason == why) {
+                    Some((_, labels)) => labels.push(&p.label),
+                    None => by_reason.push((why, vec![&p.label])),
+                }
+            }
+            if by_reason.is_empty() {
                 return None;
             }
+            let excluded: Vec<String> = by_reason
+                .iter()
+                .map(|(why, labels)| format!("{}: {why}", labels.join(", ")))
+                .collect();
             let outcome = match m.chosen_point() {
                 Some(p) => format!("chosen among the rest: {}", p.label),
                 None => "no point is left to choose, so the method has no result".into(),
             };
             Some(format!(
-                "{}'s search: not eligible {}; {outcome}.",
+                "{}'s search, not eligible: {}; {outcome}.",
                 m.name,
-                excluded.join(", ")
+                excluded.join("; ")
             ))
         })
         .collect()

@@ -313,7 +313,9 @@ fn a_point_with_a_diverged_seed_cannot_be_chosen_and_the_table_counts_it() {
     let results = study(&[1e-3, 1e-4], Vec::new(), &runs);
     let md = document::to_markdown(&content::blocks(&results, &a));
     assert!(
-        md.contains("l1's search: not eligible l1=0.001 (2 of 3 diverged); chosen among the rest: l1=0.0001."),
+        md.contains(
+            "l1's search, not eligible: l1=0.001: 2 of 3 diverged; chosen among the rest: l1=0.0001."
+        ),
         "{md}"
     );
 }
