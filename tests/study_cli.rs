@@ -56,6 +56,14 @@ val_fraction = 0.05
     path
 }
 
+/// Runs the study in two processes of one thread each at once, until both exit successfully.
+fn run_two_processes(spec: &Path, store: &Path) {
+    let mut a = study_run(spec, store, 1).spawn().unwrap();
+    let mut b = study_run(spec, store, 1).spawn().unwrap();
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+}
+
 fn study_run(spec: &Path, store: &Path, threads: usize) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_regstudy"));
     // The kill test interrupts trials on purpose, possibly one many times.
@@ -191,10 +199,7 @@ fn two_processes_on_one_store_never_run_the_same_trial() {
     let dir = work_dir("pair");
     let spec = write_spec(&dir, "pair");
     let store_path = dir.join("store.db");
-    let mut a = study_run(&spec, &store_path, 1).spawn().unwrap();
-    let mut b = study_run(&spec, &store_path, 1).spawn().unwrap();
-    assert!(a.wait().unwrap().success());
-    assert!(b.wait().unwrap().success());
+    run_two_processes(&spec, &store_path);
     let store = store::open(store_path.to_str().unwrap()).unwrap();
     assert_each_trial_done_once(store.as_ref(), "pair", 6);
     let claims = store.claims("pair").unwrap();
@@ -289,10 +294,7 @@ grid = { l2 = [1e-4, 1e-3] }
     let store_path = dir.join("store.db");
     // Two processes: the one that does not finish the search waits for the other's
     // trials rather than leaving the confirmation to a single worker.
-    let mut a = study_run(&spec, &store_path, 1).spawn().unwrap();
-    let mut b = study_run(&spec, &store_path, 1).spawn().unwrap();
-    assert!(a.wait().unwrap().success());
-    assert!(b.wait().unwrap().success());
+    run_two_processes(&spec, &store_path);
     let store = store::open(store_path.to_str().unwrap()).unwrap();
     // none on seeds 1-2; l2's two points on seed 0; the chosen point on seeds 1-2.
     assert_each_trial_done_once(store.as_ref(), "confirm", 6);
