@@ -22,7 +22,6 @@ use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
 use crate::study::record::{Phase, TrialRecord, TrialState};
 use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
-use crate::study::spec::Selection;
 use crate::train::EpochMetrics;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,13 +134,6 @@ pub struct PointAnalysis {
     /// Highest validation accuracy of any epoch: a paper-comparison figure, never used to
     /// choose.
     pub best_val_acc: Option<Estimate>,
-}
-
-impl PointAnalysis {
-    /// The selection score, higher is better; `None` when the point is not eligible.
-    pub fn score(&self, select: Selection) -> Option<f64> {
-        self.score.score(select)
-    }
 }
 
 /// The reported runs' results (fractions, not percent), each run's figures taken at the

@@ -294,7 +294,7 @@ fn next_trial(context: &WorkerContext, worker: &Worker) -> Result<Option<TrialRe
 }
 
 /// Adds the trials that the study's finished trials determine; returns how many were new.
-pub fn add_later_trials(store: &dyn Store, spec: &StudySpec) -> Result<usize, StoreError> {
+fn add_later_trials(store: &dyn Store, spec: &StudySpec) -> Result<usize, StoreError> {
     let records = store.trials(&spec.name)?;
     // Only search trials take part in a choice.
     let mut epochs = HashMap::new();
