@@ -712,10 +712,12 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
     })
 }
 
-/// A name used in folder names and reports: letters, digits, `-`, `_`, `.`, `+`.
+/// A name used in folder names and reports: letters, digits, `-`, `_`, `.`, `+`, not only
+/// dots (`.` and `..` name the current and the parent folder).
 fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<String, SpecError> {
     let value = name.get_ref();
     let ok = !value.is_empty()
+        && !value.chars().all(|c| c == '.')
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
@@ -726,7 +728,8 @@ fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<Strin
             Some(name.span()),
             field,
             format!(
-                "expected a non-empty name of letters, digits, `-`, `_`, `.` or `+`, got `{value}`"
+                "expected a name of letters, digits, `-`, `_`, `.` or `+`, not empty and not only \
+                 dots, got `{value}`"
             ),
         ))
     }
@@ -1269,6 +1272,18 @@ point_from = "l2"
             histogram: None,
         };
         (record, vec![epoch])
+    }
+
+    #[test]
+    fn names_that_are_folders_of_their_own_are_refused() {
+        for name in [".", "..", "...", "a/b", "", "x\\ty"] {
+            let text = GOOD.replace("name = \"small\"", &format!("name = \"{name}\""));
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.field, "name", "{name}: {err}");
+        }
+        let text = GOOD.replace("[[method]]\nname = \"none\"", "[[method]]\nname = \"..\"");
+        assert_eq!(parse(&text).unwrap_err().field, "method[0].name");
+        assert!(parse(&GOOD.replace("name = \"small\"", "name = \"v1.2\"")).is_ok());
     }
 
     #[test]
