@@ -275,6 +275,8 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
 /// claimed; while other workers' trials run, and could still determine some, waits for them.
 fn next_trial(context: &WorkerContext, worker: &Worker) -> Result<Option<TrialRecord>, StoreError> {
     let (store, spec) = (context.store, context.spec);
+    // Later trials depend only on finished ones: look again only when more have finished.
+    let mut finished_seen = None;
     loop {
         if let Some(trial) = store.claim(&spec.name, worker, context.config.stale_after)? {
             return Ok(Some(trial));
@@ -282,11 +284,19 @@ fn next_trial(context: &WorkerContext, worker: &Worker) -> Result<Option<TrialRe
         if !spec.has_later_trials() {
             return Ok(None);
         }
-        if add_later_trials(store, spec)? > 0 {
-            continue;
+        let counts = store.counts(&spec.name)?;
+        let finished: usize = counts
+            .iter()
+            .filter(|(state, _)| state.is_finished())
+            .map(|(_, n)| n)
+            .sum();
+        if finished_seen != Some(finished) {
+            finished_seen = Some(finished);
+            if add_later_trials(store, spec)? > 0 {
+                continue;
+            }
         }
-        let running = store.counts(&spec.name)?.get(&TrialState::Running).copied();
-        if running.unwrap_or(0) == 0 {
+        if counts.get(&TrialState::Running).copied().unwrap_or(0) == 0 {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -338,7 +338,7 @@ impl StudySpec {
     /// How many trials the study has once every choice is made.
     pub fn expected_trials(&self) -> usize {
         let waiting = self.methods.iter().filter(|m| self.waits(m)).count();
-        self.trials().len() + self.groups.len() * waiting * self.reported_seeds().len()
+        self.first_phase_len() + self.groups.len() * waiting * self.reported_seeds().len()
     }
 
     /// Whether the method's point is chosen by a search on the search seeds.
@@ -379,6 +379,25 @@ impl StudySpec {
         trials
     }
 
+    /// How many trials [`StudySpec::trials`] gives, without building them (the runner asks
+    /// each time a worker looks for later trials).
+    fn first_phase_len(&self) -> usize {
+        let per_group: usize = self
+            .methods
+            .iter()
+            .filter(|m| m.point_from.is_none())
+            .map(|m| {
+                let seeds = if self.confirms() && !self.searches(m) {
+                    self.confirm_seeds.len()
+                } else {
+                    self.seeds.len()
+                };
+                m.points.len() * seeds
+            })
+            .sum();
+        self.groups.len() * per_group
+    }
+
     fn trial(
         &self,
         group: &Group,
@@ -411,7 +430,7 @@ impl StudySpec {
         records: &[TrialRecord],
         epochs: impl Fn(i64) -> &'a [EpochMetrics] + Copy,
     ) -> Vec<NewTrial> {
-        let first = self.trials().len();
+        let first = self.first_phase_len();
         let seeds = self.reported_seeds();
         let phase = if self.confirms() {
             Phase::Confirm
@@ -745,34 +764,14 @@ fn check_confirm_seeds(
     let Some(raw) = confirm else {
         return Ok(Vec::new());
     };
-    let field = "confirm_seeds";
-    let list = match raw.get_ref() {
-        RawSeeds::Count(n) if *n > MAX_SEEDS => {
-            let problem = format!("expected at most {MAX_SEEDS} seeds, got {n}");
-            return Err(at.error(Some(raw.span()), field, problem));
-        }
-        RawSeeds::Count(n) => {
-            let after = seeds.iter().max().map_or(0, |s| s.saturating_add(1));
-            (0..*n).map(|k| after.saturating_add(k)).collect()
-        }
-        RawSeeds::List(list) => list.clone(),
-    };
-    if list.is_empty() {
-        let problem = "expected at least one seed (a count >= 1 or a list of seeds)";
-        return Err(at.error(Some(raw.span()), field, problem));
-    }
-    let mut sorted = list.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != list.len() {
-        return Err(at.error(Some(raw.span()), field, "a seed is listed twice"));
-    }
+    let after = seeds.iter().max().map_or(0, |s| s.saturating_add(1));
+    let list = seed_list(raw, "confirm_seeds", after, at)?;
     if let Some(shared) = list.iter().find(|s| seeds.contains(s)) {
         let problem = format!(
             "seed {shared} is also a search seed; confirmation seeds must be fresh, or the \
              seeds that chose a point would also confirm it"
         );
-        return Err(at.error(Some(raw.span()), field, problem));
+        return Err(at.error(Some(raw.span()), "confirm_seeds", problem));
     }
     Ok(list)
 }
@@ -802,32 +801,37 @@ fn check_point_sources(
 }
 
 fn check_seeds(seeds: Option<&Spanned<RawSeeds>>, at: &Locator) -> Result<Vec<u64>, SpecError> {
-    let Some(seeds) = seeds else {
-        return Ok(vec![0]);
-    };
-    let list = match seeds.get_ref() {
+    match seeds {
+        Some(seeds) => seed_list(seeds, "seeds", 0, at),
+        None => Ok(vec![0]),
+    }
+}
+
+/// The seeds of `field`: a count `n` gives `first, first + 1, ...`, a list is taken as it
+/// is; at least one seed, at most [`MAX_SEEDS`], none twice.
+fn seed_list(
+    raw: &Spanned<RawSeeds>,
+    field: &str,
+    first: u64,
+    at: &Locator,
+) -> Result<Vec<u64>, SpecError> {
+    let list: Vec<u64> = match raw.get_ref() {
         RawSeeds::Count(n) if *n > MAX_SEEDS => {
-            return Err(at.error(
-                Some(seeds.span()),
-                "seeds",
-                format!("expected at most {MAX_SEEDS} seeds, got {n}"),
-            ));
+            let problem = format!("expected at most {MAX_SEEDS} seeds, got {n}");
+            return Err(at.error(Some(raw.span()), field, problem));
         }
-        RawSeeds::Count(n) => (0..*n).collect(),
+        RawSeeds::Count(n) => (0..*n).map(|k| first.saturating_add(k)).collect(),
         RawSeeds::List(list) => list.clone(),
     };
     if list.is_empty() {
-        return Err(at.error(
-            Some(seeds.span()),
-            "seeds",
-            "expected at least one seed (a count >= 1 or a list of seeds)",
-        ));
+        let problem = "expected at least one seed (a count >= 1 or a list of seeds)";
+        return Err(at.error(Some(raw.span()), field, problem));
     }
     let mut sorted = list.clone();
     sorted.sort_unstable();
     sorted.dedup();
     if sorted.len() != list.len() {
-        return Err(at.error(Some(seeds.span()), "seeds", "a seed is listed twice"));
+        return Err(at.error(Some(raw.span()), field, "a seed is listed twice"));
     }
     Ok(list)
 }
@@ -1317,6 +1321,9 @@ point_from = "l2"
             vec![none(2), none(3), none(4), l2(0), l2(1), l2(0), l2(1)]
         );
         assert_eq!(spec.expected_trials(), 7 + 2 * 3);
+        assert_eq!(spec.first_phase_len(), spec.trials().len());
+        let plain = parse(GOOD).unwrap();
+        assert_eq!(plain.first_phase_len(), plain.trials().len());
     }
 
     #[test]
