@@ -6,6 +6,7 @@ use super::CommandResult;
 use clap::{Args, ValueEnum};
 use regstudy::report::{console_summary, load, write_report};
 use regstudy::store::{self, Store};
+use regstudy::study::name::StudyName;
 use regstudy::study::presets::{preset, PresetOptions, PRESETS};
 use regstudy::study::runner::run_study;
 use regstudy::study::spec::StudySpec;
@@ -17,7 +18,7 @@ pub struct ReportArgs {
     store: StoreArgs,
     /// The study to report on.
     #[arg(long)]
-    study: String,
+    study: StudyName,
     /// Folder for report.md, report.html, tables/ and figures/ [default: reports/<study>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -66,7 +67,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     store: StoreArgs,
     #[arg(long)]
-    study: String,
+    study: StudyName,
     #[arg(long, value_enum)]
     format: ExportFormat,
     /// Output folder.
@@ -75,11 +76,11 @@ pub struct ExportArgs {
 }
 
 pub fn report(args: ReportArgs) -> CommandResult {
-    let store = store::open(&args.store.store)?;
+    let store = store::open_existing(&args.store.store)?;
     let out = args
         .out
         .unwrap_or_else(|| Path::new("reports").join(&args.study));
-    write_and_show(store.as_ref(), &args.study, &out)
+    write_and_show(store.as_ref(), args.study.as_str(), &out)
 }
 
 /// Writes the report of `study` and prints its summary tables.
@@ -122,17 +123,17 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
 }
 
 pub fn export(args: ExportArgs) -> CommandResult {
-    let store = store::open(&args.store.store)?;
+    let store = store::open_existing(&args.store.store)?;
     match args.format {
         ExportFormat::Tensorboard => {
-            let n = regstudy::export::tensorboard(store.as_ref(), &args.study, &args.out)?;
+            let n = regstudy::export::tensorboard(store.as_ref(), args.study.as_str(), &args.out)?;
             println!(
                 "{n} runs written; view them with: tensorboard --logdir {}",
                 args.out.display()
             );
         }
         ExportFormat::Csv => {
-            regstudy::export::csv(store.as_ref(), &args.study, &args.out)?;
+            regstudy::export::csv(store.as_ref(), args.study.as_str(), &args.out)?;
             println!("{}/trials.csv and epochs.csv written", args.out.display());
         }
     }

@@ -3,6 +3,7 @@
 use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store::{self, Store};
+use regstudy::study::name::StudyName;
 use regstudy::study::record::TrialState;
 use regstudy::study::runner::{run_study, RunnerConfig};
 use regstudy::study::spec::StudySpec;
@@ -86,7 +87,7 @@ pub struct StatusArgs {
     store: StoreArgs,
     /// Only this study.
     #[arg(long)]
-    study: Option<String>,
+    study: Option<StudyName>,
 }
 
 pub fn run(command: StudyCommand) -> CommandResult {
@@ -127,9 +128,9 @@ fn counts_text(counts: &std::collections::BTreeMap<TrialState, usize>) -> String
 }
 
 fn status(args: StatusArgs) -> CommandResult {
-    let store = store::open(&args.store.store)?;
+    let store = store::open_existing(&args.store.store)?;
     let studies = match &args.study {
-        Some(name) => vec![store.study(name)?],
+        Some(name) => vec![store.study(name.as_str())?],
         None => store.studies()?,
     };
     if studies.is_empty() {

@@ -184,6 +184,18 @@ pub use sqlite::SqliteStore;
 /// Opens the store at `location`: a path to a SQLite file (created if absent), or a
 /// `sqlite://PATH` URL.
 pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    Ok(Box::new(SqliteStore::open(sqlite_path(location)?)?))
+}
+
+/// Opens an existing store at `location` (as [`open`]) for commands that only read it
+/// (`study status`, `report`, `export`): a missing store is an error, never created.
+pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    // TODO(#9 item 10): open read-only, check integrity, and never touch a foreign file.
+    open(location)
+}
+
+/// The SQLite file named by `location`: a path, or a `sqlite://PATH` URL.
+fn sqlite_path(location: &str) -> Result<&std::path::Path, StoreError> {
     let path = match location.split_once("://") {
         Some(("sqlite", path)) => path,
         Some(_) => {
@@ -201,5 +213,5 @@ pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
             message: "the store's path is empty".into(),
         });
     }
-    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+    Ok(std::path::Path::new(path))
 }

@@ -5,6 +5,7 @@
 //! - [`select`]: how a method's grid point is chosen, on validation only;
 //! - the runner claims trials from a [`crate::store::Store`] and trains them.
 
+pub mod name;
 pub mod presets;
 pub mod record;
 pub mod runner;

@@ -731,26 +731,12 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
     })
 }
 
-/// A name used in folder names and reports: letters, digits, `-`, `_`, `.`, `+`, not only
-/// dots (`.` and `..` name the current and the parent folder).
+/// A name used in folder names and reports, checked by [`super::name::check_name`].
 fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<String, SpecError> {
     let value = name.get_ref();
-    let ok = !value.is_empty()
-        && !value.chars().all(|c| c == '.')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
-    if ok {
-        Ok(value.clone())
-    } else {
-        Err(at.error(
-            Some(name.span()),
-            field,
-            format!(
-                "expected a name of letters, digits, `-`, `_`, `.` or `+`, not empty and not only \
-                 dots, got `{value}`"
-            ),
-        ))
+    match super::name::check_name(value) {
+        Ok(()) => Ok(value.clone()),
+        Err(err) => Err(at.error(Some(name.span()), field, err.to_string())),
     }
 }
 
