@@ -161,6 +161,7 @@ fn add(
         },
         state: TrialState::Done,
         worker: Some("w".into()),
+        retry: 0,
         attempts: 1,
         // One after another: overheads are comparable.
         started_at: Some(number as f64),
@@ -552,6 +553,18 @@ impl Store for FixedStore {
     }
     fn claims(&self, _: &str) -> Result<Vec<crate::store::Claim>, StoreError> {
         Self::refuse()
+    }
+    fn history(&self, _: &str) -> Result<Vec<TrialRecord>, StoreError> {
+        Ok(self.0.trials.clone())
+    }
+    fn retry(&self, _: &str, _: &[usize]) -> Result<Vec<usize>, StoreError> {
+        Self::refuse()
+    }
+    fn identity(&self) -> crate::store::StoreIdentity {
+        crate::store::StoreIdentity {
+            id: "fixed".into(),
+            location: "fixed".into(),
+        }
     }
 }
 

@@ -170,6 +170,7 @@ fn add(results: &mut StudyResults, number: usize, r: &Run) {
         },
         state: r.state,
         worker: None,
+        retry: 0,
         attempts: 1,
         started_at: Some(number as f64),
         finished_at: Some(number as f64 + 1.0),

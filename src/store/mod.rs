@@ -81,9 +81,23 @@ pub enum Created {
     Existing,
 }
 
+/// Which store this is: its random identity, kept in the store, and where it was opened
+/// from (for messages). Run folders record the identity of the store that owns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreIdentity {
+    pub id: String,
+    pub location: String,
+}
+
 /// A store's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "no store at {}: check the path, or name the store with --store FILE (or \
+         $REGSTUDY_STORE)",
+        path.display()
+    )]
+    Missing { path: PathBuf },
     #[error("store {path}: {message}")]
     Database { path: PathBuf, message: String },
     #[error(
@@ -101,6 +115,13 @@ pub enum StoreError {
     /// A write to a finished trial, or to a trial held by another worker.
     #[error("trial {trial}: {message}")]
     Trial { trial: i64, message: String },
+    /// A trial that cannot be retried, by its number.
+    #[error("study `{study}`, trial {number}: cannot retry it: {problem}")]
+    Retry {
+        study: String,
+        number: usize,
+        problem: String,
+    },
 }
 
 /// The storage of studies. Implementations must be safe to share between threads and to
@@ -156,13 +177,29 @@ pub trait Store: Send + Sync {
     /// Fails ([`StoreError::Trial`]) if the trial is finished or held by another worker.
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError>;
 
-    /// Every trial of the study, by number.
+    /// Every trial of the study, by number: of a retried trial, its latest attempt only
+    /// (what the study's results are made of).
     fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError>;
+
+    /// Every attempt at every trial of the study, by number and attempt: the retried
+    /// failures too.
+    fn history(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError>;
+
+    /// Gives each trial in `numbers` (every failed trial when empty) a new attempt, waiting
+    /// to be claimed, after its failed latest attempt; returns the numbers retried. The
+    /// failed attempt stays in the store as it was, with its message, epochs and claims.
+    /// Fails ([`StoreError::Retry`]) for a number that is not a trial or whose latest
+    /// attempt did not fail, and then retries none.
+    fn retry(&self, study: &str, numbers: &[usize]) -> Result<Vec<usize>, StoreError>;
+
+    /// The store's identity.
+    fn identity(&self) -> StoreIdentity;
 
     /// The recorded epochs of a trial, by epoch.
     fn epochs(&self, trial: i64) -> Result<Vec<EpochMetrics>, StoreError>;
 
-    /// How many trials of the study are in each state (every state present, zeros included).
+    /// How many trials of the study are in each state (every state present, zeros included),
+    /// counting the latest attempt of each.
     fn counts(&self, study: &str) -> Result<BTreeMap<TrialState, usize>, StoreError>;
 
     /// Every claim ever made in the study, oldest first: the audit trail that shows no
@@ -188,10 +225,24 @@ pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
 }
 
 /// Opens an existing store at `location` (as [`open`]) for commands that only read it
-/// (`study status`, `report`, `export`): a missing store is an error, never created.
+/// (`study status`, `report`, `export`): read-only, so nothing is created or changed, and a
+/// store on a read-only filesystem can be read. A missing store is an error.
 pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
-    // TODO(#9 item 10): open read-only, check integrity, and never touch a foreign file.
-    open(location)
+    Ok(Box::new(SqliteStore::open_read_only(sqlite_path(
+        location,
+    )?)?))
+}
+
+/// Opens an existing store at `location` to change it (`study retry`): as [`open`], but a
+/// missing store is an error rather than created.
+pub fn open_existing_writable(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    let path = sqlite_path(location)?;
+    if !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Box::new(SqliteStore::open(path)?))
 }
 
 /// The SQLite file named by `location`: a path, or a `sqlite://PATH` URL.

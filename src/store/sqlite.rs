@@ -8,10 +8,12 @@
 //! Finished trials are made immutable by triggers in the database, not only by this code, so
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
-use super::{Claim, Created, Outcome, Store, StoreError, Worker};
+use super::{Claim, Created, Outcome, Store, StoreError, StoreIdentity, Worker};
 use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use crate::train::{EpochMetrics, RunConfig};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,34 +21,85 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
-/// Statements that bring a store of an older schema version to the next one; entry `k`
-/// upgrades version `k + 1`. Version 1 had no trial phases: its trials are search trials
-/// (a study without confirmation seeds reports the chosen point's search trials).
-const MIGRATIONS: [&str; 1] = [
-    "ALTER TABLE trials ADD COLUMN phase TEXT NOT NULL DEFAULT 'search' \
-     CHECK (phase IN ('search', 'confirm'));",
-];
+/// Marks a SQLite file as a regstudy store (`PRAGMA application_id`, "RegS"), so that
+/// another program's database is told apart before anything in it is changed. Stores of
+/// schema versions 1 and 2 predate it and are recognized by their tables.
+const APPLICATION_ID: i64 = 0x5265_6753;
+
+/// Steps that bring a store of an older schema version to the next one; entry `k` upgrades
+/// version `k + 1`. Each runs inside the transaction that opens the store.
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 2] =
+    [add_trial_phases, add_retries_and_identity];
+
+/// Version 1 had no trial phases: its trials are search trials (a study without
+/// confirmation seeds reports the chosen point's search trials).
+fn add_trial_phases(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE trials ADD COLUMN phase TEXT NOT NULL DEFAULT 'search' \
+         CHECK (phase IN ('search', 'confirm'));",
+    )
+}
+
+/// Version 2 kept one row per trial number, so a failed trial could never run again, and
+/// had no identity for run folders to name. Its trials become the first attempts (retry 0)
+/// of a table where a retry is a new row; SQLite cannot drop a UNIQUE constraint in place,
+/// so the table is rebuilt (ids kept, so epochs and claims still point at their rows).
+/// Foreign keys are off while this runs (see [`SqliteStore::open`]) and checked at the end.
+fn add_retries_and_identity(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "{DROP_TRIGGERS_V2}
+         DROP INDEX trials_by_worker;
+         CREATE TABLE trials_v3 {TRIALS_DEFINITION};
+         INSERT INTO trials_v3 ({V2_TRIAL_COLUMNS}) SELECT {V2_TRIAL_COLUMNS} FROM trials;
+         DROP TABLE trials;
+         ALTER TABLE trials_v3 RENAME TO trials;
+         {TRIAL_INDEXES}{TRIGGERS}{METADATA}{IDENTITY}"
+    ))?;
+    let dangling: i64 =
+        conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })?;
+    if dangling > 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!("{dangling} rows point at rows that do not exist")),
+        ));
+    }
+    Ok(())
+}
+
+/// The triggers of schema versions 1 and 2, replaced by [`TRIGGERS`].
+const DROP_TRIGGERS_V2: &str = "
+DROP TRIGGER finished_trials_do_not_change;
+DROP TRIGGER finished_trials_stay;
+DROP TRIGGER finished_epochs_get_none_added;
+DROP TRIGGER finished_epochs_do_not_change;
+DROP TRIGGER finished_epochs_stay;
+DROP TRIGGER claims_do_not_change;
+DROP TRIGGER claims_stay;
+";
+
+/// The columns a version 2 trials table has, all kept by the upgrade.
+const V2_TRIAL_COLUMNS: &str = "id, study, number, grp, method, point, seed, config, phase, \
+     state, worker, worker_host, worker_pid, heartbeat, attempts, started_at, finished_at, \
+     summary, message, histogram";
 
 /// How long a worker waits for another's write lock before it gives up. Transactions here
 /// last milliseconds, so 30 s is only ever reached when something is truly stuck.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Tables, indexes and the triggers that keep finished trials (and the claim record) as they
-/// were written. `point`, `summary`, `histogram` and `metrics` hold JSON, `config` the TOML
-/// of the trial's `RunConfig`; times are unix seconds.
-const SCHEMA: &str = "
-CREATE TABLE studies (
-    name TEXT PRIMARY KEY,
-    spec TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    version TEXT NOT NULL
-);
-CREATE TABLE trials (
+/// The trials table. A trial is identified by its study and number; each attempt at it is
+/// a row: the first has `retry` 0, and a retry of a failed attempt is a new row with the
+/// next `retry` and `retry_of` naming the failed row, which stays as it was (finished rows
+/// never change). The latest attempt of a number is the trial's current state.
+const TRIALS_DEFINITION: &str = "(
     id INTEGER PRIMARY KEY,
     study TEXT NOT NULL REFERENCES studies(name),
     number INTEGER NOT NULL,
+    retry INTEGER NOT NULL DEFAULT 0 CHECK (retry >= 0),
+    retry_of INTEGER UNIQUE REFERENCES trials(id),
     grp TEXT NOT NULL,
     method TEXT NOT NULL,
     point TEXT NOT NULL,
@@ -65,9 +118,24 @@ CREATE TABLE trials (
     summary TEXT,
     message TEXT,
     histogram TEXT,
-    UNIQUE (study, number)
-);
+    UNIQUE (study, number, retry),
+    CHECK ((retry = 0) = (retry_of IS NULL))
+)";
+
+const TRIAL_INDEXES: &str = "
 CREATE INDEX trials_by_worker ON trials(worker, state);
+";
+
+/// The other tables. `point`, `summary`, `histogram` and `metrics` hold JSON, `config` the
+/// TOML of the trial's `RunConfig`; times are unix seconds. `metadata` holds `store_id`, a
+/// random identity that run folders record as their owner.
+const TABLES: &str = "
+CREATE TABLE studies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version TEXT NOT NULL
+);
 CREATE TABLE epochs (
     trial INTEGER NOT NULL REFERENCES trials(id),
     epoch INTEGER NOT NULL,
@@ -81,13 +149,35 @@ CREATE TABLE claims (
     at REAL NOT NULL
 );
 CREATE INDEX claims_by_trial ON claims(trial);
+";
 
+const METADATA: &str = "
+CREATE TABLE metadata (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// The store's identity, given once when it is created (or upgraded to version 3).
+const IDENTITY: &str = "
+INSERT INTO metadata (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
+PRAGMA application_id = 1382377299;
+";
+
+/// The triggers that keep finished trials, their epochs and the claim record as they were
+/// written, and let a retry only follow a failed attempt of the same trial.
+const TRIGGERS: &str = "
 CREATE TRIGGER finished_trials_do_not_change BEFORE UPDATE ON trials
 WHEN OLD.state IN ('done', 'failed', 'diverged')
 BEGIN SELECT RAISE(ABORT, 'a finished trial cannot change'); END;
 CREATE TRIGGER finished_trials_stay BEFORE DELETE ON trials
 WHEN OLD.state IN ('done', 'failed', 'diverged')
 BEGIN SELECT RAISE(ABORT, 'a finished trial cannot be deleted'); END;
+CREATE TRIGGER retries_follow_failed_attempts BEFORE INSERT ON trials
+WHEN NEW.retry_of IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM trials WHERE id = NEW.retry_of AND state = 'failed'
+        AND study = NEW.study AND number = NEW.number AND retry = NEW.retry - 1)
+BEGIN SELECT RAISE(ABORT, 'a retry follows a failed attempt of the same trial'); END;
 CREATE TRIGGER finished_epochs_get_none_added BEFORE INSERT ON epochs
 WHEN (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
 BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
@@ -104,28 +194,84 @@ CREATE TRIGGER claims_stay BEFORE DELETE ON claims
 BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
 ";
 
+/// The whole schema of a new store.
+fn schema() -> String {
+    format!(
+        "{TABLES}CREATE TABLE trials {TRIALS_DEFINITION};{TRIAL_INDEXES}{TRIGGERS}{METADATA}\
+         {IDENTITY}"
+    )
+}
+
+/// Trials that are the latest attempt of their number (no retry follows them), as an SQL
+/// condition on the trials table aliased `t`.
+const LATEST: &str = "NOT EXISTS (SELECT 1 FROM trials r WHERE r.retry_of = t.id)";
+
 /// The columns [`StoredTrial::from_row`] reads, in its order.
-const TRIAL_COLUMNS: &str = "id, number, grp, method, point, seed, config, state, worker, \
-     attempts, started_at, finished_at, summary, message, histogram, phase";
+const TRIAL_COLUMNS: &str = "t.id, t.number, t.grp, t.method, t.point, t.seed, t.config, \
+     t.state, t.worker, t.attempts, t.started_at, t.finished_at, t.summary, t.message, \
+     t.histogram, t.phase, t.retry";
 
 /// A store in one SQLite file. The connection sits behind a mutex, so that one store object
 /// can serve every thread of a process; processes each open their own.
 pub struct SqliteStore {
     path: PathBuf,
+    /// The random identity kept in the store's `metadata` table.
+    id: String,
     conn: Mutex<Connection>,
 }
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating the file, its folder and the schema if absent.
+    /// Opens the store at `path` for reading and writing, creating the file, its folder and
+    /// the schema if absent, and upgrading an older schema in place. A file that is not a
+    /// regstudy store, or a damaged store, is refused before anything in it changes.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let fail = |f: Failure| f.into_error(path, || "opening the store".into());
+        if let FileKind::Store { conn, .. } = inspect(path, Locking::Shared).map_err(fail)? {
+            drop(conn);
+        }
         create_folder(path).map_err(fail)?;
-        check_header(path).map_err(fail)?;
         let mut conn = Connection::open(path).map_err(|e| fail(e.into()))?;
         configure(&conn).map_err(fail)?;
         prepare_schema(&mut conn).map_err(fail)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(|e| fail(e.into()))?;
+        let id = store_id(&conn).map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            id,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens the existing store at `path` only to read it: nothing is created (no file, no
+    /// folder, no `-wal` or `-shm` beside an idle store), no schema is upgraded, and the
+    /// store may sit on a read-only filesystem. A missing file, another program's file, a
+    /// damaged store, and a store of an older schema (upgraded only by a command that
+    /// writes) are refused.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let fail = |f: Failure| f.into_error(path, || "opening the store".into());
+        let conn = match inspect(path, Locking::NoneWhenIdle).map_err(fail)? {
+            FileKind::Absent => {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                })
+            }
+            FileKind::Empty => return Err(fail(Failure::Data(EMPTY_FILE.into()))),
+            FileKind::Store { version, .. } if version < SCHEMA_VERSION => {
+                return Err(fail(Failure::Data(format!(
+                    "the store has schema version {version}; this regstudy ({}) upgrades it \
+                     in place to version {SCHEMA_VERSION} when it writes to it: run \
+                     `regstudy study run` (or `regstudy study retry`) on it once, then repeat \
+                     this command",
+                    env!("CARGO_PKG_VERSION")
+                ))))
+            }
+            FileKind::Store { conn, .. } => conn,
+        };
+        let id = store_id(&conn).map_err(fail)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            id,
             conn: Mutex::new(conn),
         })
     }
@@ -238,7 +384,7 @@ impl Store for SqliteStore {
     fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError> {
         self.run(
             || format!("reading the trials of study `{study}`"),
-            |conn| trials(conn, study),
+            |conn| trials(conn, study, false),
         )
     }
 
@@ -262,6 +408,27 @@ impl Store for SqliteStore {
             |conn| claims(conn, study),
         )
     }
+
+    fn history(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError> {
+        self.run(
+            || format!("reading every attempt of study `{study}`"),
+            |conn| trials(conn, study, true),
+        )
+    }
+
+    fn retry(&self, study: &str, numbers: &[usize]) -> Result<Vec<usize>, StoreError> {
+        self.run(
+            || format!("retrying failed trials of study `{study}`"),
+            |conn| retry(conn, study, numbers),
+        )
+    }
+
+    fn identity(&self) -> StoreIdentity {
+        StoreIdentity {
+            id: self.id.clone(),
+            location: self.path.display().to_string(),
+        }
+    }
 }
 
 /// Why an operation failed, before the store's path and the operation are added.
@@ -277,6 +444,11 @@ enum Failure {
     Trial {
         trial: i64,
         message: String,
+    },
+    Retry {
+        study: String,
+        number: usize,
+        problem: String,
     },
 }
 
@@ -295,6 +467,17 @@ impl Failure {
             Failure::NoStudy { study, hint } => return StoreError::NoStudy { study, path, hint },
             Failure::SpecChanged(study) => return StoreError::SpecChanged { study, path },
             Failure::Trial { trial, message } => return StoreError::Trial { trial, message },
+            Failure::Retry {
+                study,
+                number,
+                problem,
+            } => {
+                return StoreError::Retry {
+                    study,
+                    number,
+                    problem,
+                }
+            }
         };
         StoreError::Database { path, message }
     }
@@ -310,19 +493,167 @@ fn describe(e: &rusqlite::Error) -> String {
 
 const NOT_A_DATABASE: &str = "the file is not a SQLite database (a regstudy store is one)";
 
-/// Fails if the file exists, is not empty, and does not begin as a SQLite database does.
-/// SQLite itself takes a file shorter than its header for an empty database and writes over
-/// it; a file given by mistake must be left alone.
+const EMPTY_FILE: &str = "the file is empty: no study has been stored in it yet";
+
+/// What a file given as a store holds.
+enum FileKind {
+    Absent,
+    /// An empty file, or a SQLite database without tables: a store is created in it.
+    Empty,
+    /// A regstudy store of schema `version`, open read-only.
+    Store {
+        version: i64,
+        conn: Connection,
+    },
+}
+
+/// How a read-only connection takes part in SQLite's locking.
+#[derive(Clone, Copy, PartialEq)]
+enum Locking {
+    /// As any reader: it waits for writers, and, on a file in WAL mode, SQLite creates the
+    /// `-wal` and `-shm` files beside it if they are absent.
+    Shared,
+    /// When no `-wal` file is there (no connection has the store open), the file is read
+    /// as immutable, which creates nothing beside it and works on a read-only filesystem.
+    /// A store in WAL mode is only written through its `-wal` (its main file changes only
+    /// when a checkpoint copies the `-wal` back), so a writer that starts meanwhile does
+    /// not change what is being read unless it also finishes, which a study run does not
+    /// do in the time a report reads.
+    NoneWhenIdle,
+}
+
+/// Tells what the file at `path` is without changing it: absent, empty, a regstudy store
+/// (checked for damage), or an error for anything else. Every open calls this first, so
+/// another program's file is never switched to WAL mode or given tables.
+fn inspect(path: &Path, locking: Locking) -> Result<FileKind, Failure> {
+    let meta = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileKind::Absent),
+        Err(e) => return Err(Failure::Data(format!("cannot read it: {e}"))),
+        Ok(meta) => meta,
+    };
+    if meta.is_dir() {
+        return Err(Failure::Data(
+            "it is a folder; give the store's file (a SQLite file), such as regstudy.db".into(),
+        ));
+    }
+    if meta.len() == 0 {
+        return Ok(FileKind::Empty);
+    }
+    check_header(path)?;
+    let conn = open_read_only(path, locking)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let application: i64 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    let ours = match application {
+        APPLICATION_ID => true,
+        0 if version == 0 && tables.is_empty() => return Ok(FileKind::Empty),
+        0 => (1..=2).contains(&version) && has("studies") && has("trials"),
+        _ => false,
+    };
+    if !ours {
+        return Err(Failure::Data(format!(
+            "the file is a SQLite database but not a regstudy store (tables: {}); it was \
+             left as it was",
+            if tables.is_empty() {
+                "none".to_string()
+            } else {
+                tables.join(", ")
+            }
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Failure::Data(format!(
+            "the file has store schema version {version}, but this regstudy ({}) reads \
+             version {SCHEMA_VERSION}; a newer regstudy probably wrote it",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    check_integrity(&conn)?;
+    Ok(FileKind::Store { version, conn })
+}
+
+/// A read-only connection to the database at `path` (see [`Locking`]).
+fn open_read_only(path: &Path, locking: Locking) -> Result<Connection, Failure> {
+    let idle = !sibling(path, "-wal").exists();
+    let absolute = std::path::absolute(path)
+        .map_err(|e| Failure::Data(format!("cannot resolve the path: {e}")))?;
+    let mut uri = format!("file://{}?mode=ro", uri_path(&absolute));
+    if locking == Locking::NoneWhenIdle && idle {
+        uri.push_str("&immutable=1");
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// `path` with `suffix` added to its file name (`store.db` and `-wal`: `store.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The path's bytes as a URI path: every byte but letters, digits and `/._-~` escaped, so
+/// that `?`, `#`, `%` and bytes that are not UTF-8 keep their meaning.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// SQLite's quick check of the file's structure (pages, b-trees, record formats): a
+/// damaged store would otherwise be read with rows silently missing.
+fn check_integrity(conn: &Connection) -> Result<(), Failure> {
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(Failure::Data(format!(
+        "the store is damaged, and regstudy reads nothing from a damaged store; restore it \
+         from a backup (SQLite's check says: {})",
+        problems.join("; ")
+    )))
+}
+
+/// The store's random identity, from its `metadata` table.
+fn store_id(conn: &Connection) -> Result<String, Failure> {
+    let id: Option<String> = conn
+        .query_row(
+            "SELECT value FROM metadata WHERE key = 'store_id'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    id.ok_or_else(|| Failure::Data("the store has no `store_id` in its metadata table".into()))
+}
+
+/// Fails if the file is not empty and does not begin as a SQLite database does. SQLite
+/// itself takes a file shorter than its header for an empty database and writes over it; a
+/// file given by mistake must be left alone.
 fn check_header(path: &Path) -> Result<(), Failure> {
     use std::io::Read;
     let mut header = Vec::with_capacity(16);
-    let read = match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => Err(e),
-        Ok(file) => file.take(16).read_to_end(&mut header),
-    };
-    read.map_err(|e| Failure::Data(format!("reading the file: {e}")))?;
-    if header.is_empty() || header == b"SQLite format 3\0" {
+    std::fs::File::open(path)
+        .and_then(|file| file.take(16).read_to_end(&mut header))
+        .map_err(|e| Failure::Data(format!("cannot read it: {e}")))?;
+    if header == b"SQLite format 3\0" {
         Ok(())
     } else {
         Err(Failure::Data(NOT_A_DATABASE.into()))
@@ -360,20 +691,23 @@ fn configure(conn: &Connection) -> Result<(), Failure> {
              needs a local, writable filesystem"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    // Foreign keys are turned on once the schema is prepared: an upgrade that rebuilds a
+    // table must run without them (they can only change outside a transaction).
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
     Ok(())
 }
 
-/// Creates the schema in a new file, or checks that an existing file has this schema. In a
-/// transaction, so that processes opening a new file at once create it only once.
+/// Creates the schema in a new file, or upgrades an older one in place (the file was
+/// recognized as a store by [`inspect`]). In a transaction, so that processes opening a new
+/// file at once create it only once, and an upgrade is whole or not at all.
 fn prepare_schema(conn: &mut Connection) -> Result<(), Failure> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     match version {
         SCHEMA_VERSION => {}
         1..SCHEMA_VERSION => {
-            for migration in &MIGRATIONS[(version - 1) as usize..] {
-                tx.execute_batch(migration)?;
+            for migrate in &MIGRATIONS[(version - 1) as usize..] {
+                migrate(&tx)?;
             }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -390,7 +724,7 @@ fn prepare_schema(conn: &mut Connection) -> Result<(), Failure> {
                         .into(),
                 ));
             }
-            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(&schema())?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         other => {
@@ -738,14 +1072,97 @@ fn finish(
     Ok(())
 }
 
+/// Adds a new attempt after the failed latest attempt of each trial in `numbers` (every
+/// failed trial when empty); returns the numbers retried. The failed rows stay as they
+/// are, with their epochs and claims.
+fn retry(conn: &mut Connection, study: &str, numbers: &[usize]) -> Result<Vec<usize>, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    require_study(&tx, study)?;
+    let latest: Vec<(usize, i64, String)> = tx
+        .prepare(&format!(
+            "SELECT t.number, t.id, t.state FROM trials t WHERE t.study = ?1 AND {LATEST}
+             ORDER BY t.number"
+        ))?
+        .query_map([study], |row| {
+            let number: i64 = row.get(0)?;
+            Ok((
+                usize::try_from(number).unwrap_or(usize::MAX),
+                row.get(1)?,
+                row.get(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let failed = |(_, _, state): &&(usize, i64, String)| state == "failed";
+    let chosen: Vec<&(usize, i64, String)> = if numbers.is_empty() {
+        latest.iter().filter(failed).collect()
+    } else {
+        numbers
+            .iter()
+            .map(|&n| retryable(&latest, study, n))
+            .collect::<Result<_, _>>()?
+    };
+    for (_, id, _) in &chosen {
+        tx.execute(
+            "INSERT INTO trials (study, number, retry, retry_of, grp, method, point, seed,
+                 config, phase, state, attempts)
+             SELECT study, number, retry + 1, id, grp, method, point, seed, config, phase,
+                 'waiting', 0
+             FROM trials WHERE id = ?1",
+            [id],
+        )?;
+    }
+    tx.commit()?;
+    Ok(chosen.into_iter().map(|(number, _, _)| *number).collect())
+}
+
+/// The latest attempt of trial `number`, if it failed.
+fn retryable<'a>(
+    latest: &'a [(usize, i64, String)],
+    study: &str,
+    number: usize,
+) -> Result<&'a (usize, i64, String), Failure> {
+    let refuse = |problem: String| Failure::Retry {
+        study: study.into(),
+        number,
+        problem,
+    };
+    let Some(found) = latest.iter().find(|(n, _, _)| *n == number) else {
+        return Err(refuse(format!(
+            "the study has no such trial (its trials are numbered 0 to {})",
+            latest.len().saturating_sub(1)
+        )));
+    };
+    match found.2.as_str() {
+        "failed" => Ok(found),
+        state @ ("waiting" | "running") => Err(refuse(format!(
+            "it is {state}; only a failed trial is retried, and this one will run at the next \
+             `regstudy study run`"
+        ))),
+        state => Err(refuse(format!(
+            "it is {state}; only a failed trial is retried (a {state} trial is a result, and \
+             results never change)"
+        ))),
+    }
+}
+
 fn read_trial(conn: &Connection, id: i64) -> Result<TrialRecord, Failure> {
-    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1");
+    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials t WHERE t.id = ?1");
     conn.query_row(&sql, [id], StoredTrial::from_row)?.parse()
 }
 
-fn trials(conn: &Connection, study: &str) -> Result<Vec<TrialRecord>, Failure> {
+/// The study's trials: each number's latest attempt (`every_attempt`: all of them), by
+/// number and attempt.
+fn trials(
+    conn: &Connection,
+    study: &str,
+    every_attempt: bool,
+) -> Result<Vec<TrialRecord>, Failure> {
     require_study(conn, study)?;
-    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study = ?1 ORDER BY number");
+    let latest = if every_attempt { "1" } else { LATEST };
+    let sql = format!(
+        "SELECT {TRIAL_COLUMNS} FROM trials t WHERE t.study = ?1 AND {latest}
+         ORDER BY t.number, t.retry"
+    );
     let mut select = conn.prepare(&sql)?;
     let stored = select.query_map([study], StoredTrial::from_row)?;
     let stored = stored.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -781,8 +1198,10 @@ fn counts(conn: &Connection, study: &str) -> Result<BTreeMap<TrialState, usize>,
     require_study(conn, study)?;
     let mut counts: BTreeMap<TrialState, usize> =
         TrialState::ALL.into_iter().map(|s| (s, 0)).collect();
-    let mut select =
-        conn.prepare("SELECT state, count(*) FROM trials WHERE study = ?1 GROUP BY state")?;
+    let mut select = conn.prepare(&format!(
+        "SELECT t.state, count(*) FROM trials t WHERE t.study = ?1 AND {LATEST}
+             GROUP BY t.state"
+    ))?;
     let rows = select.query_map([study], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
     for row in rows {
         let (state, n): (String, i64) = row?;
@@ -827,6 +1246,7 @@ struct StoredTrial {
     message: Option<String>,
     histogram: Option<String>,
     phase: String,
+    retry: u32,
 }
 
 impl StoredTrial {
@@ -849,6 +1269,7 @@ impl StoredTrial {
             message: row.get(13)?,
             histogram: row.get(14)?,
             phase: row.get(15)?,
+            retry: row.get(16)?,
         })
     }
 
@@ -871,6 +1292,7 @@ impl StoredTrial {
             },
             state: self.state.parse().map_err(|e| unreadable(id, "state", e))?,
             worker: self.worker,
+            retry: self.retry,
             attempts: self.attempts,
             started_at: self.started_at,
             finished_at: self.finished_at,
@@ -905,6 +1327,75 @@ mod tests {
     use std::sync::Arc;
 
     const FOREVER: Duration = Duration::from_secs(3600);
+
+    /// The schema of version 2, as it was written, for the upgrade tests.
+    const SCHEMA_V2: &str = "
+CREATE TABLE studies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version TEXT NOT NULL
+);
+CREATE TABLE trials (
+    id INTEGER PRIMARY KEY,
+    study TEXT NOT NULL REFERENCES studies(name),
+    number INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    method TEXT NOT NULL,
+    point TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    phase TEXT NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'confirm')),
+    state TEXT NOT NULL
+        CHECK (state IN ('waiting', 'running', 'done', 'failed', 'diverged')),
+    worker TEXT,
+    worker_host TEXT,
+    worker_pid INTEGER,
+    heartbeat REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    summary TEXT,
+    message TEXT,
+    histogram TEXT,
+    UNIQUE (study, number)
+);
+CREATE INDEX trials_by_worker ON trials(worker, state);
+CREATE TABLE epochs (
+    trial INTEGER NOT NULL REFERENCES trials(id),
+    epoch INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (trial, epoch)
+) WITHOUT ROWID;
+CREATE TABLE claims (
+    id INTEGER PRIMARY KEY,
+    trial INTEGER NOT NULL REFERENCES trials(id),
+    worker TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX claims_by_trial ON claims(trial);
+
+CREATE TRIGGER finished_trials_do_not_change BEFORE UPDATE ON trials
+WHEN OLD.state IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'a finished trial cannot change'); END;
+CREATE TRIGGER finished_trials_stay BEFORE DELETE ON trials
+WHEN OLD.state IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'a finished trial cannot be deleted'); END;
+CREATE TRIGGER finished_epochs_get_none_added BEFORE INSERT ON epochs
+WHEN (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER finished_epochs_do_not_change BEFORE UPDATE ON epochs
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
+  OR (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER finished_epochs_stay BEFORE DELETE ON epochs
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
+BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
+CREATE TRIGGER claims_do_not_change BEFORE UPDATE ON claims
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+CREATE TRIGGER claims_stay BEFORE DELETE ON claims
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+";
 
     /// A folder of its own for one test, removed at the end.
     struct Scratch(PathBuf);
@@ -1323,11 +1814,11 @@ mod tests {
     fn a_store_of_schema_one_is_upgraded_and_its_trials_read_as_search_trials() {
         let scratch = Scratch::new("upgrade");
         let raw = Connection::open(scratch.db()).unwrap();
-        let version_one = SCHEMA.replace(
+        let version_one = SCHEMA_V2.replace(
             "    phase TEXT NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'confirm')),\n",
             "",
         );
-        assert_ne!(version_one, SCHEMA, "the phase column is removed");
+        assert_ne!(version_one, SCHEMA_V2, "the phase column is removed");
         raw.execute_batch(&version_one).unwrap();
         raw.pragma_update(None, "user_version", 1).unwrap();
         raw.execute(
@@ -1410,5 +1901,326 @@ mod tests {
         assert!(store.studies().unwrap().is_empty());
         assert!(scratch.0.join("sub/url.db").exists());
         assert!(crate::store::open("postgres://localhost/x").is_err());
+    }
+
+    /// Fails the claimed trial `number` of study `s` with `worker`.
+    fn fail_next(store: &SqliteStore, worker: &Worker, message: &str) -> i64 {
+        let trial = store.claim("s", worker, FOREVER).unwrap().unwrap().id;
+        let outcome = Outcome {
+            state: TrialState::Failed,
+            summary: None,
+            message: Some(message.into()),
+            histogram: None,
+        };
+        store.finish(trial, worker, &outcome).unwrap();
+        trial
+    }
+
+    #[test]
+    fn a_failed_trial_gets_a_new_attempt_and_its_failed_attempt_stays_in_the_history() {
+        let (_scratch, store) = store_with("retry", 2);
+        let worker = Worker::of_this_process(0);
+        let failed = fail_next(&store, &worker, "disk full");
+        store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        assert_eq!(store.retry("s", &[]).unwrap(), vec![0]);
+        let current = store.trials("s").unwrap();
+        assert_eq!(current.len(), 2, "one row per trial number");
+        assert_eq!(
+            (current[0].state, current[0].retry, current[0].attempts),
+            (TrialState::Waiting, 1, 0)
+        );
+        assert_eq!(current[0].trial, new_trials(1)[0], "the same trial again");
+        let counts = store.counts("s").unwrap();
+        assert_eq!(counts[&TrialState::Failed], 0);
+        assert_eq!(counts[&TrialState::Waiting], 1);
+        let history = store.history("s").unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!((history[0].id, history[0].retry), (failed, 0));
+        assert_eq!(history[0].state, TrialState::Failed);
+        assert_eq!(history[0].message.as_deref(), Some("disk full"));
+        let again = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        assert_eq!((again.trial.number, again.retry), (0, 1));
+        let claimed: Vec<i64> = store.claims("s").unwrap().iter().map(|c| c.trial).collect();
+        assert_eq!(
+            claimed,
+            vec![failed, current[1].id, again.id],
+            "every claim is kept"
+        );
+        store.finish(again.id, &worker, &done()).unwrap();
+        assert!(store.retry("s", &[]).unwrap().is_empty(), "nothing failed");
+    }
+
+    #[test]
+    fn only_failed_trials_are_retried_and_a_refused_number_retries_none() {
+        let (_scratch, store) = store_with("retry-refused", 3);
+        let worker = Worker::of_this_process(0);
+        fail_next(&store, &worker, "boom");
+        let done_id = store.claim("s", &worker, FOREVER).unwrap().unwrap().id;
+        store.finish(done_id, &worker, &done()).unwrap();
+        for (numbers, expected) in [
+            (
+                vec![0, 1],
+                "study `s`, trial 1: cannot retry it: it is done",
+            ),
+            (vec![2], "trial 2: cannot retry it: it is waiting"),
+            (
+                vec![0, 7],
+                "trial 7: cannot retry it: the study has no such trial",
+            ),
+        ] {
+            let e = store.retry("s", &numbers).unwrap_err().to_string();
+            assert!(e.contains(expected), "{e}");
+        }
+        assert_eq!(store.history("s").unwrap().len(), 3, "nothing was added");
+        assert!(matches!(
+            store.retry("t", &[0]),
+            Err(StoreError::NoStudy { .. })
+        ));
+    }
+
+    #[test]
+    fn the_database_itself_lets_a_retry_follow_only_a_failed_attempt() {
+        let (scratch, store) = store_with("retry-trigger", 2);
+        let worker = Worker::of_this_process(0);
+        let failed = fail_next(&store, &worker, "boom");
+        let raw = Connection::open(scratch.db()).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        let insert = "INSERT INTO trials (study, number, retry, retry_of, grp, method, point,
+                          seed, config, state)
+                      SELECT study, ?2, ?3, id, grp, method, point, seed, config, 'waiting'
+                      FROM trials WHERE id = ?1";
+        let waiting = store.trials("s").unwrap()[1].id;
+        for (of, number, retry) in [(waiting, 1, 1), (failed, 1, 1), (failed, 0, 2)] {
+            let e = raw.execute(insert, params![of, number, retry]).unwrap_err();
+            assert!(
+                e.to_string().contains("a retry follows a failed attempt"),
+                "{e}"
+            );
+        }
+        raw.execute(insert, params![failed, 0, 1]).unwrap();
+        let e = raw.execute(insert, params![failed, 0, 1]).unwrap_err();
+        assert!(
+            e.to_string().contains("UNIQUE"),
+            "one retry per failed attempt: {e}"
+        );
+    }
+
+    #[test]
+    fn a_store_of_schema_two_is_upgraded_in_place_keeping_its_trials_epochs_and_claims() {
+        let scratch = Scratch::new("upgrade-two");
+        let raw = Connection::open(scratch.db()).unwrap();
+        raw.execute_batch(SCHEMA_V2).unwrap();
+        raw.pragma_update(None, "user_version", 2).unwrap();
+        raw.execute(
+            "INSERT INTO studies (name, spec, created_at, version) VALUES ('s', 'x', 1, '0')",
+            [],
+        )
+        .unwrap();
+        let config = config_to_toml(&new_trials(1)[0].config).unwrap();
+        for (id, state) in [(5, "failed"), (9, "waiting")] {
+            raw.execute(
+                "INSERT INTO trials (id, study, number, grp, method, point, seed, config, state,
+                     message, attempts)
+                 VALUES (?1, 's', ?1, '', 'l1', '{}', 0, ?2, 'running', 'disk full', 1)",
+                params![id, config],
+            )
+            .unwrap();
+            raw.execute(
+                "INSERT INTO claims (trial, worker, at) VALUES (?1, 'w', 1)",
+                [id],
+            )
+            .unwrap();
+            let epoch = serde_json::to_string(&metrics(1, 0.5)).unwrap();
+            raw.execute(
+                "INSERT INTO epochs (trial, epoch, metrics) VALUES (?1, 1, ?2)",
+                params![id, epoch],
+            )
+            .unwrap();
+            raw.execute(
+                "UPDATE trials SET state = ?2 WHERE id = ?1",
+                params![id, state],
+            )
+            .unwrap();
+        }
+        drop(raw);
+        let store = SqliteStore::open(&scratch.db()).unwrap();
+        let trials = store.trials("s").unwrap();
+        let rows: Vec<(i64, usize, u32, TrialState)> = trials
+            .iter()
+            .map(|t| (t.id, t.trial.number, t.retry, t.state))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (5, 5, 0, TrialState::Failed),
+                (9, 9, 0, TrialState::Waiting)
+            ]
+        );
+        assert_eq!(store.epochs(5).unwrap(), vec![metrics(1, 0.5)]);
+        assert_eq!(store.claims("s").unwrap().len(), 2);
+        assert_eq!(store.identity().id.len(), 32, "a store id was given");
+        assert_eq!(
+            store.retry("s", &[]).unwrap(),
+            vec![5],
+            "a v2 failure can be retried"
+        );
+        let raw = Connection::open(scratch.db()).unwrap();
+        let pragma = |name: &str| -> i64 {
+            raw.pragma_query_value(None, name, |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("user_version"), SCHEMA_VERSION);
+        assert_eq!(pragma("application_id"), APPLICATION_ID);
+        let e = raw
+            .execute("UPDATE trials SET state = 'waiting' WHERE id = 5", [])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("cannot change"),
+            "triggers are back: {e}"
+        );
+        let e = raw.execute("DELETE FROM claims", []).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+    }
+
+    /// Every file of the scratch folder with its bytes and modification time.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                (path.clone(), (std::fs::read(&path).unwrap(), modified))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_only_open_creates_and_changes_nothing() {
+        let (scratch, store) = store_with("read-only", 3);
+        let id = store.identity().id;
+        drop(store);
+        let before = snapshot(&scratch.0);
+        assert_eq!(
+            before.len(),
+            1,
+            "an idle store is one file: {:?}",
+            before.keys()
+        );
+        let reader = SqliteStore::open_read_only(&scratch.db()).unwrap();
+        assert_eq!(reader.trials("s").unwrap().len(), 3);
+        assert_eq!(reader.identity().id, id);
+        let e = reader
+            .add_trials("s", &new_trials(4))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("readonly"), "{e}");
+        drop(reader);
+        assert_eq!(
+            snapshot(&scratch.0),
+            before,
+            "no byte, time or file changed"
+        );
+    }
+
+    #[test]
+    fn a_read_only_open_refuses_a_missing_store_by_name_and_creates_no_folder() {
+        let scratch = Scratch::new("missing");
+        let path = scratch.0.join("typo/store.db");
+        let e = crate::store::open_existing(path.to_str().unwrap())
+            .err()
+            .unwrap();
+        let message = e.to_string();
+        assert!(
+            message.contains("no store at") && message.contains("typo/store.db"),
+            "{message}"
+        );
+        assert!(message.contains("--store"), "{message}");
+        assert!(!scratch.0.join("typo").exists());
+        let e = crate::store::open_existing_writable(path.to_str().unwrap())
+            .err()
+            .unwrap();
+        assert!(matches!(e, StoreError::Missing { .. }));
+    }
+
+    #[test]
+    fn a_read_only_open_of_an_older_schema_says_how_to_upgrade_it() {
+        let scratch = Scratch::new("ro-old");
+        let raw = Connection::open(scratch.db()).unwrap();
+        raw.execute_batch(SCHEMA_V2).unwrap();
+        raw.pragma_update(None, "user_version", 2).unwrap();
+        drop(raw);
+        let before = std::fs::read(scratch.db()).unwrap();
+        let e = SqliteStore::open_read_only(&scratch.db())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("schema version 2") && e.contains("regstudy study run"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(scratch.db()).unwrap(), before);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_byte_for_byte_as_it_was() {
+        let scratch = Scratch::new("foreign");
+        let path = scratch.0.join("other.sqlite");
+        let raw = Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(raw);
+        let before = snapshot(&scratch.0);
+        for open in [SqliteStore::open, SqliteStore::open_read_only] {
+            let e = open(&path).err().unwrap().to_string();
+            assert!(
+                e.contains("other.sqlite") && e.contains("not a regstudy store"),
+                "{e}"
+            );
+            assert!(e.contains("notes"), "names what it holds: {e}");
+            assert_eq!(
+                snapshot(&scratch.0),
+                before,
+                "not switched to WAL, nothing added"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_store_is_refused_rather_than_read_with_trials_missing() {
+        let (scratch, store) = store_with("damaged", 300);
+        drop(store);
+        let mut bytes = std::fs::read(scratch.db()).unwrap();
+        let page = 4096;
+        let pages = bytes.len() / page;
+        // Two neighbouring leaves of the trials table: the second becomes a copy of the
+        // first, so its rows are gone and the first's appear twice.
+        let (from, to) = (pages / 2 - 1, pages / 2);
+        let copy = bytes[from * page..(from + 1) * page].to_vec();
+        bytes[to * page..(to + 1) * page].copy_from_slice(&copy);
+        std::fs::write(scratch.db(), &bytes).unwrap();
+        let raw = Connection::open(scratch.db()).unwrap();
+        let numbers: Vec<i64> = raw
+            .prepare("SELECT number FROM trials NOT INDEXED")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let distinct: BTreeSet<i64> = numbers.iter().copied().collect();
+        assert!(
+            distinct.len() < 300,
+            "plain SQLite reads it without an error, trials missing"
+        );
+        drop(raw);
+        for open in [SqliteStore::open, SqliteStore::open_read_only] {
+            let e = open(&scratch.db()).err().unwrap().to_string();
+            assert!(
+                e.contains("store.db") && e.contains("the store is damaged"),
+                "{e}"
+            );
+        }
     }
 }

@@ -150,7 +150,11 @@ pub struct TrialRecord {
     pub state: TrialState,
     /// The worker that holds it (running) or finished it.
     pub worker: Option<String>,
-    /// How many times it was claimed (more than one after a worker died).
+    /// Which attempt at the trial this is: 0 for the first, `k` for the `k`-th retry of a
+    /// failed trial (`regstudy study retry`).
+    #[serde(default)]
+    pub retry: u32,
+    /// How many times this attempt was claimed (more than one after a worker died).
     pub attempts: u32,
     /// Unix seconds.
     pub started_at: Option<f64>,

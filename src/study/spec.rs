@@ -1254,6 +1254,7 @@ point_from = "l2"
             trial: trial.clone(),
             state: crate::study::record::TrialState::Done,
             worker: None,
+            retry: 0,
             attempts: 1,
             started_at: None,
             finished_at: None,
