@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::record::TrialState;
+use regstudy::study::retry::{numbers_text, retry_failed, Retried};
 use regstudy::study::runner::{run_study, RunnerConfig};
 use regstudy::study::spec::StudySpec;
 use std::path::PathBuf;
@@ -14,8 +15,11 @@ use std::time::Duration;
 pub enum StudyCommand {
     /// Run the trials of a study spec (TOML); rerun the same command to resume after a crash.
     Run(RunArgs),
-    /// Count each study's trials by state, and list the running ones.
+    /// Count each study's trials by state, and list the running and failed ones.
     Status(StatusArgs),
+    /// Give failed trials a new attempt, trained at the next `study run` of the study's spec;
+    /// the failed attempts stay in the store.
+    Retry(RetryArgs),
 }
 
 /// Where the studies are kept.
@@ -39,6 +43,22 @@ pub struct RunArgs {
     store: StoreArgs,
     #[command(flatten)]
     workers: WorkerArgs,
+    /// First give every failed trial of the study a new attempt (the failed attempts stay
+    /// in the store), then run.
+    #[arg(long)]
+    retry_failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The study.
+    study: StudyName,
+    /// Only this trial (its number, as `study status` shows it); repeat for several.
+    /// Default: every failed trial.
+    #[arg(long = "trial", value_name = "N")]
+    trials: Vec<usize>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// How many trials run at once, and on how many threads.
@@ -94,6 +114,7 @@ pub fn run(command: StudyCommand) -> CommandResult {
     match command {
         StudyCommand::Run(args) => run_spec(args),
         StudyCommand::Status(args) => status(args),
+        StudyCommand::Retry(args) => retry(args),
     }
 }
 
@@ -102,9 +123,68 @@ fn run_spec(args: RunArgs) -> CommandResult {
         .map_err(|e| format!("{}: cannot read the spec: {e}", args.spec.display()))?;
     let spec = StudySpec::parse(&text, &args.spec)?;
     let store = store::open(&args.store.store)?;
-    let config = args.workers.runner_config();
+    let config = RunnerConfig {
+        retry_failed: args.retry_failed,
+        ..args.workers.runner_config()
+    };
     let done = run_study(&spec, &text, store.as_ref(), &config)?;
+    print_retried(&spec.name, &done.retried);
     print_run_end(&spec.name, &args.store.store, &done);
+    if done.failed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "study {}: {} failed (see why with `regstudy study status --store {store} --study {}`); \
+         once the cause is fixed, retry with `regstudy study run {} --store {store} \
+         --retry-failed`, or one trial with `regstudy study retry {} --trial N --store {store}`",
+        spec.name,
+        trials_text(&done.failed),
+        spec.name,
+        args.spec.display(),
+        spec.name,
+        store = args.store.store,
+    )
+    .into())
+}
+
+/// `trial 3` or `2 trials (3, 5)`.
+fn trials_text(numbers: &[usize]) -> String {
+    match numbers {
+        [one] => format!("trial {one}"),
+        more => format!("{} trials ({})", more.len(), numbers_text(more)),
+    }
+}
+
+/// What `--retry-failed` did.
+fn print_retried(study: &str, retried: &Retried) {
+    if !retried.numbers.is_empty() {
+        println!(
+            "study {study}: {} get a new attempt",
+            trials_text(&retried.numbers)
+        );
+    }
+    for why in &retried.kept {
+        eprintln!("warning: {why}");
+    }
+}
+
+fn retry(args: RetryArgs) -> CommandResult {
+    let store = store::open_existing_writable(&args.store.store)?;
+    let study = args.study.as_str();
+    let retried = retry_failed(store.as_ref(), study, &args.trials)?;
+    if retried.numbers.is_empty() {
+        println!("study {study}: no failed trial to retry");
+    } else {
+        println!(
+            "study {study}: {} will run again at the next `regstudy study run` of its spec \
+             with --store {} (the failed attempts stay in the store)",
+            trials_text(&retried.numbers),
+            args.store.store
+        );
+    }
+    for why in &retried.kept {
+        eprintln!("warning: {why}");
+    }
     Ok(())
 }
 
@@ -170,17 +250,19 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
             TrialState::Running => {
                 let epochs = store.epochs(trial.id)?.len();
                 println!(
-                    "  running: trial {} ({name}, seed {}), {epochs}/{} epochs done, on {}",
+                    "  running: trial {}{} ({name}, seed {}), {epochs}/{} epochs done, on {}",
                     t.number,
+                    retry_text(trial.retry),
                     t.seed,
                     t.config.epochs,
                     trial.worker.as_deref().unwrap_or("?")
                 );
             }
             TrialState::Failed | TrialState::Diverged => println!(
-                "  {}: trial {} ({name}, seed {}): {}",
+                "  {}: trial {}{} ({name}, seed {}): {}",
                 trial.state,
                 t.number,
+                retry_text(trial.retry),
                 t.seed,
                 trial.message.as_deref().unwrap_or("")
             ),
@@ -188,4 +270,12 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
         }
     }
     Ok(())
+}
+
+/// ` (retry 2)` for a retried trial's attempt, else nothing.
+fn retry_text(retry: u32) -> String {
+    match retry {
+        0 => String::new(),
+        k => format!(" (retry {k})"),
+    }
 }

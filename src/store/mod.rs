@@ -113,7 +113,7 @@ pub enum StoreError {
         hint: String,
     },
     /// A write to a finished trial, or to a trial held by another worker.
-    #[error("trial {trial}: {message}")]
+    #[error("the trial with id {trial}: {message}")]
     Trial { trial: i64, message: String },
     /// A trial that cannot be retried, by its number.
     #[error("study `{study}`, trial {number}: cannot retry it: {problem}")]

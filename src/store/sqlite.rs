@@ -362,21 +362,26 @@ impl Store for SqliteStore {
         metrics: &EpochMetrics,
     ) -> Result<(), StoreError> {
         self.run(
-            || format!("recording epoch {} of trial {trial}", metrics.epoch),
+            || {
+                format!(
+                    "recording epoch {} of the trial with id {trial}",
+                    metrics.epoch
+                )
+            },
             |conn| record_epoch(conn, trial, worker, metrics),
         )
     }
 
     fn reset_epochs(&self, trial: i64, worker: &Worker) -> Result<(), StoreError> {
         self.run(
-            || format!("clearing the epochs of trial {trial}"),
+            || format!("clearing the epochs of the trial with id {trial}"),
             |conn| reset_epochs(conn, trial, worker),
         )
     }
 
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError> {
         self.run(
-            || format!("finishing trial {trial}"),
+            || format!("finishing the trial with id {trial}"),
             |conn| finish(conn, trial, worker, outcome),
         )
     }
@@ -390,7 +395,7 @@ impl Store for SqliteStore {
 
     fn epochs(&self, trial: i64) -> Result<Vec<EpochMetrics>, StoreError> {
         self.run(
-            || format!("reading the epochs of trial {trial}"),
+            || format!("reading the epochs of the trial with id {trial}"),
             |conn| epochs(conn, trial),
         )
     }
@@ -1187,7 +1192,7 @@ fn epochs(conn: &Connection, trial: i64) -> Result<Vec<EpochMetrics>, Failure> {
         .map(|(epoch, json)| {
             serde_json::from_str(&json).map_err(|e| {
                 Failure::Data(format!(
-                    "trial {trial}, epoch {epoch}: column metrics does not read: {e}"
+                    "the trial with id {trial}, epoch {epoch}: column metrics does not read: {e}"
                 ))
             })
         })
@@ -1304,7 +1309,9 @@ impl StoredTrial {
 }
 
 fn unreadable(trial: i64, column: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::Data(format!("trial {trial}: column {column} does not read: {e}"))
+    Failure::Data(format!(
+        "the trial with id {trial}: column {column} does not read: {e}"
+    ))
 }
 
 fn optional_json<T: DeserializeOwned>(

@@ -6,8 +6,10 @@
 //! - the runner claims trials from a [`crate::store::Store`] and trains them.
 
 pub mod name;
+pub mod owner;
 pub mod presets;
 pub mod record;
+pub mod retry;
 pub mod runner;
 pub mod select;
 pub mod spec;

@@ -12,10 +12,13 @@
 
 use crate::checkpoint::read_tensors;
 use crate::data::{self, Dataset, DatasetSpec};
+use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
+use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::record::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{SpecError, StudySpec};
-use crate::train::{self, EpochMetrics, RunConfig, RunOptions, Summary, TrainError};
+use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -48,6 +51,8 @@ pub struct RunnerConfig {
     pub data_dir: Option<PathBuf>,
     /// Draw an overall bar (on a terminal) and print a line per finished trial.
     pub progress: bool,
+    /// Give every failed trial a new attempt before running (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 impl Default for RunnerConfig {
@@ -60,6 +65,7 @@ impl Default for RunnerConfig {
             max_attempts: 5,
             data_dir: None,
             progress: true,
+            retry_failed: false,
         }
     }
 }
@@ -97,6 +103,11 @@ pub enum StudyError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Retry(#[from] RetryError),
+    /// A run folder of the study that another study or store owns.
+    #[error("{0}")]
+    Folder(#[from] OwnerError),
     /// A runner setting, named as its command-line option.
     #[error("{0}")]
     Invalid(String),
@@ -110,6 +121,10 @@ pub struct StudyRun {
     /// The study's trials by state afterwards.
     pub counts: BTreeMap<TrialState, usize>,
     pub seconds: f64,
+    /// What `retry_failed` did before the run.
+    pub retried: Retried,
+    /// The numbers of the trials whose latest attempt failed, afterwards.
+    pub failed: Vec<usize>,
 }
 
 /// Runs (or resumes) the study: checks its data sets, creates it in the store if new, then
@@ -133,7 +148,14 @@ pub fn run_study(
         created_at: unix_now(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    store.create_study(&record, &spec.trials())?;
+    let first = spec.trials();
+    check_run_folders(spec, &first, &store.identity())?;
+    store.create_study(&record, &first)?;
+    let retried = if config.retry_failed {
+        retry_failed(store, &spec.name, &[])?
+    } else {
+        Retried::default()
+    };
     let counts = store.counts(&spec.name)?;
     let total = spec.expected_trials().max(counts.values().sum());
     let finished = counts
@@ -150,14 +172,53 @@ pub fn run_study(
         threads_each: (cores / config.workers).max(1),
         config,
         total,
+        identity: store.identity(),
+        finished: AtomicUsize::new(finished),
     };
     let finished_here = run_workers(&context)?;
     bar.finish_and_clear();
+    let failed = store
+        .trials(&spec.name)?
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .map(|t| t.trial.number)
+        .collect();
     Ok(StudyRun {
         finished_here,
         counts: store.counts(&spec.name)?,
         seconds: start.elapsed().as_secs_f64(),
+        retried,
+        failed,
     })
+}
+
+/// Refuses to start when a run folder of the study's first trials is owned by another
+/// store or study, or holds another run without an owner (see [`crate::study::owner`]):
+/// the study stops before it is created rather than failing trial after trial. Any attempt
+/// of the same trial in this store is its own.
+fn check_run_folders(
+    spec: &StudySpec,
+    trials: &[crate::study::record::NewTrial],
+    store: &StoreIdentity,
+) -> Result<(), OwnerError> {
+    for trial in trials {
+        let (Some(out), Ok(checked)) = (&trial.config.out, trial.config.check()) else {
+            continue;
+        };
+        if !out.exists() {
+            continue;
+        }
+        let owner = Owner {
+            store_id: store.id.clone(),
+            store: store.location.clone(),
+            study: spec.name.clone(),
+            trial: trial.number,
+            // Any attempt: every attempt's folder of this trial is an earlier one.
+            retry: u32::MAX,
+        };
+        owner::standing(out, &owner, &checked.config)?;
+    }
+    Ok(())
 }
 
 /// What the workers of one call share.
@@ -169,6 +230,31 @@ struct WorkerContext<'a> {
     threads_each: usize,
     config: &'a RunnerConfig,
     total: usize,
+    /// The store's identity, recorded as the owner of each run folder.
+    identity: StoreIdentity,
+    /// Trials finished so far (by any worker of any process), for the progress lines.
+    finished: AtomicUsize,
+}
+
+impl WorkerContext<'_> {
+    /// The owner record of `trial`'s run folder.
+    fn owner_of(&self, trial: &TrialRecord) -> Owner {
+        Owner {
+            store_id: self.identity.id.clone(),
+            store: self.identity.location.clone(),
+            study: self.spec.name.clone(),
+            trial: trial.trial.number,
+            retry: trial.retry,
+        }
+    }
+
+    /// The message of a trial stopped because its run folder is not its own.
+    fn stopped_by_folder(&self, trial: &TrialRecord, e: &OwnerError) -> String {
+        format!(
+            "{e}; then retry the trial with: regstudy study retry {} --trial {} --store {}",
+            self.spec.name, trial.trial.number, self.identity.location
+        )
+    }
 }
 
 /// Loads every data set the trials use, once, before any trial starts: a missing or broken
@@ -248,7 +334,7 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
         };
         if let Some(out) = &trial.trial.config.out {
             if outcome.state != TrialState::Failed {
-                sync_epochs(store, trial.id, worker, out);
+                sync_epochs(store, &trial, worker, out);
             }
         }
         match record_outcome(store, trial.id, worker, outcome.clone()) {
@@ -320,9 +406,22 @@ fn add_later_trials(store: &dyn Store, spec: &StudySpec) -> Result<usize, StoreE
 
 /// Makes the stored epochs those of the run folder, the record of the attempt that
 /// finished (an earlier attempt may have recorded epochs the last one did not reach).
-fn sync_epochs(store: &dyn Store, trial: i64, worker: &Worker, out: &Path) {
-    let Ok(text) = std::fs::read_to_string(out.join("metrics.jsonl")) else {
-        return;
+fn sync_epochs(store: &dyn Store, record: &TrialRecord, worker: &Worker, out: &Path) {
+    let trial = record.id;
+    let path = out.join("metrics.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // The run ended before its first epoch: there is nothing to sync.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            eprintln!(
+                "warning: trial {}: cannot read {}: {e}; the epochs recorded while it trained \
+                 are kept",
+                record.trial.number,
+                path.display()
+            );
+            return;
+        }
     };
     let epochs: Vec<EpochMetrics> = text
         .lines()
@@ -334,7 +433,7 @@ fn sync_epochs(store: &dyn Store, trial: i64, worker: &Worker, out: &Path) {
             .try_for_each(|m| store.record_epoch(trial, worker, m))
     });
     if let Err(e) = synced {
-        eprintln!("warning: {e}");
+        eprintln!("warning: trial {}: {e}", record.trial.number);
     }
 }
 
@@ -402,10 +501,24 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     let Some(out) = config.out.clone() else {
         return failed("the trial has no run folder".into());
     };
-    if !folder_is_this_trials(&out, &checked.config) {
-        if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
-            return failed(message);
-        }
+    let owner = context.owner_of(trial);
+    let clear = || clear_folder(context.store, trial.id, worker, &out, &owner);
+    let taken = match owner::standing(&out, &owner, &checked.config) {
+        Err(e) => return failed(context.stopped_by_folder(trial, &e)),
+        Ok(Standing::EarlierAttempt) => clear(),
+        Ok(Standing::Free | Standing::ThisAttempt) => owner::write(&out, &owner)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let started = out.join("config.toml").exists();
+                if !started || owner::same_settings(&out, &checked.config) {
+                    Ok(())
+                } else {
+                    clear()
+                }
+            }),
+    };
+    if let Err(message) = taken {
+        return failed(message);
     }
     if let Some(summary) = finished_run(&out) {
         return done(summary, &out);
@@ -413,7 +526,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     let resume = out.join("checkpoint").is_dir();
     if !resume {
         // An earlier attempt died before its first checkpoint: nothing to keep.
-        if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
+        if let Err(message) = clear() {
             return failed(message);
         }
     }
@@ -421,14 +534,14 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     let epochs = config.epochs;
     let record_epoch = |m: &EpochMetrics| {
         epochs_here.fetch_add(1, Ordering::Relaxed);
-        let number = trial.trial.number + 1;
+        let number = trial.trial.number;
         context
             .bar
             .set_message(format!("trial {number}: epoch {}/{epochs}", m.epoch));
         match context.store.record_epoch(trial.id, worker, m) {
             Err(StoreError::Trial { message, .. }) => Err(message),
             Err(e) => {
-                eprintln!("warning: {e}");
+                eprintln!("warning: trial {number}: {e}");
                 Ok(())
             }
             Ok(()) => Ok(()),
@@ -446,7 +559,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
         Err(TrainError::Resume(_) | TrainError::Checkpoint(_))
             if options.resume && epochs_here.load(Ordering::Relaxed) == 0 =>
         {
-            if let Err(message) = clear_folder(context.store, trial.id, worker, &out) {
+            if let Err(message) = clear() {
                 return failed(message);
             }
             let fresh = RunOptions {
@@ -460,32 +573,20 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     outcome_of(result, &out)
 }
 
-/// Whether the run folder is absent or was started with this trial's settings (apart from
-/// threads, which change with `--workers`, and where the data is read from). A folder of
-/// another study that used the same `runs_dir`, or of this study before its spec changed,
-/// is not continued.
-fn folder_is_this_trials(out: &Path, config: &RunConfig) -> bool {
-    if !out.exists() {
-        return true;
-    }
-    let Ok(recorded) = RunConfig::from_file(&out.join("config.toml")) else {
-        return false;
-    };
-    let comparable = |c: &RunConfig| RunConfig {
-        threads: 0,
-        data_dir: None,
-        out: None,
-        ..c.clone()
-    };
-    comparable(&recorded) == comparable(config)
-}
-
-/// Removes a run folder that cannot be continued, and the epochs recorded from it.
-fn clear_folder(store: &dyn Store, trial: i64, worker: &Worker, out: &Path) -> Result<(), String> {
+/// Empties a run folder of this trial that cannot be continued, keeping its owner record,
+/// and forgets the epochs recorded from it.
+fn clear_folder(
+    store: &dyn Store,
+    trial: i64,
+    worker: &Worker,
+    out: &Path,
+    owner: &Owner,
+) -> Result<(), String> {
     if out.exists() {
         std::fs::remove_dir_all(out)
             .map_err(|e| format!("{}: cannot clear for a fresh start: {e}", out.display()))?;
     }
+    owner::write(out, owner).map_err(|e| e.to_string())?;
     store.reset_epochs(trial, worker).map_err(|e| e.to_string())
 }
 
@@ -563,11 +664,14 @@ fn report_line(context: &WorkerContext, trial: &TrialRecord, outcome: &Outcome) 
         Phase::Confirm if context.spec.confirms() => " (confirmation)",
         _ => "",
     };
+    let retry = match trial.retry {
+        0 => String::new(),
+        k => format!(" (retry {k})"),
+    };
+    let finished = context.finished.fetch_add(1, Ordering::Relaxed) + 1;
     let line = format!(
-        "[{:>4}/{}] {name} seed {}{phase}: {result}",
-        t.number + 1,
-        context.total,
-        t.seed
+        "[{finished:>4}/{}] trial {}{retry}: {name} seed {}{phase}: {result}",
+        context.total, t.number, t.seed
     );
     if context.bar.is_hidden() {
         println!("{line}");
@@ -619,40 +723,5 @@ mod tests {
         };
         assert!(none.check().is_err());
         assert!(RunnerConfig::default().check().is_ok());
-    }
-
-    #[test]
-    fn a_run_folder_is_continued_only_under_the_same_settings() {
-        let dir = std::env::temp_dir().join(format!("regstudy-runner-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(folder_is_this_trials(&dir, &RunConfig::default()), "absent");
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = RunConfig {
-            dataset: "mnist".into(),
-            model: "simple-cnn".into(),
-            epochs: 3,
-            ..RunConfig::default()
-        };
-        let recorded = RunConfig {
-            threads: 7,
-            out: Some(dir.clone()),
-            ..config.clone()
-        };
-        std::fs::write(dir.join("config.toml"), recorded.to_toml()).unwrap();
-        assert!(
-            folder_is_this_trials(&dir, &config),
-            "threads and out do not count"
-        );
-        let longer = RunConfig {
-            epochs: 20,
-            ..config.clone()
-        };
-        assert!(!folder_is_this_trials(&dir, &longer), "other settings");
-        std::fs::remove_file(dir.join("config.toml")).unwrap();
-        assert!(
-            !folder_is_this_trials(&dir, &config),
-            "a folder without a config"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

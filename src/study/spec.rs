@@ -206,13 +206,57 @@ struct RawSpec {
     paper: Vec<Spanned<PaperValue>>,
     #[serde(default)]
     notes: Vec<String>,
+    max_trials: Option<Spanned<usize>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `seeds` and `confirm_seeds`: a count, or a list of seeds.
 enum RawSeeds {
     Count(u64),
     List(Vec<u64>),
+}
+
+/// Reads a count or a list of non-negative integers, and says so when given anything else.
+impl<'de> Deserialize<'de> for RawSeeds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Seeds;
+        impl<'de> serde::de::Visitor<'de> for Seeds {
+            type Value = RawSeeds;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a count of seeds (such as 3) or a list of seeds (such as [0, 1, 2])")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawSeeds, E> {
+                u64::try_from(n).map(RawSeeds::Count).map_err(|_| {
+                    E::custom(format!(
+                        "expected a count of seeds (such as 3) or a list of seeds, got {n}"
+                    ))
+                })
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawSeeds, E> {
+                Ok(RawSeeds::Count(n))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawSeeds, A::Error> {
+                let mut list = Vec::new();
+                while let Some(value) = seq.next_element::<toml::Value>()? {
+                    let seed = value.as_integer().and_then(|n| u64::try_from(n).ok());
+                    let seed = seed.ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "expected a list of seeds, each an integer >= 0, got {value}"
+                        ))
+                    })?;
+                    list.push(seed);
+                }
+                Ok(RawSeeds::List(list))
+            }
+        }
+        deserializer.deserialize_any(Seeds)
+    }
 }
 
 #[derive(Deserialize)]
@@ -240,9 +284,14 @@ struct RawMethod {
 /// The options a trial may not take from a spec: the runner sets them per trial.
 const RUNNER_OPTIONS: [&str; 3] = ["out", "seed", "threads"];
 
-/// The most seeds, and trials, a study may have: a typo such as `seeds = 10000000000`
-/// is caught before it is expanded.
+/// The most seeds a study may have: a typo such as `seeds = 10000000000` is caught before
+/// it is expanded.
 const MAX_SEEDS: u64 = 10_000;
+/// The most trials a study may have unless its `max_trials` says more: a grid typed with a
+/// zero too many would otherwise fill the store (a million trials take most of a gigabyte)
+/// before anything runs.
+const DEFAULT_MAX_TRIALS: usize = 10_000;
+/// The most `max_trials` may allow, and the most grid points one method may expand to.
 const MAX_TRIALS: usize = 1_000_000;
 
 /// Turns byte offsets into line and column numbers and builds located errors.
@@ -338,7 +387,12 @@ impl StudySpec {
     /// How many trials the study has once every choice is made.
     pub fn expected_trials(&self) -> usize {
         let waiting = self.methods.iter().filter(|m| self.waits(m)).count();
-        self.first_phase_len() + self.groups.len() * waiting * self.reported_seeds().len()
+        let later = self
+            .groups
+            .len()
+            .saturating_mul(waiting)
+            .saturating_mul(self.reported_seeds().len());
+        self.first_phase_len().saturating_add(later)
     }
 
     /// Whether the method's point is chosen by a search on the search seeds.
@@ -392,10 +446,10 @@ impl StudySpec {
                 } else {
                     self.seeds.len()
                 };
-                m.points.len() * seeds
+                m.points.len().saturating_mul(seeds)
             })
-            .sum();
-        self.groups.len() * per_group
+            .fold(0, usize::saturating_add);
+        self.groups.len().saturating_mul(per_group)
     }
 
     fn trial(
@@ -535,6 +589,9 @@ impl StudySpec {
                     let config = self
                         .config_of(group, method, point, seed, 0)
                         .map_err(|e| self.error_at(g, m, p, "", e.message().trim()))?;
+                    if let Some(problem) = self.needs_validation(method, &config) {
+                        return Err(self.error_at(g, m, p, "val_fraction", problem));
+                    }
                     if let Err(e) = config.check() {
                         let option = field_of_option(&e.option);
                         return Err(self.error_at(g, m, p, &option, e.problem));
@@ -543,6 +600,30 @@ impl StudySpec {
             }
         }
         Ok(())
+    }
+
+    /// Why a trial of `method` with `config` cannot run without a validation split, when
+    /// it has none (`val_fraction = 0`): choosing among grid points and early stopping both
+    /// read the validation split (the test set is never used to choose).
+    fn needs_validation(&self, method: &Method, config: &RunConfig) -> Option<String> {
+        if config.val_fraction > 0.0 {
+            None
+        } else if self.searches(method) {
+            Some(format!(
+                "method `{}` has {} grid points, chosen among on the validation split, so \
+                 `val_fraction` must be above 0 (it is 0); the test set is never used to choose",
+                method.name,
+                method.points.len()
+            ))
+        } else if config.patience.is_some() {
+            Some(
+                "early stopping (`patience`) watches the validation split, so `val_fraction` \
+                 must be above 0 (it is 0)"
+                    .into(),
+            )
+        } else {
+            None
+        }
     }
 
     /// An error about `option` in the trials of group `g`, method `m`, point `p`, located at
@@ -693,27 +774,11 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
     };
     check_point_sources(raw_methods.get_ref(), &methods, at)?;
     check_paper(&raw.paper, &groups, &methods, at)?;
-    let points: usize = methods.iter().map(|m| m.points.len()).sum();
-    let later = methods
-        .len()
-        .saturating_mul(confirm_seeds.len().max(seeds.len()));
-    let trials = groups.len().saturating_mul(
-        points
-            .saturating_mul(seeds.len().max(confirm_seeds.len()))
-            .saturating_add(later),
-    );
-    if trials > MAX_TRIALS {
-        return Err(at.error(
-            None,
-            "method",
-            format!("the study expands to {trials} trials, more than {MAX_TRIALS}"),
-        ));
-    }
     let runs_dir = raw
         .runs_dir
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(&name));
-    Ok(StudySpec {
+    let spec = StudySpec {
         name,
         description: raw.description,
         seeds,
@@ -728,7 +793,35 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
         notes: raw.notes,
         file: at.file.to_path_buf(),
         origins,
-    })
+    };
+    check_trial_count(spec.expected_trials(), raw.max_trials.as_ref(), at)?;
+    Ok(spec)
+}
+
+/// Refuses a study of more trials than its limit: `max_trials`, else
+/// [`DEFAULT_MAX_TRIALS`]; `max_trials` itself is at most [`MAX_TRIALS`].
+fn check_trial_count(
+    trials: usize,
+    max_trials: Option<&Spanned<usize>>,
+    at: &Locator,
+) -> Result<(), SpecError> {
+    if let Some(limit) = max_trials.filter(|m| *m.get_ref() > MAX_TRIALS) {
+        let problem = format!("expected at most {MAX_TRIALS}, got {}", limit.get_ref());
+        return Err(at.error(Some(limit.span()), "max_trials", problem));
+    }
+    let limit = max_trials.map_or(DEFAULT_MAX_TRIALS, |m| *m.get_ref());
+    if trials <= limit {
+        return Ok(());
+    }
+    let problem = if trials > MAX_TRIALS {
+        format!("the study expands to {trials} trials, more than the most a study may have ({MAX_TRIALS})")
+    } else {
+        format!(
+            "the study expands to {trials} trials, more than its limit of {limit}; if that \
+             many is meant, raise the limit with `max_trials = {trials}` at the top of the spec"
+        )
+    };
+    Err(at.error(max_trials.map(Spanned::span), "max_trials", problem))
 }
 
 /// A name used in folder names and reports, checked by [`super::name::check_name`].
@@ -937,6 +1030,16 @@ fn expand_grid(
     at: &Locator,
     origins: &mut BTreeMap<String, (usize, usize)>,
 ) -> Result<Vec<toml::Table>, SpecError> {
+    let count = grid.values().fold(1usize, |n, values| {
+        n.saturating_mul(values.get_ref().as_array().map_or(1, Vec::len))
+    });
+    if count > MAX_TRIALS {
+        let span = grid.values().next().map(Spanned::span);
+        let problem = format!(
+            "the grid has {count} points, more than the most a study may have ({MAX_TRIALS})"
+        );
+        return Err(at.error(span, format!("{field}.grid"), problem));
+    }
     let mut points = vec![toml::Table::new()];
     for (key, values) in grid {
         let path = format!("{field}.grid.{}", key.get_ref());
@@ -1275,6 +1378,101 @@ point_from = "l2"
         let text = GOOD.replace("[[method]]\nname = \"none\"", "[[method]]\nname = \"..\"");
         assert_eq!(parse(&text).unwrap_err().field, "method[0].name");
         assert!(parse(&GOOD.replace("name = \"small\"", "name = \"v1.2\"")).is_ok());
+    }
+
+    #[test]
+    fn a_bad_seeds_value_says_what_is_expected_at_its_line() {
+        for (seeds, expected) in [
+            (
+                "\"three\"",
+                "a count of seeds (such as 3) or a list of seeds",
+            ),
+            ("1.5", "a count of seeds (such as 3) or a list of seeds"),
+            ("-1", "got -1"),
+            ("[0, \"a\"]", "each an integer >= 0, got \"a\""),
+            ("[0, -2]", "each an integer >= 0, got -2"),
+        ] {
+            let text = GOOD.replace("seeds = 2", &format!("seeds = {seeds}"));
+            let err = parse(&text).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with("study.toml:2:") && message.contains(expected),
+                "{seeds}: {message}"
+            );
+            assert!(
+                !message.contains("RawSeeds") && !message.contains("untagged"),
+                "{message}"
+            );
+        }
+        let list = parse(&GOOD.replace("seeds = 2", "seeds = [4, 7]")).unwrap();
+        assert_eq!(list.seeds, vec![4, 7]);
+    }
+
+    #[test]
+    fn a_study_above_its_trial_limit_is_refused_with_the_count_and_how_to_raise_it() {
+        let grid = "grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }";
+        let values: Vec<String> = (0..5001)
+            .map(|k| format!("{}", 1e-6 * (k + 1) as f64))
+            .collect();
+        let big = GOOD.replace(grid, &format!("grid = {{ l1 = [{}] }}", values.join(", ")));
+        let err = parse(&big).unwrap_err();
+        assert_eq!(err.field, "max_trials");
+        assert!(
+            err.problem
+                .contains("expands to 10004 trials, more than its limit of 10000")
+                && err.problem.contains("`max_trials = 10004`"),
+            "{err}"
+        );
+        let raised = format!("max_trials = 10004\n{big}");
+        assert_eq!(parse(&raised).unwrap().trials().len(), 10004);
+        let too_high = format!("max_trials = 2000000\n{GOOD}");
+        assert!(parse(&too_high)
+            .unwrap_err()
+            .problem
+            .contains("expected at most 1000000"));
+    }
+
+    #[test]
+    fn a_grid_of_millions_of_points_is_refused_before_it_is_expanded() {
+        let axis = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]";
+        let axes: Vec<String> = [
+            "epochs",
+            "batch_size",
+            "lr",
+            "l1",
+            "l2",
+            "momentum",
+            "dropout",
+        ]
+        .iter()
+        .map(|k| format!("{k} = {axis}"))
+        .collect();
+        let grid = "grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }";
+        let text = GOOD.replace(grid, &format!("grid = {{ {} }}", axes.join(", ")));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "method[1].grid");
+        assert!(err.problem.contains("10000000 points"), "{err}");
+    }
+
+    #[test]
+    fn no_validation_split_is_refused_where_a_choice_or_early_stopping_needs_one() {
+        let zero = GOOD.replace("epochs = 1", "epochs = 1\nval_fraction = 0.0");
+        let err = parse(&zero).unwrap_err();
+        assert_eq!(err.field, "base.val_fraction");
+        assert_eq!(err.position, Some((8, 1)));
+        assert!(
+            err.problem.contains("method `l1` has 4 grid points")
+                && err.problem.contains("`val_fraction` must be above 0"),
+            "{err}"
+        );
+        let single = "grid = { l1 = [1e-5] }";
+        let grid = "grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }";
+        let one_point = zero.replace(grid, single);
+        assert!(parse(&one_point).is_ok(), "nothing is chosen: it may run");
+        let stopping = one_point.replace("epochs = 1", "epochs = 1\npatience = 2");
+        let err = parse(&stopping).unwrap_err();
+        assert_eq!(err.field, "base.val_fraction");
+        assert!(err.problem.contains("early stopping (`patience`)"), "{err}");
     }
 
     #[test]

@@ -267,6 +267,10 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     write_atomic(path, bytes).map_err(io(path))
 }
 
+/// The file a study writes in a run folder before training starts, recording which store
+/// and trial own the folder; a folder that holds only it is empty.
+pub const OWNER_FILE: &str = "owner.json";
+
 /// Creates a new run folder with the resolved config, the run's identity and the model.
 fn create_run_folder(
     out: &Path,
@@ -276,7 +280,9 @@ fn create_run_folder(
     data: &Data,
     threads: usize,
 ) -> Result<(), TrainError> {
-    let occupied = out.read_dir().is_ok_and(|mut d| d.next().is_some());
+    let occupied = out
+        .read_dir()
+        .is_ok_and(|entries| entries.flatten().any(|e| e.file_name() != OWNER_FILE));
     if occupied {
         return Err(TrainError::Invalid(format!(
             "--out: {} already holds files; choose another folder, or continue it with --resume {}",
