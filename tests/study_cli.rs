@@ -339,3 +339,320 @@ grid = { l2 = [1e-4, 1e-3] }
         "{md}"
     );
 }
+
+/// Runs regstudy with `args` (and the store), returning its output.
+fn regstudy(args: &[&str], store: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .unwrap()
+}
+
+/// Two trials of one epoch: method `none` on seeds 0 and 1.
+fn write_two_trial_spec(dir: &Path, name: &str) -> PathBuf {
+    let spec = write_spec_with(dir, name, "seeds = 2", "\n[[method]]\nname = \"none\"\n");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("epochs = 2", "epochs = 1")).unwrap();
+    spec
+}
+
+#[test]
+fn a_failed_trial_fails_the_run_and_is_retried_as_a_new_attempt_keeping_the_failed_one() {
+    let dir = work_dir("retry");
+    let spec = write_two_trial_spec(&dir, "retry");
+    let store_path = dir.join("store.db");
+    // A worker killed during trial 0, then a run that allows one attempt: trial 0 fails,
+    // as it would after an out-of-memory kill.
+    let mut first = study_run(&spec, &store_path, 1).spawn().unwrap();
+    let start = Instant::now();
+    let running = loop {
+        let counts = store::open_existing(store_path.to_str().unwrap())
+            .and_then(|s| s.counts("retry"))
+            .ok();
+        if counts.is_some_and(|c| c[&TrialState::Running] > 0) {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(running, "the first run claimed a trial");
+    let args = [
+        "study",
+        "run",
+        "--quiet",
+        "--threads",
+        "1",
+        "--max-attempts",
+        "1",
+    ];
+    let out = regstudy(
+        &[&args[..], &[spec.to_str().unwrap()]].concat(),
+        &store_path,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "failed trials fail the run: {err}");
+    assert!(
+        err.contains("study retry: trial 0 failed")
+            && err.contains("--retry-failed")
+            && err.contains("regstudy study retry retry --trial N"),
+        "{err}"
+    );
+    let status = regstudy(&["study", "status"], &store_path);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("failed: trial 0 (none, seed 0): its worker stopped"),
+        "status names the trial by the same number: {text}"
+    );
+    let out = regstudy(&["study", "retry", "retry", "--trial", "1"], &store_path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("trial 1: cannot retry it: it is done"),
+        "{err}"
+    );
+    let out = regstudy(&["study", "retry", "retry"], &store_path);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("trial 0 will run again"),
+        "{said}"
+    );
+    let out = regstudy(
+        &[
+            "study",
+            "run",
+            "--quiet",
+            "--threads",
+            "1",
+            spec.to_str().unwrap(),
+        ],
+        &store_path,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = store::open(store_path.to_str().unwrap()).unwrap();
+    let trials = store.trials("retry").unwrap();
+    assert!(
+        trials.iter().all(|t| t.state == TrialState::Done),
+        "{trials:?}"
+    );
+    assert_eq!((trials[0].retry, trials[1].retry), (1, 0));
+    let history = store.history("retry").unwrap();
+    let failed = &history[0];
+    assert_eq!(
+        (failed.trial.number, failed.retry, failed.state),
+        (0, 0, TrialState::Failed)
+    );
+    assert!(failed
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("stopped during each of 1 attempts"));
+    let claims = store.claims("retry").unwrap();
+    let of = |id| claims.iter().filter(|c| c.trial == id).count();
+    assert_eq!(
+        of(failed.id),
+        2,
+        "the failed attempt's claims stay: {claims:?}"
+    );
+    assert_eq!(of(trials[0].id), 1);
+    let owner = std::fs::read_to_string(
+        trials[0]
+            .trial
+            .config
+            .out
+            .as_ref()
+            .unwrap()
+            .join("owner.json"),
+    );
+    assert!(
+        owner.unwrap().contains("\"retry\": 1"),
+        "the folder is the retry's"
+    );
+}
+
+#[test]
+fn another_stores_run_folder_is_left_alone_and_the_run_says_why() {
+    let dir = work_dir("owner");
+    let spec = write_two_trial_spec(&dir, "shared");
+    let first_store = dir.join("first.db");
+    let out = regstudy(
+        &[
+            "study",
+            "run",
+            "--quiet",
+            "--threads",
+            "1",
+            spec.to_str().unwrap(),
+        ],
+        &first_store,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = store::open_existing(first_store.to_str().unwrap()).unwrap();
+    let folder = first.trials("shared").unwrap()[0]
+        .trial
+        .config
+        .out
+        .clone()
+        .unwrap();
+    let weights = std::fs::read(folder.join("weights.safetensors")).unwrap();
+    // The same study name and runs_dir, another spec, another store.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("train_subset = 1500", "train_subset = 1000"),
+    )
+    .unwrap();
+    let second_store = dir.join("second.db");
+    let out = regstudy(
+        &[
+            "study",
+            "run",
+            "--quiet",
+            "--threads",
+            "1",
+            spec.to_str().unwrap(),
+        ],
+        &second_store,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("run folder {}", folder.display()))
+            && err.contains("belongs to trial 0 (attempt 0) of study `shared` in another store")
+            && err.contains("first.db")
+            && err.contains("another `runs_dir`"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("weights.safetensors")).unwrap(),
+        weights
+    );
+    let second = store::open_existing(second_store.to_str().unwrap()).unwrap();
+    assert!(
+        second.studies().unwrap().is_empty(),
+        "the study was not created"
+    );
+}
+
+#[test]
+fn read_only_commands_create_nothing_and_change_nothing() {
+    let dir = work_dir("read-only");
+    let missing = dir.join("typo/store.db");
+    for args in [
+        vec!["study", "status"],
+        vec![
+            "report",
+            "--study",
+            "x",
+            "--out",
+            dir.join("report").to_str().unwrap(),
+        ],
+        vec![
+            "export",
+            "--study",
+            "x",
+            "--format",
+            "csv",
+            "--out",
+            dir.join("export").to_str().unwrap(),
+        ],
+    ] {
+        let out = regstudy(&args, &missing);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains(&format!("no store at {}", missing.display())) && err.contains("--store"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.join("typo").exists(), "no folder was created");
+    let store_path = dir.join("store.db");
+    drop(store::open(store_path.to_str().unwrap()).unwrap());
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (before, bytes, modified) = (
+        files(),
+        std::fs::read(&store_path).unwrap(),
+        std::fs::metadata(&store_path).unwrap().modified().unwrap(),
+    );
+    let out = regstudy(&["study", "status"], &store_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(), before, "no -wal or -shm beside the store");
+    assert_eq!(std::fs::read(&store_path).unwrap(), bytes);
+    assert_eq!(
+        std::fs::metadata(&store_path).unwrap().modified().unwrap(),
+        modified
+    );
+}
+
+#[test]
+fn without_a_validation_split_a_grid_is_refused_and_a_study_without_choices_reports_its_runs() {
+    let dir = work_dir("no-val");
+    let spec = write_two_trial_spec(&dir, "noval");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("val_fraction = 0.05", "val_fraction = 0.0");
+    let grid =
+        "\n[[method]]\nname = \"l2\"\nset = { penalty = \"l2\" }\ngrid = { l2 = [1e-4, 1e-3] }\n";
+    std::fs::write(&spec, format!("{text}{grid}")).unwrap();
+    let store_path = dir.join("store.db");
+    let out = study_run(&spec, &store_path, 1).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let expected = format!(
+        "{}:12:1: field `base.val_fraction`: method `l2` has 2 grid points",
+        spec.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+    std::fs::write(&spec, text).unwrap();
+    let out = study_run(&spec, &store_path, 1).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = dir.join("report");
+    let args = [
+        "report",
+        "--study",
+        "noval",
+        "--out",
+        report.to_str().unwrap(),
+    ];
+    let out = regstudy(&args, &store_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("No method searches a grid"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| none ") && l.contains("| 2 "))
+        .unwrap_or_else(|| panic!("the baseline's row reports its 2 runs: {md}"));
+    assert!(row.contains(" ± "), "with its test accuracy: {row}");
+}
