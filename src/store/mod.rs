@@ -5,7 +5,9 @@
 //! workers (threads or processes, on one machine) open the same store; each claims a waiting
 //! trial atomically, keeps a heartbeat while it trains, and records the trial's epochs and
 //! outcome. A trial whose worker stopped beating (killed, crashed, machine lost) goes back to
-//! the waiting trials and is claimed again. Finished trials are immutable.
+//! the waiting trials and is claimed again. Finished trials are immutable: a failed trial is
+//! retried as a new attempt (a new row after the failed one), and the study's results read
+//! the latest attempt of each trial.
 
 mod sqlite;
 

@@ -58,12 +58,13 @@ pub enum OwnerError {
         "run folder {} belongs to trial {} (attempt {}) of study `{}` in {}; regstudy \
          never deletes or overwrites a run it does not own: give this study another \
          `runs_dir`, or move that folder away by hand",
-        folder.display(), owner.trial, owner.retry, owner.study, describe_store(owner, mine)
+        folder.display(), owner.trial, owner.retry, owner.study, describe_store(owner, *same_store)
     )]
     Taken {
         folder: PathBuf,
-        owner: Owner,
-        mine: Owner,
+        owner: Box<Owner>,
+        /// Whether the owner is in the store that asked.
+        same_store: bool,
     },
     #[error(
         "run folder {} holds a run with other settings and no owner record (written by \
@@ -82,9 +83,9 @@ pub enum OwnerError {
     },
 }
 
-/// Which store the owner is in, as seen from `mine`.
-fn describe_store(owner: &Owner, mine: &Owner) -> String {
-    if owner.store_id == mine.store_id {
+/// Which store the owner is in, as seen from the store that asked.
+fn describe_store(owner: &Owner, same_store: bool) -> String {
+    if same_store {
         "this store".into()
     } else {
         format!("another store ({}, id {})", owner.store, owner.store_id)
@@ -101,8 +102,8 @@ pub fn standing(folder: &Path, me: &Owner, config: &RunConfig) -> Result<Standin
         true if owner.retry < me.retry => Ok(Standing::EarlierAttempt),
         _ => Err(OwnerError::Taken {
             folder: folder.to_path_buf(),
-            owner,
-            mine: me.clone(),
+            same_store: owner.store_id == me.store_id,
+            owner: Box::new(owner),
         }),
     }
 }
