@@ -202,12 +202,12 @@ fn check_run_folders(
     store: &StoreIdentity,
 ) -> Result<(), OwnerError> {
     for trial in trials {
-        let (Some(out), Ok(checked)) = (&trial.config.out, trial.config.check()) else {
+        let Some(out) = trial.config.out.as_ref().filter(|out| out.exists()) else {
             continue;
         };
-        if !out.exists() {
+        let Ok(checked) = trial.config.check() else {
             continue;
-        }
+        };
         let owner = Owner {
             store_id: store.id.clone(),
             store: store.location.clone(),
