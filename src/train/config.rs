@@ -393,8 +393,8 @@ fn check_model(model: &str) -> Result<ModelSource, ConfigError> {
     }
     let path = Path::new(model);
     if model.ends_with(".toml") || path.is_file() {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad("model", format!("{model}: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("model", format!("cannot read {model}: {e}")))?;
         let spec = toml::from_str(&text).map_err(|e| bad("model", format!("{model}: {e}")))?;
         return Ok(ModelSource::File(spec));
     }

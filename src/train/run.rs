@@ -743,3 +743,21 @@ fn progress_bar(show: bool, batches: usize, epoch: usize) -> ProgressBar {
     bar.set_prefix(epoch.to_string());
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_run_folder_is_one_folder_under_runs_whatever_the_model_spec_is_named() {
+        let c = RunConfig {
+            dataset: "folder:../x".into(),
+            ..RunConfig::default()
+        };
+        let out = run_folder(&c, "../../etc/passwd");
+        let parts: Vec<_> = out.components().collect();
+        assert_eq!(parts.len(), 2, "{}", out.display());
+        let name = out.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("______etc_passwd-folder____x-"), "{name}");
+    }
+}
