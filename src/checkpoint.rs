@@ -13,18 +13,19 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// A checkpoint that cannot be written or read; every variant names the file.
+/// A checkpoint that cannot be written or read; every variant names the file. Causes are part
+/// of the message, not sources, so that they are shown once.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{}: not a valid safetensors file: {source}", path.display())]
+    #[error("{}: not a valid safetensors file: {cause}", path.display())]
     Format {
         path: PathBuf,
-        source: safetensors::SafeTensorError,
+        cause: safetensors::SafeTensorError,
     },
     #[error("{}: tensor `{name}` is missing", path.display())]
     Missing { path: PathBuf, name: String },
@@ -45,10 +46,10 @@ pub enum CheckpointError {
     Unexpected { path: PathBuf, name: String },
     #[error("{}: metadata field `{field}` is missing or invalid", path.display())]
     Metadata { path: PathBuf, field: String },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     State {
         path: PathBuf,
-        source: crate::optim::StateError,
+        cause: crate::optim::StateError,
     },
 }
 
@@ -68,14 +69,14 @@ fn write_tensors(
                 .map(|view| (name.clone(), view))
         })
         .collect::<Result<Vec<_>, _>>();
-    let format = |source| CheckpointError::Format {
+    let format = |cause| CheckpointError::Format {
         path: path.into(),
-        source,
+        cause,
     };
     let bytes = safetensors::serialize(views.map_err(format)?, Some(metadata)).map_err(format)?;
-    write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+    write_atomic(path, &bytes).map_err(|cause| CheckpointError::Io {
         path: path.into(),
-        source,
+        cause,
     })
 }
 
@@ -86,13 +87,13 @@ pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 pub fn read_tensors(
     path: &Path,
 ) -> Result<(NamedTensors, HashMap<String, String>), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| CheckpointError::Io {
         path: path.into(),
-        source,
+        cause,
     })?;
-    let format = |source| CheckpointError::Format {
+    let format = |cause| CheckpointError::Format {
         path: path.into(),
-        source,
+        cause,
     };
     let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(format)?;
     let file = SafeTensors::deserialize(&bytes).map_err(format)?;

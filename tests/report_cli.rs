@@ -251,3 +251,162 @@ fn a_study_exports_as_tensorboard_event_files_and_csv() {
     let epochs = std::fs::read_to_string(csv.join("epochs.csv")).unwrap();
     assert_eq!(epochs.lines().count(), 1 + 9 * 2);
 }
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap().to_path_buf();
+                files.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn report_command(store: &Path, out: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_regstudy"));
+    command
+        .args(["report", "--study", "fixed", "--store"])
+        .arg(store)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// Writes `files` as the folder `dir`, replacing what it held.
+fn lay_out(dir: &Path, files: &std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+    let _ = std::fs::remove_dir_all(dir);
+    for (relative, bytes) in files {
+        let path = dir.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_report_killed_at_random_points_leaves_the_old_or_the_new_report_whole() {
+    let dir = scratch("report-kill");
+    let store = fixed_store(&dir);
+    let reference = dir.join("reference");
+    assert!(report_command(&store, &reference)
+        .status()
+        .unwrap()
+        .success());
+    let new = snapshot(&reference);
+    assert!(new.len() > 10, "a report has its tables and figures");
+    // The old report: the same files with other bytes, so that a mix shows.
+    let old: std::collections::BTreeMap<PathBuf, Vec<u8>> = new
+        .iter()
+        .map(|(path, bytes)| (path.clone(), [b"old ".as_slice(), bytes].concat()))
+        .collect();
+    let reports = dir.join("reports");
+    let out = reports.join("fixed");
+    // Delays from a fixed seed, spread over the half second a report takes.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut saw_old, mut saw_new) = (false, false);
+    for _ in 0..6 {
+        lay_out(&out, &old);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = Duration::from_millis(5 + state % 450);
+        let mut child = report_command(&store, &out).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = snapshot(&out);
+        assert!(
+            now == old || now == new,
+            "after a kill at {delay:?} the report folder holds {} files, neither the old \
+             report nor the new one",
+            now.len()
+        );
+        saw_old |= now == old;
+        saw_new |= now == new;
+    }
+    assert!(saw_old, "some kill came before the swap");
+    lay_out(&out, &old);
+    assert!(report_command(&store, &out).status().unwrap().success());
+    assert_eq!(snapshot(&out), new);
+    let beside: Vec<_> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        beside,
+        ["fixed"],
+        "no temporary is left (saw new: {saw_new})"
+    );
+}
+
+#[test]
+fn a_report_does_not_replace_a_folder_that_holds_other_files() {
+    let dir = scratch("report-foreign");
+    let store = fixed_store(&dir);
+    let out = dir.join("mine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "keep").unwrap();
+    let run = report_command(&store, &out)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("holds `notes.txt`, which is not part of a report"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn report_refuses_the_names_dot_and_dot_dot_and_leaves_the_working_folder_alone() {
+    let dir = scratch("report-dots");
+    let store = fixed_store(&dir);
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("report.md"), "my notes").unwrap();
+    for name in ["..", ".", "a/b", "../fixed"] {
+        let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+            .args(["report", "--study", name, "--store"])
+            .arg(&store)
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert!(!run.status.success(), "--study {name} is refused");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("--study"), "{name}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.join("report.md")).unwrap(),
+        "my notes"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "nothing else is written in the working folder"
+    );
+}
+
+#[test]
+fn a_report_given_a_non_utf8_folder_is_written_there() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch("report-bytes");
+    let store = fixed_store(&dir);
+    let out = dir.join(std::ffi::OsStr::from_bytes(b"out-\xff"));
+    assert!(report_command(&store, &out).status().unwrap().success());
+    assert!(out.join("report.md").is_file());
+}

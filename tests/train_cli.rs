@@ -458,3 +458,371 @@ fn without_a_validation_split_there_is_no_evaluation_mode_training_figure() {
     assert_eq!(s["tested_epoch"], 1);
     std::fs::remove_dir_all(&run).unwrap();
 }
+
+/// Runs `regstudy train` with exactly `args`, quietly and offline.
+fn train_raw(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        .arg("train")
+        .args(args)
+        .arg("--quiet")
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A folder `DIR/mnist` with MNIST's files linked from the real ones, except those in
+/// `replaced` (name, bytes before compression).
+fn mnist_copy(name: &str, replaced: &[(&str, Vec<u8>)]) -> PathBuf {
+    use std::io::Write;
+    let dir = out_dir(name);
+    let mnist = dir.join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    for file in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        match replaced.iter().find(|(n, _)| *n == file) {
+            Some((_, bytes)) => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                gz.write_all(bytes).unwrap();
+                std::fs::write(mnist.join(file), gz.finish().unwrap()).unwrap();
+            }
+            None => {
+                let real = Path::new(DATA).join("mnist").join(file);
+                std::os::unix::fs::symlink(real, mnist.join(file)).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// MNIST's test labels with the first one changed.
+fn changed_test_labels() -> Vec<u8> {
+    use std::io::Read;
+    let path = Path::new(DATA).join("mnist/t10k-labels-idx1-ubyte.gz");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes[8] = (bytes[8] + 1) % 10;
+    bytes
+}
+
+/// A run of seconds: few images, no validation split.
+const QUICK: [&str; 12] = [
+    "--val-fraction",
+    "0",
+    "--model",
+    "simple-cnn",
+    "--train-subset",
+    "300",
+    "--test-subset",
+    "100",
+    "--threads",
+    "1",
+    "--epochs",
+    "1",
+];
+
+#[test]
+fn resuming_on_changed_data_is_refused_naming_the_file_and_run_json_keeps_its_checksums() {
+    let run = out_dir("changed-data");
+    let mut args = QUICK.to_vec();
+    args.extend(["--out", run.to_str().unwrap()]);
+    train_ok(&args);
+    let record = std::fs::read(run.join("run.json")).unwrap();
+    let changed = mnist_copy(
+        "changed-data-dir",
+        &[("t10k-labels-idx1-ubyte.gz", changed_test_labels())],
+    );
+    let resume = |data_dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_regstudy"))
+            .args(["train", "--quiet", "--epochs", "2", "--resume"])
+            .arg(&run)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("REGSTUDY_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let out = resume(&changed);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("the data differ from those the run was trained on")
+            && message.contains("t10k-labels-idx1-ubyte.gz"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(run.join("run.json")).unwrap(), record);
+    assert_eq!(summary(&run)["epochs_run"], 1, "nothing was trained");
+    // The same data in another folder may be used: the record follows it.
+    let moved = mnist_copy("moved-data-dir", &[]);
+    let out = resume(&moved);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let first = record["data"]["sources"][0]["path"].as_str().unwrap();
+    assert!(first.starts_with(moved.to_str().unwrap()), "{first}");
+    assert_eq!(record["config"]["epochs"], 2);
+    for dir in [run, changed, moved] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn resuming_after_config_toml_was_edited_is_refused_naming_the_setting() {
+    let run = out_dir("edited-config");
+    let mut args = QUICK.to_vec();
+    args.extend(["--out", run.to_str().unwrap()]);
+    train_ok(&args);
+    let config = run.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("lr = 0.001"), "{text}");
+    std::fs::write(&config, text.replace("lr = 0.001", "lr = 0.5")).unwrap();
+    let out = train_raw(&[
+        "--resume".as_ref(),
+        run.as_os_str(),
+        "--epochs".as_ref(),
+        "2".as_ref(),
+    ]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("setting `lr` is 0.5 (config.toml), but the run was trained with 0.001"),
+        "{message}"
+    );
+    assert_eq!(summary(&run)["epochs_run"], 1);
+    std::fs::remove_dir_all(run).unwrap();
+}
+
+#[test]
+fn a_study_worker_resuming_a_trial_on_changed_data_is_refused() {
+    use regstudy::train::{self, RunConfig, RunOptions, TrainError};
+    let run = out_dir("worker-resume");
+    let config = RunConfig {
+        dataset: "mnist".into(),
+        data_dir: Some(DATA.into()),
+        model: "simple-cnn".into(),
+        epochs: 1,
+        train_subset: Some(300),
+        test_subset: Some(100),
+        val_fraction: 0.0,
+        threads: 1,
+        out: Some(run.clone()),
+        ..RunConfig::default()
+    };
+    train::run(&config.check().unwrap(), &RunOptions::default()).unwrap();
+    // What the study runner does for a trial it finds with a checkpoint: the data set it
+    // loaded for every trial, the trial's settings with more threads, `complete_ended`.
+    let changed = mnist_copy(
+        "worker-data",
+        &[("t10k-labels-idx1-ubyte.gz", changed_test_labels())],
+    );
+    let dataset = data::load(&DatasetSpec::Mnist, Some(&changed)).unwrap();
+    let resumed = RunConfig {
+        data_dir: Some(changed.clone()),
+        threads: 2,
+        ..config
+    };
+    let options = RunOptions {
+        resume: true,
+        complete_ended: true,
+        dataset: Some(Arc::new(dataset)),
+        ..RunOptions::default()
+    };
+    let error = train::run(&resumed.check().unwrap(), &options).unwrap_err();
+    assert!(matches!(error, TrainError::Mismatch { .. }), "{error}");
+    assert!(error.to_string().contains("t10k-labels"), "{error}");
+    for dir in [run, changed] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn training_on_zero_images_is_refused() {
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 0];
+    images.extend([0, 0, 0, 28, 0, 0, 0, 28]);
+    let empty = mnist_copy(
+        "no-images",
+        &[
+            ("train-images-idx3-ubyte.gz", images),
+            ("train-labels-idx1-ubyte.gz", vec![0, 0, 8, 1, 0, 0, 0, 0]),
+        ],
+    );
+    let run = out_dir("no-images-run");
+    let out = train_raw(&[
+        "--dataset".as_ref(),
+        "mnist".as_ref(),
+        "--data-dir".as_ref(),
+        empty.as_os_str(),
+        "--model".as_ref(),
+        "simple-cnn".as_ref(),
+        "--out".as_ref(),
+        run.as_os_str(),
+    ]);
+    assert!(!out.status.success(), "not `completed`");
+    let message = stderr(&out);
+    assert!(
+        message.contains("--dataset: no training images are left"),
+        "{message}"
+    );
+    assert!(!run.exists(), "no run folder");
+    std::fs::remove_dir_all(empty).unwrap();
+}
+
+#[test]
+fn non_utf8_folders_train_and_resume_and_a_non_utf8_model_path_is_refused() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let base = out_dir("bytes");
+    std::fs::create_dir_all(&base).unwrap();
+    let data_dir = base.join(OsStr::from_bytes(b"data-\xff"));
+    std::os::unix::fs::symlink(DATA, &data_dir).unwrap();
+    let run = base.join(OsStr::from_bytes(b"out-\xff"));
+    let mut args: Vec<&OsStr> = QUICK.iter().map(OsStr::new).collect();
+    args.extend([
+        OsStr::new("--dataset"),
+        OsStr::new("mnist"),
+        OsStr::new("--data-dir"),
+        data_dir.as_os_str(),
+        OsStr::new("--out"),
+        run.as_os_str(),
+    ]);
+    let out = train_raw(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&run)["status"], "completed");
+    let resume = |extra: &[&OsStr]| {
+        let mut args = vec![
+            OsStr::new("--resume"),
+            run.as_os_str(),
+            OsStr::new("--epochs"),
+            OsStr::new("2"),
+        ];
+        args.extend(extra);
+        train_raw(&args)
+    };
+    let out = resume(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not valid UTF-8") && stderr(&out).contains("--data-dir"),
+        "{}",
+        stderr(&out)
+    );
+    let out = resume(&[OsStr::new("--data-dir"), data_dir.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&run)["epochs_run"], 2);
+    let model = base.join(OsStr::from_bytes(b"model-\xff.toml"));
+    let out = train_raw(&[
+        OsStr::new("--dataset"),
+        OsStr::new("mnist"),
+        OsStr::new("--model"),
+        model.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: --model: `") && stderr(&out).contains("not valid UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+#[test]
+fn runs_too_large_for_the_machine_are_refused_before_allocating() {
+    let out = train(&["--model", "simple-cnn", "--threads", "100000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: --threads: 100000 threads is more than"),
+        "{}",
+        stderr(&out)
+    );
+    // A batch of the whole training set through ResNet-18 needs terabytes.
+    let run = out_dir("huge-batch");
+    let out = train(&[
+        "--model",
+        "resnet18",
+        "--batch-size",
+        "60000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "refused, not aborted");
+    let message = stderr(&out);
+    assert!(
+        message.starts_with(
+            "error: --batch-size: training `resnet18` on batches of 60000 images needs about"
+        ) && message.contains("of memory available"),
+        "{message}"
+    );
+    assert!(!run.exists());
+    // A convolution of 200,000 channels: every image's output alone is 600 MB.
+    let spec = out_dir("wide").with_extension("toml");
+    std::fs::write(
+        &spec,
+        "name = 'wide'\ninput = { channels = 1, height = 28, width = 28 }\n\
+         [[layers]]\ntype = 'conv2d'\nname = 'c'\nout_channels = 200000\nkernel_size = 3\npadding = 1\n\
+         [[layers]]\ntype = 'global_avg_pool'\n[[layers]]\ntype = 'linear'\nname = 'fc'\nout_features = 10\n",
+    )
+    .unwrap();
+    let out = train(&[
+        "--model",
+        spec.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "refused, not aborted");
+    assert!(
+        stderr(&out).contains("of memory available"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(spec).unwrap();
+}
+
+#[test]
+fn messages_show_no_rust_internals_no_cause_twice_and_resume_errors_name_resume() {
+    // A spec whose input does not match MNIST's images.
+    let spec = out_dir("colour").with_extension("toml");
+    std::fs::write(
+        &spec,
+        "name = 'colour'\ninput = { channels = 3, height = 32, width = 32 }\n\
+         [[layers]]\ntype = 'flatten'\n[[layers]]\ntype = 'linear'\nname = 'fc'\nout_features = 10\n",
+    )
+    .unwrap();
+    let out = train(&["--model", spec.to_str().unwrap(), "--train-subset", "100"]);
+    let message = stderr(&out);
+    assert!(
+        message.contains("the spec's input (3 channels of 32x32 pixels) does not match the data's images (1 channel of 28x28 pixels)")
+            && !message.contains("InputShape"),
+        "{message}"
+    );
+    std::fs::remove_file(spec).unwrap();
+    // A run folder under a file: the cause is in the message and not repeated.
+    let file = out_dir("a-file");
+    std::fs::write(&file, "").unwrap();
+    let run = file.join("run");
+    let out = train(&[
+        "--model",
+        "simple-cnn",
+        "--train-subset",
+        "100",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let message = stderr(&out);
+    assert_eq!(message.matches("Not a directory").count(), 1, "{message}");
+    assert!(!message.contains("caused by"), "{message}");
+    std::fs::remove_file(file).unwrap();
+    let out = train_raw(&["--resume".as_ref(), "no-such-run-folder".as_ref()]);
+    let message = stderr(&out);
+    assert!(
+        message.starts_with("error: --resume: cannot read no-such-run-folder/config.toml: "),
+        "{message}"
+    );
+}

@@ -56,7 +56,7 @@ pub fn run(args: BenchArgs) -> CommandResult {
         infer: seconds("infer-secs", args.infer_secs)?,
         profile: args.profile,
     };
-    let pool = ThreadPool::new(args.threads)?;
+    let pool = ThreadPool::new(args.threads).map_err(|e| format!("--threads: {e}"))?;
     for model in &args.models {
         let result = bench::run(model, &config, &pool).ok_or("model failed to build")?;
         println!("{}", serde_json::to_string(&result)?);

@@ -54,16 +54,58 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = err.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
+            for line in error_lines(err.as_ref()) {
+                eprintln!("{line}");
             }
             ExitCode::FAILURE
         }
     }
 }
 
+/// The lines that report `err`: its message, then each cause in its chain that the lines
+/// before do not already say (many errors put their cause in their message and also
+/// return it as their source).
+fn error_lines(err: &dyn std::error::Error) -> Vec<String> {
+    let mut said = err.to_string();
+    let mut lines = vec![format!("error: {said}")];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !said.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+            said.push('\n');
+            said.push_str(&text);
+        }
+        source = cause.source();
+    }
+    lines
+}
+
 /// The error type of a command: any error, reported with its causes.
 pub type CommandResult = Result<(), Box<dyn std::error::Error>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.toml: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.toml")]
+    struct Separate(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_again() {
+        let missing = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(
+            error_lines(&Repeats(missing())),
+            ["error: cannot read x.toml: no such file"]
+        );
+        assert_eq!(
+            error_lines(&Separate(missing())),
+            ["error: cannot read x.toml", "  caused by: no such file"]
+        );
+    }
+}

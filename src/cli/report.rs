@@ -4,7 +4,7 @@
 use super::study::{print_run_end, StoreArgs, WorkerArgs};
 use super::CommandResult;
 use clap::{Args, ValueEnum};
-use regstudy::report::{console_summary, load, write_report};
+use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::presets::{preset, PresetOptions, PRESETS};
@@ -80,16 +80,22 @@ pub fn report(args: ReportArgs) -> CommandResult {
     let out = args
         .out
         .unwrap_or_else(|| Path::new("reports").join(&args.study));
-    write_and_show(store.as_ref(), args.study.as_str(), &out)
+    write_and_show(store.as_ref(), args.study.as_str(), &out, &[])
 }
 
-/// Writes the report of `study` and prints its summary tables.
-fn write_and_show(store: &dyn Store, study: &str, out: &Path) -> CommandResult {
+/// Writes the report of `study` (with `extra` files in its folder) and prints its summary
+/// tables.
+fn write_and_show(
+    store: &dyn Store,
+    study: &str,
+    out: &Path,
+    extra: &[ExtraFile],
+) -> CommandResult {
     let record = store.study(study)?;
     let origin = PathBuf::from(format!("store:{study}"));
     let spec = StudySpec::parse_unchecked(&record.spec, &origin)?;
     let results = load(store, study, spec)?;
-    let files = write_report(&results, out)?;
+    let files = write_report_with(&results, out, extra)?;
     print!("{}", console_summary(&results));
     println!();
     println!("report: {}", files.markdown.display());
@@ -107,9 +113,14 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     let out = args
         .out
         .unwrap_or_else(|| Path::new("reports").join(&spec.name));
-    std::fs::create_dir_all(&out)?;
-    let spec_file = out.join(format!("{}.toml", spec.name));
-    regstudy::fsio::write_atomic(&spec_file, text.as_bytes())?;
+    // The spec is written before the study runs, so that an interrupted study can be rerun
+    // from it; the report, which replaces the folder, carries it over.
+    let spec_name = format!("{}.toml", spec.name);
+    let spec_file = out.join(&spec_name);
+    std::fs::create_dir_all(&out)
+        .map_err(|e| format!("--out: cannot create {}: {e}", out.display()))?;
+    regstudy::fsio::write_atomic(&spec_file, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", spec_file.display()))?;
     println!(
         "study {} ({} trials); spec written to {} (rerun it with `regstudy study run`)",
         spec.name,
@@ -119,7 +130,12 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     let store = store::open(&args.store.store)?;
     let done = run_study(&spec, &text, store.as_ref(), &args.workers.runner_config())?;
     print_run_end(&spec.name, &args.store.store, &done);
-    write_and_show(store.as_ref(), &spec.name, &out)
+    write_and_show(
+        store.as_ref(),
+        &spec.name,
+        &out,
+        &[(&spec_name, text.as_bytes())],
+    )
 }
 
 pub fn export(args: ExportArgs) -> CommandResult {

@@ -7,7 +7,8 @@ use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind};
 use regstudy::train::config::{NormalizationKind, OptimizerKind};
 use regstudy::train::EarlyStopMonitor;
 use regstudy::train::{self, RunConfig, RunOptions};
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 
 /// Every option may also come from `--config run.toml` (keys are the option names with
 /// underscores); options given here override the file.
@@ -22,7 +23,7 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     /// Data set: cifar10, mnist, fashion-mnist, tiny-imagenet, or folder:PATH.
     #[arg(long)]
-    dataset: Option<String>,
+    dataset: Option<OsString>,
     /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache folder].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -30,7 +31,7 @@ pub struct TrainArgs {
     /// stem and max-pool, for 64x64 inputs), standard-cnn, or a model spec
     /// file (.toml).
     #[arg(long)]
-    model: Option<String>,
+    model: Option<OsString>,
     /// Weight initialization: pytorch or keras [default: pytorch].
     #[arg(long, value_parser = parse_init)]
     init: Option<Init>,
@@ -173,11 +174,32 @@ macro_rules! overlay {
     };
 }
 
+/// An option's value as text: the data set and the model are recorded in config.toml, which
+/// holds only UTF-8.
+fn text(option: &str, value: &OsStr) -> Result<String, String> {
+    value.to_str().map(str::to_string).ok_or_else(|| {
+        format!(
+            "--{option}: `{}` is not valid UTF-8; the run records it as text in config.toml \
+             (rename it, or give a link to it whose name is UTF-8)",
+            value.to_string_lossy()
+        )
+    })
+}
+
 /// Overlays the given options on `config`; returns the names of those given.
-fn apply(args: &TrainArgs, config: &mut RunConfig) -> Vec<&'static str> {
+fn apply(args: &TrainArgs, config: &mut RunConfig) -> Result<Vec<&'static str>, String> {
     let mut given = Vec::new();
+    for (option, value, field) in [
+        ("dataset", &args.dataset, &mut config.dataset),
+        ("model", &args.model, &mut config.model),
+    ] {
+        if let Some(value) = value {
+            *field = text(option, value)?;
+            given.push(option);
+        }
+    }
     overlay!(args, config, given;
-        dataset, model, init, l1_mode, penalize_biases, penalize_norm, weight_decay,
+        init, l1_mode, penalize_biases, penalize_norm, weight_decay,
         decoupled_decay, batch_norm, augment, normalization, optimizer, lr, adam_eps, momentum,
         nesterov, batch_size, epochs, seed, threads, val_fraction, early_stop_monitor);
     let optional = [
@@ -212,7 +234,7 @@ fn apply(args: &TrainArgs, config: &mut RunConfig) -> Vec<&'static str> {
             .extend(args.layer_penalty.iter().cloned());
         given.push("layer_penalty");
     }
-    given
+    Ok(given)
 }
 
 pub fn run(args: TrainArgs) -> CommandResult {
@@ -223,7 +245,7 @@ pub fn run(args: TrainArgs) -> CommandResult {
                 Some(path) => RunConfig::from_file(path)?,
                 None => RunConfig::default(),
             };
-            apply(&args, &mut config);
+            apply(&args, &mut config)?;
             (config, false)
         }
     };
@@ -239,14 +261,15 @@ pub fn run(args: TrainArgs) -> CommandResult {
 
 /// The recorded config of the run in `dir`. Options given with `--resume` must repeat the
 /// recorded values, except --epochs (to train longer) and --data-dir (data that moved).
-fn resume_config(args: &TrainArgs, dir: &std::path::Path) -> Result<RunConfig, String> {
+/// Errors name `--resume`, the run folder being what was given.
+fn resume_config(args: &TrainArgs, dir: &Path) -> Result<RunConfig, String> {
     if args.config.is_some() {
         return Err("--config: cannot be combined with --resume (the run's settings are in its config.toml)".into());
     }
-    let recorded = RunConfig::from_file(&dir.join("config.toml")).map_err(|e| e.to_string())?;
+    let recorded = RunConfig::from_run_folder(dir).map_err(|e| e.to_string())?;
     let mut config = recorded.clone();
     config.out = None;
-    apply(args, &mut config);
+    apply(args, &mut config)?;
     let (before, after) = (table(&recorded)?, table(&config)?);
     let changed = after
         .iter()
@@ -256,6 +279,14 @@ fn resume_config(args: &TrainArgs, dir: &std::path::Path) -> Result<RunConfig, S
         return Err(format!(
             "--{}: cannot be changed when resuming; only --epochs and --data-dir may differ from the run's config.toml",
             key.replace('_', "-")
+        ));
+    }
+    if args.data_dir.is_none() && recorded.records_lossy_data_dir() {
+        return Err(format!(
+            "--resume: {} records its data folder as `{}`, whose name is not valid UTF-8 and \
+             was recorded approximately; give the folder again with --data-dir",
+            dir.join("config.toml").display(),
+            recorded.data_dir.unwrap_or_default().display()
         ));
     }
     config.out = Some(dir.to_path_buf());

@@ -38,19 +38,54 @@ pub fn flush_subnormals_to_zero() {
     }
 }
 
+/// Threads per available core that a pool may have at most. More threads than cores only
+/// adds switching; far more (`--threads 10000`) exhausts memory on their stacks.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// A pool that cannot be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "{asked} threads is more than {max} ({MAX_THREADS_PER_CORE} per core on this machine's \
+         {cores} cores); give at most {max}, or 0 for one per core"
+    )]
+    TooMany {
+        asked: usize,
+        cores: usize,
+        max: usize,
+    },
+    #[error("cannot start {threads} threads: {message}")]
+    Start { threads: usize, message: String },
+}
+
+/// The cores this process may use (1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl ThreadPool {
-    /// A pool of `threads` workers; 0 means one per available core.
-    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
+    /// A pool of `threads` workers; 0 means one per available core. More than
+    /// [`MAX_THREADS_PER_CORE`] per core is refused.
+    pub fn new(threads: usize) -> Result<Self, PoolError> {
+        let cores = available_cores();
+        let max = cores.saturating_mul(MAX_THREADS_PER_CORE);
+        if threads > max {
+            return Err(PoolError::TooMany {
+                asked: threads,
+                cores,
+                max,
+            });
+        }
+        let threads = if threads == 0 { cores } else { threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("regstudy-worker-{i}"))
             .start_handler(|_| flush_subnormals_to_zero())
-            .build()?;
+            .build()
+            .map_err(|e| PoolError::Start {
+                threads,
+                message: e.to_string(),
+            })?;
         Ok(Self { pool })
     }
 
@@ -67,6 +102,18 @@ impl ThreadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_threads_than_four_per_core_are_refused() {
+        let max = available_cores() * MAX_THREADS_PER_CORE;
+        let error = ThreadPool::new(max + 1).err().expect("refused");
+        assert!(
+            error.to_string().contains(&format!("at most {max}")),
+            "{error}"
+        );
+        assert!(ThreadPool::new(10_000).is_err());
+        assert_eq!(ThreadPool::new(1).unwrap().threads(), 1);
+    }
 
     #[test]
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

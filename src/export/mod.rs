@@ -16,10 +16,11 @@ use tensorboard::EventFile;
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not a source, so it is shown once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -81,17 +82,16 @@ pub fn tensorboard(store: &dyn Store, study: &str, out: &Path) -> Result<usize, 
         let dir = out.join(run_name(&trial));
         let path = dir.join(format!("events.out.tfevents.{}.regstudy", started as u64));
         create_dir(&dir)?;
-        write_atomic(&path, &file.into_bytes())
-            .map_err(|source| ExportError::Io { path, source })?;
+        write_atomic(&path, &file.into_bytes()).map_err(|cause| ExportError::Io { path, cause })?;
         written += 1;
     }
     Ok(written)
 }
 
 fn create_dir(dir: &Path) -> Result<(), ExportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+    std::fs::create_dir_all(dir).map_err(|cause| ExportError::Io {
         path: dir.into(),
-        source,
+        cause,
     })
 }
 
@@ -160,7 +160,7 @@ pub fn csv(store: &dyn Store, study: &str, out: &Path) -> Result<(), ExportError
     create_dir(out)?;
     for (name, text) in [("trials.csv", trial_rows), ("epochs.csv", epoch_rows)] {
         let path = out.join(name);
-        write_atomic(&path, text.as_bytes()).map_err(|source| ExportError::Io { path, source })?;
+        write_atomic(&path, text.as_bytes()).map_err(|cause| ExportError::Io { path, cause })?;
     }
     Ok(())
 }

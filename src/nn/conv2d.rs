@@ -22,7 +22,7 @@ fn transpose_into(src: &[f32], rows: usize, dst: &mut Vec<f32>) {
 /// Patch matrices up to this many values (32 MB) are kept from a training forward for its
 /// backward; larger ones (ResNet's first stages: 150 MB per convolution at batch 64) are rebuilt
 /// in backward in a buffer all convolutions share, trading one more im2col for memory.
-const KEEP_PATCHES_MAX: usize = 8 << 20;
+pub(crate) const KEEP_PATCHES_MAX: usize = 8 << 20;
 
 /// Buffers shared by every convolution running on a thread, used only within one call.
 #[derive(Default)]

@@ -28,7 +28,7 @@ use super::{
     AvgPool2d, BasicBlock, BatchNorm, Conv2d, Dropout, Flatten, GlobalAvgPool, Init, Layer, Linear,
     MaxPool2d, Network, Relu,
 };
-use crate::nn::conv2d::Conv2dConfig;
+use crate::nn::conv2d::{Conv2dConfig, KEEP_PATCHES_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -39,6 +39,17 @@ pub struct InputShape {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.channels == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} channel{s} of {}x{} pixels",
+            self.channels, self.height, self.width
+        )
+    }
 }
 
 /// A sequential network: an input shape and layers applied in order. The last layer must
@@ -193,13 +204,9 @@ impl LayerSpec {
         }
     }
 
-    /// Builds the layer for an input of shape `input`, returning it with its output shape.
-    fn build(
-        &self,
-        input: Shape,
-        init: Init,
-        seed: u64,
-    ) -> Result<(Box<dyn Layer>, Shape), String> {
+    /// Checks the layer against an input of shape `input` and works out, without allocating,
+    /// its output shape and what it holds in memory (see [`MemoryEstimate`]).
+    fn plan(&self, input: Shape) -> Result<Footprint, String> {
         let image = || match input {
             Shape::Image { h, w, c } => Ok((h, w, c)),
             Shape::Flat(_) => Err(format!("needs an image input, got {input}")),
@@ -217,55 +224,56 @@ impl LayerSpec {
                 Ok(v)
             }
         };
+        // Most layers keep one output per image; those that keep more say so below.
+        let same = |out: Shape, params: usize, copies: usize| Footprint {
+            out,
+            params,
+            stored: copies.saturating_mul(out.len()),
+            patches: 0,
+        };
         Ok(match *self {
             LayerSpec::Conv2d {
-                ref name,
                 out_channels,
                 kernel_size,
                 stride,
                 padding,
                 bias,
+                ..
             } => {
                 let (h, w, c) = image()?;
                 positive("out_channels", out_channels)?;
                 positive("kernel_size", kernel_size)?;
                 positive("stride", stride)?;
-                parameter_size(&[out_channels, c, kernel_size, kernel_size])?;
+                let weights = parameter_size(&[out_channels, c, kernel_size, kernel_size])?;
                 let (oh, ow) = (
                     window_out(padded(h, padding)?, kernel_size, stride)?,
                     window_out(padded(w, padding)?, kernel_size, stride)?,
                 );
-                let config = Conv2dConfig {
-                    in_channels: c,
-                    out_channels,
-                    kernel_size,
-                    stride,
-                    padding,
-                    bias,
+                let pointwise = kernel_size == 1 && stride == 1 && padding == 0;
+                let out = Shape::Image {
+                    h: oh,
+                    w: ow,
+                    c: out_channels,
                 };
-                (
-                    Box::new(Conv2d::new(name, config, init, seed)),
-                    Shape::Image {
-                        h: oh,
-                        w: ow,
-                        c: out_channels,
+                Footprint {
+                    patches: if pointwise {
+                        0
+                    } else {
+                        oh.saturating_mul(ow).saturating_mul(weights / out_channels)
                     },
-                )
+                    ..same(out, weights + if bias { out_channels } else { 0 }, 1)
+                }
             }
             LayerSpec::Linear {
-                ref name,
-                out_features,
-                bias,
+                out_features, bias, ..
             } => {
                 let n = flat()?;
                 positive("out_features", out_features)?;
-                parameter_size(&[n, out_features])?;
-                (
-                    Box::new(Linear::new(name, n, out_features, bias, init, seed)),
-                    Shape::Flat(out_features),
-                )
+                let weights = parameter_size(&[n, out_features])?;
+                let params = weights + if bias { out_features } else { 0 };
+                same(Shape::Flat(out_features), params, 1)
             }
-            LayerSpec::Relu => (Box::new(Relu::default()), input),
+            LayerSpec::Relu => same(input, 0, 1),
             LayerSpec::MaxPool2d {
                 kernel_size,
                 stride,
@@ -282,7 +290,8 @@ impl LayerSpec {
                     w: window_out(padded(w, padding)?, k, s)?,
                     c,
                 };
-                (Box::new(MaxPool2d::new(k, s).with_padding(padding)), out)
+                // The output and the index of each window's winner.
+                same(out, 0, 3)
             }
             LayerSpec::AvgPool2d {
                 kernel_size,
@@ -296,52 +305,146 @@ impl LayerSpec {
                     w: window_out(w, k, s)?,
                     c,
                 };
-                (Box::new(AvgPool2d::new(k, s)), out)
+                same(out, 0, 1)
             }
             LayerSpec::GlobalAvgPool => {
                 let (_, _, c) = image()?;
-                (Box::new(GlobalAvgPool::default()), Shape::Flat(c))
+                same(Shape::Flat(c), 0, 1)
             }
-            LayerSpec::BatchNorm2d { ref name } => {
-                let (_, _, c) = image()?;
-                (Box::new(BatchNorm::new(name, c)), input)
-            }
-            LayerSpec::BatchNorm1d { ref name } => (Box::new(BatchNorm::new(name, flat()?)), input),
+            // Scale, shift and the two running statistics; the output and the normalized
+            // input.
+            LayerSpec::BatchNorm2d { .. } => same(input, 4 * image()?.2, 2),
+            LayerSpec::BatchNorm1d { .. } => same(input, 4 * flat()?, 2),
             LayerSpec::Dropout { p } => {
                 if !(0.0..1.0).contains(&p) {
                     return Err(format!("p must be in [0, 1), got {p}"));
                 }
-                (Box::new(Dropout::new(p)), input)
+                // The output and the mask.
+                same(input, 0, 2)
             }
             LayerSpec::Flatten => {
                 let n = match input {
-                    Shape::Image { h, w, c } => h * w * c,
+                    Shape::Image { h, w, c } => h.saturating_mul(w).saturating_mul(c),
                     Shape::Flat(n) => n,
                 };
-                (Box::new(Flatten::default()), Shape::Flat(n))
+                same(Shape::Flat(n), 0, 1)
             }
             LayerSpec::BasicBlock {
-                ref name,
                 out_channels,
                 stride,
+                ..
             } => {
                 let (h, w, c) = image()?;
                 positive("out_channels", out_channels)?;
                 parameter_size(&[out_channels, out_channels.max(c), 9])?;
                 positive("stride", stride)?;
-                let block = BasicBlock::new(name, c, out_channels, stride, init, seed);
                 let side = |x: usize| (x - 1) / stride + 1;
-                (
-                    Box::new(block),
-                    Shape::Image {
-                        h: side(h),
-                        w: side(w),
-                        c: out_channels,
-                    },
-                )
+                let out = Shape::Image {
+                    h: side(h),
+                    w: side(w),
+                    c: out_channels,
+                };
+                let projection = stride != 1 || c != out_channels;
+                let params = 9 * out_channels * (c + out_channels)
+                    + 8 * out_channels
+                    + if projection {
+                        out_channels * c + 4 * out_channels
+                    } else {
+                        0
+                    };
+                // Two convolutions, two batch norms (two copies each), a ReLU, the sum and
+                // its ReLU, and the projection's convolution and batch norm.
+                let copies = if projection { 11 } else { 8 };
+                Footprint {
+                    patches: side(h)
+                        .saturating_mul(side(w))
+                        .saturating_mul(9 * c.max(out_channels)),
+                    ..same(out, params, copies)
+                }
             }
         })
     }
+
+    /// Builds the layer for an input of shape `input`, returning it with its output shape.
+    fn build(
+        &self,
+        input: Shape,
+        init: Init,
+        seed: u64,
+    ) -> Result<(Box<dyn Layer>, Shape), String> {
+        let out = self.plan(input)?.out;
+        let (in_channels, in_len) = match input {
+            Shape::Image { c, .. } => (c, input.len()),
+            Shape::Flat(n) => (n, n),
+        };
+        let layer: Box<dyn Layer> = match *self {
+            LayerSpec::Conv2d {
+                ref name,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                bias,
+            } => {
+                let config = Conv2dConfig {
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride,
+                    padding,
+                    bias,
+                };
+                Box::new(Conv2d::new(name, config, init, seed))
+            }
+            LayerSpec::Linear {
+                ref name,
+                out_features,
+                bias,
+            } => Box::new(Linear::new(name, in_len, out_features, bias, init, seed)),
+            LayerSpec::Relu => Box::new(Relu::default()),
+            LayerSpec::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+            } => Box::new(
+                MaxPool2d::new(kernel_size, stride.unwrap_or(kernel_size)).with_padding(padding),
+            ),
+            LayerSpec::AvgPool2d {
+                kernel_size,
+                stride,
+            } => Box::new(AvgPool2d::new(kernel_size, stride.unwrap_or(kernel_size))),
+            LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::default()),
+            LayerSpec::BatchNorm2d { ref name } | LayerSpec::BatchNorm1d { ref name } => {
+                Box::new(BatchNorm::new(name, in_channels))
+            }
+            LayerSpec::Dropout { p } => Box::new(Dropout::new(p)),
+            LayerSpec::Flatten => Box::new(Flatten::default()),
+            LayerSpec::BasicBlock {
+                ref name,
+                out_channels,
+                stride,
+            } => Box::new(BasicBlock::new(
+                name,
+                in_channels,
+                out_channels,
+                stride,
+                init,
+                seed,
+            )),
+        };
+        Ok((layer, out))
+    }
+}
+
+/// What one layer holds, without the batch dimension.
+struct Footprint {
+    out: Shape,
+    /// Parameters and buffers (batch-norm running statistics).
+    params: usize,
+    /// Values per image kept from the forward pass: outputs, masks, normalized inputs.
+    stored: usize,
+    /// Values per image of the convolution's patch matrix (im2col), 0 without one.
+    patches: usize,
 }
 
 /// Output side of a window of `kernel` moved by `stride` over `size` (padding included).
@@ -379,6 +482,14 @@ fn parameter_size(factors: &[usize]) -> Result<usize, String> {
 }
 
 impl Shape {
+    /// Values per image, saturating (see [`Shape::checked_len`] for the limit).
+    fn len(self) -> usize {
+        match self {
+            Shape::Image { h, w, c } => h.saturating_mul(w).saturating_mul(c),
+            Shape::Flat(n) => n,
+        }
+    }
+
     /// Values per image, or an error when a layer's output would be absurdly large.
     fn checked_len(self) -> Result<usize, String> {
         let len = match self {
@@ -391,7 +502,97 @@ impl Shape {
     }
 }
 
+/// Bytes of training memory a network needs, estimated from its spec before anything is
+/// allocated, by [`ModelSpec::memory_estimate`]. Values are f32 (4 bytes). The estimate errs
+/// high:
+///
+/// - `parameters`: 4 x P, each parameter with its gradient and two optimizer slots (Adam's
+///   moments; SGD has at most one);
+/// - `activations`: (F + B) x S, where S is the values per image every layer keeps from
+///   the forward pass (its output, plus masks, normalized inputs and a block's inner
+///   outputs; the input image counted once), F = max(B, evaluation batch) images flow
+///   forward (the buffers grow to the largest batch) and B = the training batch size
+///   carries gradients back;
+/// - `patches`: the convolutions' patch matrices (im2col): (F + B) x the largest per-image
+///   patch matrix (the buffers shared by the forward pass and by the gradient), plus B x
+///   the patch matrix of each convolution small enough that training keeps it for the
+///   backward pass (up to `KEEP_PATCHES_MAX` values, see `conv2d`);
+/// - `inputs`: 4 x B x the input image, the batch in use, its augmented copy and two batches
+///   prefetched by the loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    pub parameters: u64,
+    pub activations: u64,
+    pub patches: u64,
+    pub inputs: u64,
+}
+
+impl MemoryEstimate {
+    /// The sum of the parts.
+    pub fn total(&self) -> u64 {
+        self.parameters
+            .saturating_add(self.activations)
+            .saturating_add(self.patches)
+            .saturating_add(self.inputs)
+    }
+}
+
+/// Bytes of one f32 value times `values`, saturating.
+fn f32_bytes(values: u64) -> u64 {
+    values.saturating_mul(4)
+}
+
 impl ModelSpec {
+    /// Estimates the memory of training this network on batches of `batch` images and
+    /// evaluating it on batches of `eval_batch` (see [`MemoryEstimate`] for the formula),
+    /// without allocating: a spec too large for the machine can be refused before it is
+    /// built. Errors are those [`ModelSpec::build`] would report.
+    pub fn memory_estimate(
+        &self,
+        batch: usize,
+        eval_batch: usize,
+    ) -> Result<MemoryEstimate, SpecError> {
+        let InputShape {
+            channels,
+            height,
+            width,
+        } = self.input;
+        let mut shape = Shape::Image {
+            h: height,
+            w: width,
+            c: channels,
+        };
+        let input = shape.len() as u64;
+        let (mut params, mut stored, mut largest_patches, mut kept_patches) =
+            (0u64, input, 0u64, 0u64);
+        let (train, forward) = (batch as u64, batch.max(eval_batch) as u64);
+        for (index, spec) in self.layers.iter().enumerate() {
+            let plan = spec.plan(shape).map_err(|problem| SpecError::Layer {
+                index,
+                layer: spec.label(),
+                problem,
+            })?;
+            params = params.saturating_add(plan.params as u64);
+            stored = stored.saturating_add(plan.stored as u64);
+            largest_patches = largest_patches.max(plan.patches as u64);
+            let patches = train.saturating_mul(plan.patches as u64);
+            if patches <= KEEP_PATCHES_MAX as u64 {
+                kept_patches += patches;
+            }
+            shape = plan.out;
+        }
+        Ok(MemoryEstimate {
+            parameters: f32_bytes(params.saturating_mul(4)),
+            activations: f32_bytes(stored.saturating_mul(forward + train)),
+            patches: f32_bytes(
+                largest_patches
+                    .saturating_mul(forward + train)
+                    .saturating_add(kept_patches),
+            ),
+            inputs: f32_bytes(input.saturating_mul(4 * train)),
+        })
+    }
+
     /// Builds the network with freshly initialized parameters (seeded per parameter name).
     pub fn build(&self, init: Init, seed: u64) -> Result<Network, SpecError> {
         if self.layers.is_empty() {
@@ -626,6 +827,61 @@ mod tests {
             err.contains("layer 1 (`fc`)") && err.contains("exceed"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_memory_estimate_follows_its_documented_formula() {
+        let spec = spec(vec![
+            LayerSpec::Conv2d {
+                name: "c".into(),
+                out_channels: 4,
+                kernel_size: 3,
+                stride: 1,
+                padding: 1,
+                bias: true,
+            },
+            LayerSpec::Flatten,
+            LayerSpec::Linear {
+                name: "fc".into(),
+                out_features: 2,
+                bias: true,
+            },
+        ]);
+        let m = spec.memory_estimate(10, 20).unwrap();
+        // Parameters 4*9 + 4 + 256*2 + 2 = 554, times 4 copies of 4 bytes.
+        assert_eq!(m.parameters, 554 * 16);
+        // Kept per image: input 64, convolution 8x8x4 = 256, flatten 256, linear 2; 20
+        // images forward and 10 backward.
+        assert_eq!(m.activations, 578 * 30 * 4);
+        // Patches of 8x8 positions x 9 values: shared buffers of 20 + 10 images, 10 kept.
+        assert_eq!(m.patches, (576 * 30 + 576 * 10) * 4);
+        assert_eq!(m.inputs, 64 * 4 * 10 * 4);
+        assert_eq!(
+            m.total(),
+            m.parameters + m.activations + m.patches + m.inputs
+        );
+    }
+
+    #[test]
+    fn a_model_of_200000_channels_is_estimated_at_hundreds_of_gigabytes_without_allocating() {
+        let mut wide = spec(vec![
+            LayerSpec::Conv2d {
+                name: "c".into(),
+                out_channels: 200_000,
+                kernel_size: 3,
+                stride: 1,
+                padding: 1,
+                bias: true,
+            },
+            LayerSpec::GlobalAvgPool,
+        ]);
+        wide.input = InputShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let m = wide.memory_estimate(64, 256).unwrap();
+        assert!(m.total() > 100 << 30, "{m:?}");
     }
 
     #[test]

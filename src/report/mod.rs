@@ -66,13 +66,20 @@ pub fn load(store: &dyn Store, study: &str, spec: StudySpec) -> Result<StudyResu
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not a source, so it is shown once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: cannot render the figure: {message}", path.display())]
     Render { path: PathBuf, message: String },
+    #[error(
+        "{}: holds `{entry}`, which is not part of a report; the report replaces its whole \
+         folder, so give an empty folder, a new one, or an earlier report's",
+        path.display()
+    )]
+    NotAReport { path: PathBuf, entry: String },
 }
 
 /// The files a report wrote.
@@ -86,41 +93,121 @@ pub struct ReportFiles {
     pub figures: Vec<PathBuf>,
 }
 
-/// Writes the report of `results` into the folder `out` (created if needed), every file
-/// atomically.
+/// What a report folder holds (and what an earlier version, which wrote each file in
+/// place, could leave: its temporary files `.NAME.PID.tmp`).
+fn belongs_to_a_report(name: &str) -> bool {
+    matches!(name, "report.md" | "report.html" | "tables" | "figures")
+        || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+/// Refuses an `out` that exists and holds anything but a report: writing the report
+/// replaces the whole folder.
+fn check_replaceable(out: &Path, extra: &[ExtraFile]) -> Result<(), ReportError> {
+    let io = |cause| ReportError::Io {
+        path: out.to_path_buf(),
+        cause,
+    };
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let name = entry
+            .map_err(io)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if !belongs_to_a_report(&name) && !extra.iter().any(|(n, _)| *n == name) {
+            return Err(ReportError::NotAReport {
+                path: out.to_path_buf(),
+                entry: name,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the report of `results` as the folder `out` (its parents created if needed).
+/// The report is written whole into a new folder beside `out`, then swapped in at once
+/// (see [`crate::fsio::StagedDir`]): `out` holds either the previous report or the new one,
+/// never a mix, even if the process is killed or the disk fills; temporaries are removed on
+/// error, and those of a killed run by the next one.
 pub fn write_report(results: &StudyResults, out: &Path) -> Result<ReportFiles, ReportError> {
+    write_report_with(results, out, &[])
+}
+
+/// A file written into the report folder besides the report: its name and bytes.
+pub type ExtraFile<'a> = (&'a str, &'a [u8]);
+
+/// [`write_report`], with `extra` files in the folder as well (a reproduced study's spec).
+pub fn write_report_with(
+    results: &StudyResults,
+    out: &Path,
+    extra: &[ExtraFile],
+) -> Result<ReportFiles, ReportError> {
+    check_replaceable(out, extra)?;
+    let io = |cause| ReportError::Io {
+        path: out.to_path_buf(),
+        cause,
+    };
+    let staged = crate::fsio::StagedDir::new(out).map_err(io)?;
+    let folder = Folder {
+        written: staged.path(),
+        named: out,
+    };
+    let files = write_files(results, &folder)?;
+    for (name, bytes) in extra {
+        folder.put(name, bytes)?;
+    }
+    staged.commit().map_err(io)?;
+    Ok(files)
+}
+
+/// Where report files are written (`written`) and the paths they will have (`named`).
+struct Folder<'a> {
+    written: &'a Path,
+    named: &'a Path,
+}
+
+impl Folder<'_> {
+    /// Writes the file `relative` and returns its final path.
+    fn put(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, ReportError> {
+        let path = self.written.join(relative);
+        std::fs::write(&path, bytes).map_err(|cause| ReportError::Io {
+            path: path.clone(),
+            cause,
+        })?;
+        Ok(self.named.join(relative))
+    }
+}
+
+/// Writes every file of the report into `folder`.
+fn write_files(results: &StudyResults, folder: &Folder) -> Result<ReportFiles, ReportError> {
     let analysis = analysis::analyze(results);
     let blocks = content::blocks(results, &analysis);
-    for dir in [out.to_path_buf(), out.join("tables"), out.join("figures")] {
-        std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io { path: dir, source })?;
+    for sub in ["tables", "figures"] {
+        let dir = folder.written.join(sub);
+        std::fs::create_dir_all(&dir).map_err(|cause| ReportError::Io { path: dir, cause })?;
     }
     let mut files = ReportFiles::default();
     for block in &blocks {
         match block {
             Block::Table(t) => {
-                let dir = out.join("tables");
-                files.tables.push(write(
-                    &dir.join(format!("{}.csv", t.name)),
-                    t.to_csv().as_bytes(),
-                )?);
-                files.tables.push(write(
-                    &dir.join(format!("{}.json", t.name)),
-                    t.to_json().as_bytes(),
-                )?);
+                let csv = folder.put(&format!("tables/{}.csv", t.name), t.to_csv().as_bytes())?;
+                let json =
+                    folder.put(&format!("tables/{}.json", t.name), t.to_json().as_bytes())?;
+                files.tables.extend([csv, json]);
             }
-            Block::Figure { name, svg, .. } => files.figures.extend(write_figure(out, name, svg)?),
+            Block::Figure { name, svg, .. } => {
+                files.figures.extend(write_figure(folder, name, svg)?);
+            }
             _ => {}
         }
     }
     let title = format!("Study {}", results.spec.name);
-    files.markdown = write(
-        &out.join("report.md"),
-        document::to_markdown(&blocks).as_bytes(),
-    )?;
-    files.html = write(
-        &out.join("report.html"),
-        document::to_html(&title, &blocks).as_bytes(),
-    )?;
+    files.markdown = folder.put("report.md", document::to_markdown(&blocks).as_bytes())?;
+    files.html = folder.put("report.html", document::to_html(&title, &blocks).as_bytes())?;
     Ok(files)
 }
 
@@ -142,24 +229,14 @@ pub fn console_summary(results: &StudyResults) -> String {
 }
 
 /// Writes a figure's SVG and its PNG rendering.
-fn write_figure(out: &Path, name: &str, svg: &str) -> Result<[PathBuf; 2], ReportError> {
-    let dir = out.join("figures");
-    let svg_path = write(&dir.join(format!("{name}.svg")), svg.as_bytes())?;
-    let png_path = dir.join(format!("{name}.png"));
+fn write_figure(folder: &Folder, name: &str, svg: &str) -> Result<[PathBuf; 2], ReportError> {
+    let svg_path = folder.put(&format!("figures/{name}.svg"), svg.as_bytes())?;
+    let png_name = format!("figures/{name}.png");
     let bytes = png::render(svg).map_err(|message| ReportError::Render {
-        path: png_path.clone(),
+        path: folder.named.join(&png_name),
         message,
     })?;
-    Ok([svg_path, write(&png_path, &bytes)?])
-}
-
-/// [`crate::fsio::write_atomic`], naming the file on failure.
-fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf, ReportError> {
-    crate::fsio::write_atomic(path, bytes).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(path.to_path_buf())
+    Ok([svg_path, folder.put(&png_name, &bytes)?])
 }
 
 #[cfg(test)]

@@ -50,9 +50,9 @@ pub fn best_file(run: &Path, epoch: usize) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
+    move |cause| TrainError::Io {
         path: path.into(),
-        source,
+        cause,
     }
 }
 

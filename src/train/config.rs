@@ -50,7 +50,10 @@ pub struct RunConfig {
     /// Required.
     pub dataset: String,
     /// Folder holding the data sets. Default: `$REGSTUDY_DATA`, else the user's cache folder.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "path_as_text"
+    )]
     pub data_dir: Option<PathBuf>,
     /// A zoo model (`simple-cnn`, `levy-initial`, `levy-new`, `resnet18`, `standard-cnn`) or
     /// the path of a model spec file (`.toml`). Required.
@@ -136,7 +139,10 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_subset: Option<usize>,
     /// Run folder. Default: `runs/<model>-<dataset>-<unix time>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "path_as_text"
+    )]
     pub out: Option<PathBuf>,
     /// Per-layer strengths, keyed by parameter name (`fc1.weight`) or a prefix of names
     /// ending at a dot (`fc1`, `layer1.0`); `{ l1 = X, l2 = Y }`, either may be left out to
@@ -181,6 +187,18 @@ impl Default for RunConfig {
             out: None,
             layer_penalties: BTreeMap::new(),
         }
+    }
+}
+
+/// Writes a path as text. TOML and JSON hold only UTF-8, and a path on Unix is any bytes: a
+/// path that is not UTF-8 is recorded with U+FFFD in place of its invalid bytes, so that a
+/// record can always be written. The run itself uses the path as given; only the record is
+/// approximate, and resuming such a run needs `--data-dir` again (see
+/// [`RunConfig::records_lossy_data_dir`]).
+fn path_as_text<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => s.serialize_some(&path.to_string_lossy()),
+        None => s.serialize_none(),
     }
 }
 
@@ -230,16 +248,36 @@ fn non_negative(option: &str, value: f32) -> Result<f32, ConfigError> {
 }
 
 impl RunConfig {
-    /// Reads a `run.toml` file.
+    /// Reads a `run.toml` file given with `--config`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        Self::read(path, "config")
+    }
+
+    /// Reads the `config.toml` of the run folder `dir` given with `--resume`.
+    pub fn from_run_folder(dir: &Path) -> Result<Self, ConfigError> {
+        Self::read(&dir.join("config.toml"), "resume")
+    }
+
+    /// Reads a settings file; errors name `option`, the file and the cause.
+    fn read(path: &Path, option: &str) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| bad("config", format!("{}: {e}", path.display())))
+            .map_err(|e| bad(option, format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| bad(option, format!("{}: {e}", path.display())))
     }
 
     /// The config as TOML.
     pub fn to_toml(&self) -> String {
+        // Every field is a number, a string, a flag or a table of them (paths are written
+        // as text by `path_as_text`), all of which TOML holds.
         toml::to_string(self).expect("a run config always serializes")
+    }
+
+    /// Whether the recorded `data_dir` lost bytes that are not UTF-8 (see `path_as_text`):
+    /// such a record cannot find the data again.
+    pub fn records_lossy_data_dir(&self) -> bool {
+        self.data_dir
+            .as_ref()
+            .is_some_and(|d| d.to_string_lossy().contains('\u{FFFD}'))
     }
 
     /// Validates every setting and resolves the defaults that depend on others.
@@ -355,8 +393,8 @@ fn check_model(model: &str) -> Result<ModelSource, ConfigError> {
     }
     let path = Path::new(model);
     if model.ends_with(".toml") || path.is_file() {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad("model", format!("{model}: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("model", format!("cannot read {model}: {e}")))?;
         let spec = toml::from_str(&text).map_err(|e| bad("model", format!("{model}: {e}")))?;
         return Ok(ModelSource::File(spec));
     }

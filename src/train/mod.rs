@@ -21,6 +21,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod early_stop;
 pub mod metrics;
+pub mod record;
+pub mod resources;
 pub mod run;
 
 pub use config::{CheckedRunConfig, ConfigError, ModelSource, RunConfig};
@@ -30,6 +32,12 @@ pub use run::{run, EpochCallback, RunOptions};
 
 use std::path::PathBuf;
 
+impl From<crate::nn::SpecError> for TrainError {
+    fn from(error: crate::nn::SpecError) -> Self {
+        TrainError::Spec(error)
+    }
+}
+
 /// Why a run could not start, could not continue, or ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -37,22 +45,29 @@ pub enum TrainError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// The cause is part of the message, not a source, so it is shown once.
     #[error("--model: {0}")]
-    Spec(#[from] crate::nn::SpecError),
+    Spec(crate::nn::SpecError),
     #[error(transparent)]
     Penalty(#[from] crate::regularize::PenaltyError),
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message, not a source, so it is shown once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Settings that only prove invalid once the data or the network is known.
     #[error("{0}")]
     Invalid(String),
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// The run folder's records do not match what resuming would train on: other data
+    /// (checksums), or other settings (an edited `config.toml`). Unlike [`TrainError::Resume`]
+    /// the folder is sound; it must not be continued, nor cleared.
+    #[error("cannot resume {}: {problem}", dir.display())]
+    Mismatch { dir: PathBuf, problem: String },
     /// The caller asked the run to stop (see [`run::EpochCallback`]).
     #[error("stopped: {0}")]
     Stopped(String),

@@ -6,7 +6,7 @@ use super::checkpoint::{self, TrainState};
 use super::config::{CheckedRunConfig, ModelSource, NormalizationKind, OptimizerKind, RunConfig};
 use super::early_stop::EarlyStopping;
 use super::metrics::{self, EpochMetrics, Summary};
-use super::TrainError;
+use super::{record, resources, TrainError};
 use crate::checkpoint::{load_weights, save_weights};
 use crate::data::{
     self, split_validation, stratified_subset, Augmentation, BatchLoader, DataIdentity, Dataset,
@@ -73,6 +73,8 @@ impl std::fmt::Debug for RunOptions<'_> {
 /// The data of a run: training part, validation split, test set.
 struct Data {
     train: Arc<ImageSet>,
+    /// Images in the data set's training part, before the split and the subset.
+    train_total: usize,
     val: Option<Arc<ImageSet>>,
     test: Arc<ImageSet>,
     classes: usize,
@@ -88,7 +90,27 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
     let pool =
         ThreadPool::new(c.threads).map_err(|e| TrainError::Invalid(format!("--threads: {e}")))?;
     let data = prepare_data(checked, options.dataset.as_deref())?;
+    let out = run_folder(c, &spec_name(checked, &data)?);
+    if options.resume {
+        record::check_resume(&out, c, &data.identity)?;
+    }
+    if data.train.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "--dataset: no training images are left ({} in the data set's training part, {} \
+             held out for validation{}); there is nothing to train on",
+            data.train_total,
+            data.val.as_ref().map_or(0, |v| v.len()),
+            c.train_subset
+                .map_or(String::new(), |n| format!(", --train-subset {n}"))
+        )));
+    }
     let spec = model_spec(checked, &data)?;
+    resources::check_memory(
+        &spec,
+        c.batch_size,
+        EVAL_BATCH,
+        resources::available_memory(),
+    )?;
     let mut net = spec.build(c.init, c.seed)?;
     if net.classes() != data.classes {
         return Err(TrainError::Invalid(format!(
@@ -109,13 +131,13 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         )));
     }
     let mut optimizer = make_optimizer(c);
-    let out = run_folder(c, &spec);
     let state = if options.resume {
         let state = checkpoint::load(&out, &mut net, optimizer.as_mut())?;
         if !(options.complete_ended && training_ended(&state, c)) {
             check_resumable(&state, c)?;
         }
         write(&out.join("config.toml"), c.to_toml().as_bytes())?;
+        record::update(&out, c, &data.identity)?;
         state
     } else {
         create_run_folder(&out, checked, &spec, &net, &data, pool.threads())?;
@@ -175,6 +197,7 @@ fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<
         NormalizationKind::Standardize => Normalization::standardize_from(&train),
     };
     Ok(Data {
+        train_total: dataset.train.len(),
         train: Arc::new(train),
         val: val.map(Arc::new),
         test: Arc::new(test),
@@ -207,7 +230,7 @@ fn model_spec(checked: &CheckedRunConfig, data: &Data) -> Result<ModelSpec, Trai
     };
     if spec.input != input {
         return Err(TrainError::Invalid(format!(
-            "--model: the spec's input {:?} does not match the data's images {input:?}",
+            "--model: the spec's input ({}) does not match the data's images ({input})",
             spec.input
         )));
     }
@@ -235,31 +258,44 @@ fn make_optimizer(c: &RunConfig) -> Box<dyn Optimizer> {
     }
 }
 
-/// `--out`, else `runs/<model>-<dataset>-<unix seconds>`.
-fn run_folder(c: &RunConfig, spec: &ModelSpec) -> PathBuf {
+/// The model's name, for the default run folder: the zoo name, or the spec file's `name`.
+fn spec_name(checked: &CheckedRunConfig, data: &Data) -> Result<String, TrainError> {
+    Ok(match &checked.model {
+        ModelSource::File(spec) => spec.name.clone(),
+        ModelSource::Zoo(_) => model_spec(checked, data)?.name,
+    })
+}
+
+/// `--out`, else `runs/<model>-<dataset>-<unix seconds>`, where the model's name is reduced
+/// to a safe folder name (a spec file's `name` is any text).
+fn run_folder(c: &RunConfig, model: &str) -> PathBuf {
     c.out.clone().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let dataset: String = c
-            .dataset
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ch == '-' {
-                    ch
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        PathBuf::from("runs").join(format!("{}-{dataset}-{secs}", spec.name))
+        let dataset = safe_name(&c.dataset);
+        PathBuf::from("runs").join(format!("{}-{dataset}-{secs}", safe_name(model)))
     })
 }
 
+/// `text` with every character but ASCII letters, digits and `-` replaced by `_`: a name
+/// that is one folder name, whatever the text (no separator, no `..`).
+fn safe_name(text: &str) -> String {
+    text.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
+    move |cause| TrainError::Io {
         path: path.into(),
-        source,
+        cause,
     }
 }
 
@@ -302,11 +338,15 @@ fn create_run_folder(
         "threads": threads,
         "seed": checked.config.seed,
         "data": data.identity,
+        "config": config,
         "train_images": data.train.len(),
         "val_images": data.val.as_ref().map_or(0, |v| v.len()),
         "test_images": data.test.len(),
         "trainable_parameters": net.trainable_count(),
-        "command": std::env::args().collect::<Vec<_>>(),
+        // Arguments that are not UTF-8 are recorded with U+FFFD in their place.
+        "command": std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
     });
     let json = serde_json::to_vec_pretty(&run).expect("run info serializes");
     write(&out.join("run.json"), &json)
@@ -708,4 +748,22 @@ fn progress_bar(show: bool, batches: usize, epoch: usize) -> ProgressBar {
     bar.set_style(style);
     bar.set_prefix(epoch.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_run_folder_is_one_folder_under_runs_whatever_the_model_spec_is_named() {
+        let c = RunConfig {
+            dataset: "folder:../x".into(),
+            ..RunConfig::default()
+        };
+        let out = run_folder(&c, "../../etc/passwd");
+        let parts: Vec<_> = out.components().collect();
+        assert_eq!(parts.len(), 2, "{}", out.display());
+        let name = out.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("______etc_passwd-folder____x-"), "{name}");
+    }
 }

@@ -1,0 +1,197 @@
+//! `run.json`, the record of what a run was trained on: the data's identity (every source
+//! file's size and sha256) and the resolved settings. A resumed run must train on what the
+//! record says, and the record is brought up to date (data paths that moved, more epochs),
+//! so that it never describes something the weights were not trained on.
+
+use super::{RunConfig, TrainError};
+use crate::data::DataIdentity;
+use crate::fsio::write_atomic;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// Settings a resumed run may change: how long it trains, where the data and the folder
+/// are, and the thread count (a study divides its threads among its workers).
+const MAY_CHANGE: [&str; 4] = ["epochs", "data_dir", "out", "threads"];
+
+/// The `run.json` of run folder `dir`.
+fn read(dir: &Path) -> Result<Map<String, Value>, TrainError> {
+    let path = dir.join("run.json");
+    let bytes = std::fs::read(&path).map_err(|e| {
+        TrainError::Resume(format!(
+            "cannot read {}: {e} (it records the data the run was trained on)",
+            path.display()
+        ))
+    })?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(record)) => Ok(record),
+        Ok(_) => Err(TrainError::Resume(format!(
+            "{}: expected a JSON object",
+            path.display()
+        ))),
+        Err(e) => Err(TrainError::Resume(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Refuses to resume the run in `dir` with `config` on the data `identity` when they differ
+/// from what its `run.json` records; the message names the file or setting that changed,
+/// with the recorded and the new value.
+pub fn check_resume(
+    dir: &Path,
+    config: &RunConfig,
+    identity: &DataIdentity,
+) -> Result<(), TrainError> {
+    let record = read(dir)?;
+    let mismatch = |problem: String| TrainError::Mismatch {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    if let Some(recorded) = record.get("data") {
+        data_difference(recorded, identity).map_err(mismatch)?;
+    }
+    // Runs recorded before the settings were kept in run.json are checked on their data only.
+    if let Some(recorded) = record.get("config") {
+        let recorded: RunConfig = serde_json::from_value(recorded.clone()).map_err(|e| {
+            TrainError::Resume(format!("{}: config: {e}", dir.join("run.json").display()))
+        })?;
+        settings_difference(&recorded, config).map_err(mismatch)?;
+    }
+    Ok(())
+}
+
+/// Rewrites `run.json` with the settings and data identity the run now continues with.
+pub fn update(dir: &Path, config: &RunConfig, identity: &DataIdentity) -> Result<(), TrainError> {
+    let mut record = read(dir)?;
+    let mut config = config.clone();
+    config.out = Some(dir.to_path_buf());
+    let value = |v: serde_json::Result<Value>| v.expect("settings and data identity serialize");
+    record.insert("data".into(), value(serde_json::to_value(identity)));
+    record.insert("config".into(), value(serde_json::to_value(&config)));
+    let mut json = serde_json::to_vec_pretty(&record).expect("run info serializes");
+    json.push(b'\n');
+    let path = dir.join("run.json");
+    write_atomic(&path, &json).map_err(|cause| TrainError::Io { path, cause })
+}
+
+/// The first difference between the recorded data identity and `identity`, in words.
+fn data_difference(recorded: &Value, identity: &DataIdentity) -> Result<(), String> {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let recorded_spec = text(recorded, "spec");
+    if recorded_spec != identity.spec {
+        return Err(format!(
+            "the data set is `{}`, but the run was trained on `{recorded_spec}` (run.json)",
+            identity.spec
+        ));
+    }
+    let empty = Vec::new();
+    let sources = recorded
+        .get("sources")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    if sources.len() != identity.sources.len() {
+        return Err(format!(
+            "the data set `{}` is read from {} sources, but the run was trained on {} (run.json)",
+            identity.spec,
+            identity.sources.len(),
+            sources.len()
+        ));
+    }
+    for (old, new) in sources.iter().zip(&identity.sources) {
+        let number = |key: &str| old.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let same = text(old, "sha256") == new.sha256
+            && number("bytes") == new.bytes
+            && number("files") == new.files;
+        if !same {
+            return Err(format!(
+                "the data differ from those the run was trained on: {} has {} bytes with \
+                 sha256 {}, but run.json records {} with {} bytes and sha256 {}; resume with \
+                 the data the run started with",
+                new.path,
+                new.bytes,
+                new.sha256,
+                text(old, "path"),
+                number("bytes"),
+                text(old, "sha256")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first setting, other than those in [`MAY_CHANGE`], whose value in `config` differs
+/// from `recorded`, in words.
+fn settings_difference(recorded: &RunConfig, config: &RunConfig) -> Result<(), String> {
+    let table = |c: &RunConfig| -> toml::Table {
+        toml::from_str(&c.to_toml()).expect("a run config's TOML reads back")
+    };
+    let (before, after) = (table(recorded), table(config));
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let shown = |v: Option<&toml::Value>| v.map_or_else(|| "unset".to_string(), |v| v.to_string());
+    let changed = keys
+        .into_iter()
+        .filter(|key| !MAY_CHANGE.contains(&key.as_str()))
+        .find(|key| before.get(*key) != after.get(*key));
+    match changed {
+        Some(key) => Err(format!(
+            "setting `{key}` is {} (config.toml), but the run was trained with {} (run.json); \
+             restore it, or start a new run",
+            shown(after.get(key)),
+            shown(before.get(key))
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Source;
+
+    fn identity(sha: &str) -> DataIdentity {
+        DataIdentity {
+            spec: "mnist".into(),
+            sources: vec![Source {
+                path: "a/train-images.gz".into(),
+                bytes: 10,
+                files: 1,
+                sha256: sha.into(),
+                md5: None,
+                official: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_changed_file_is_named_with_both_checksums() {
+        let recorded = serde_json::to_value(identity("aaaa")).unwrap();
+        assert_eq!(data_difference(&recorded, &identity("aaaa")), Ok(()));
+        let e = data_difference(&recorded, &identity("bbbb")).unwrap_err();
+        assert!(
+            e.contains("a/train-images.gz") && e.contains("aaaa") && e.contains("bbbb"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_changed_setting_is_named_with_both_values_and_epochs_may_grow() {
+        let recorded = RunConfig {
+            dataset: "mnist".into(),
+            model: "simple-cnn".into(),
+            ..RunConfig::default()
+        };
+        let longer = RunConfig {
+            epochs: 20,
+            threads: 3,
+            ..recorded.clone()
+        };
+        assert_eq!(settings_difference(&recorded, &longer), Ok(()));
+        let faster = RunConfig {
+            lr: 0.5,
+            ..recorded.clone()
+        };
+        let e = settings_difference(&recorded, &faster).unwrap_err();
+        assert!(
+            e.contains("`lr` is 0.5") && e.contains("trained with 0.001"),
+            "{e}"
+        );
+    }
+}
