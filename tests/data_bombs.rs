@@ -6,8 +6,8 @@
 mod data_support;
 
 use data_support::{
-    gzip, gzip_segments, jpeg_8x8, jpeg_claiming, png, png_chunk, small_png, tar, tar_gz_with_zeros,
-    tar_header, zip, zlib_zeros, Scratch, ZipMember,
+    gzip, gzip_segments, jpeg_8x8, jpeg_claiming, png, png_chunk, small_png, tar,
+    tar_gz_with_zeros, tar_header, zip, zlib_zeros, Scratch, ZipMember,
 };
 use std::fs::File;
 use std::process::{Command, Stdio};
@@ -38,6 +38,8 @@ struct Measured {
 fn measure(args: &[&str], scratch: &Scratch) -> Measured {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let stderr_path = scratch.path("stderr.txt");
+    // Reaped below with wait4, which Child::wait cannot do (it discards the usage).
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_regstudy"))
         .args(args)
         .env("REGSTUDY_OFFLINE", "1")
@@ -65,10 +67,17 @@ fn measure(args: &[&str], scratch: &Scratch) -> Measured {
 /// Runs `data info` on a bomb and checks it is refused, cheaply, naming `named`.
 fn assert_refused_cheaply(args: &[&str], scratch: &Scratch, named: &str) {
     let run = measure(args, scratch);
-    println!("{args:?}: peak {} MB, exit {:?}", run.peak_mb, run.exit_code);
+    println!(
+        "{args:?}: peak {} MB, exit {:?}",
+        run.peak_mb, run.exit_code
+    );
     assert_eq!(run.signal, None, "killed by a signal: {}", run.stderr);
     assert_eq!(run.exit_code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains(named), "{named} not named: {}", run.stderr);
+    assert!(
+        run.stderr.contains(named),
+        "{named} not named: {}",
+        run.stderr
+    );
     assert!(
         run.peak_mb < PEAK_LIMIT_MB,
         "peak {} MB: {}",
@@ -88,7 +97,10 @@ fn idx_header(count: u32) -> Vec<u8> {
 /// An MNIST folder whose training images file is `images` (gzip).
 fn mnist_with_images(scratch: &Scratch, images: &[u8]) -> String {
     let labels = |n: u32| {
-        let mut bytes = [0x801u32, n].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<_>>();
+        let mut bytes = [0x801u32, n]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect::<Vec<_>>();
         bytes.resize(8 + n as usize, 1);
         gzip(&bytes, 0)
     };
@@ -183,7 +195,14 @@ fn a_tiny_imagenet_zip_whose_class_list_inflates_to_a_gigabyte_is_refused_cheapl
     let members = [ZipMember::zeros("tiny-imagenet-200/wnids.txt", GIB, 200)];
     scratch.write("tiny-imagenet/tiny-imagenet-200.zip", &zip(&members));
     let dir = scratch.0.display().to_string();
-    let args = ["data", "info", "tiny-imagenet", "--data-dir", &dir, "--offline"];
+    let args = [
+        "data",
+        "info",
+        "tiny-imagenet",
+        "--data-dir",
+        &dir,
+        "--offline",
+    ];
     assert_refused_cheaply(&args, &scratch, "tiny-imagenet-200.zip");
 }
 

@@ -268,6 +268,9 @@ fn mutant(seeds: &[Vec<u8>], rng: &mut Rng, text: bool) -> Vec<u8> {
     input
 }
 
+/// How a target parses one input in a scratch folder; true when it is accepted.
+type Parse = dyn Fn(&[u8], &Scratch) -> bool;
+
 /// A parser under test: it is handed each input and a scratch folder, and returns
 /// whether the input was accepted (so that the count of accepted inputs can be shown).
 struct Target {
@@ -275,11 +278,12 @@ struct Target {
     seeds: Vec<Vec<u8>>,
     /// Text targets also get number replacements.
     text: bool,
-    run: Box<dyn Fn(&[u8], &Scratch) -> bool>,
+    run: Box<Parse>,
 }
 
 /// What one target's run found.
 struct Outcome {
+    seconds: f64,
     inputs: usize,
     accepted: usize,
     failures: Vec<String>,
@@ -313,9 +317,14 @@ fn fuzz(target: &Target) -> Outcome {
     let current = target_dir().join("fuzz-current");
     let failed_dir = target_dir().join("fuzz-failures");
     let _ = std::fs::create_dir_all(&current);
-    let mut rng = Rng::derive(fuzz_seed(), &[target.name.len() as u64, target.name.as_bytes()[0] as u64]);
-    let deadline = Instant::now() + budget();
+    let mut rng = Rng::derive(
+        fuzz_seed(),
+        &[target.name.len() as u64, target.name.as_bytes()[0] as u64],
+    );
+    let start = Instant::now();
+    let deadline = start + budget();
     let mut outcome = Outcome {
+        seconds: 0.0,
         inputs: 0,
         accepted: 0,
         failures: Vec::new(),
@@ -332,17 +341,19 @@ fn fuzz(target: &Target) -> Outcome {
                 let _ = std::fs::create_dir_all(&failed_dir);
                 let saved = failed_dir.join(format!("{}-{}.bin", target.name, outcome.inputs));
                 let _ = std::fs::write(&saved, &input);
-                outcome.failures.push(format!("{}: {problem}", saved.display()));
+                outcome
+                    .failures
+                    .push(format!("{}: {problem}", saved.display()));
             }
         }
         outcome.inputs += 1;
     }
+    outcome.seconds = start.elapsed().as_secs_f64();
     outcome
 }
 
 /// Runs a target and checks the property and the number of inputs.
 fn check(target: Target) {
-    let start = Instant::now();
     let outcome = fuzz(&target);
     println!(
         "fuzz {}: {} inputs ({} seeds, {} accepted) in {:.1} s",
@@ -350,7 +361,7 @@ fn check(target: Target) {
         outcome.inputs,
         target.seeds.len(),
         outcome.accepted,
-        start.elapsed().as_secs_f64()
+        outcome.seconds
     );
     assert!(
         outcome.failures.is_empty(),
@@ -364,7 +375,11 @@ fn check(target: Target) {
         target.name,
         outcome.inputs
     );
-    assert!(outcome.accepted > 0, "{}: not even a seed was accepted", target.name);
+    assert!(
+        outcome.accepted > 0,
+        "{}: not even a seed was accepted",
+        target.name
+    );
 }
 
 fn offline(data_dir: &Path) -> LoadOptions<'_> {
@@ -526,17 +541,30 @@ fn tree_images() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn folder_trees_as_tar_tar_gz_and_zip_never_panic_or_blow_up() {
     let images = tree_images();
-    let members: Vec<(&str, Vec<u8>)> =
-        images.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let members: Vec<(&str, Vec<u8>)> = images
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.clone()))
+        .collect();
     let plain = tar(&members);
     let pngs: Vec<(&str, Vec<u8>)> = vec![
         ("set/train/a/0.png", small_png(4, 4)),
         ("set/test/a/0.png", small_png(4, 4)),
     ];
-    let stored: Vec<ZipMember> = images.iter().map(|(n, b)| ZipMember::stored(n, b)).collect();
-    let deflated: Vec<ZipMember> =
-        images.iter().map(|(n, b)| ZipMember::deflated(n, b)).collect();
-    let seeds = vec![gzip(&plain), plain, tar(&pngs), zip(&stored), zip(&deflated)];
+    let stored: Vec<ZipMember> = images
+        .iter()
+        .map(|(n, b)| ZipMember::stored(n, b))
+        .collect();
+    let deflated: Vec<ZipMember> = images
+        .iter()
+        .map(|(n, b)| ZipMember::deflated(n, b))
+        .collect();
+    let seeds = vec![
+        gzip(&plain),
+        plain,
+        tar(&pngs),
+        zip(&stored),
+        zip(&deflated),
+    ];
     check(Target {
         name: "trees",
         seeds,
@@ -626,7 +654,10 @@ fn jpeg_decoding_never_panics_or_blows_up() {
 fn study_specs_never_panic_or_blow_up() {
     use regstudy::study::presets::PRESETS;
     use regstudy::study::spec::StudySpec;
-    let seeds = PRESETS.iter().map(|(_, text)| text.as_bytes().to_vec()).collect();
+    let seeds = PRESETS
+        .iter()
+        .map(|(_, text)| text.as_bytes().to_vec())
+        .collect();
     check(Target {
         name: "study-spec",
         seeds,

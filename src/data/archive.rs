@@ -423,10 +423,8 @@ fn read_zip(
     stored: u64,
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(Vec<Member>, FileDigest), DataError> {
-    let (members, digest) = rayon::join(
-        || zip_members(path, stored, keep),
-        || digest::of_file(path),
-    );
+    let (members, digest) =
+        rayon::join(|| zip_members(path, stored, keep), || digest::of_file(path));
     Ok((members?, digest?))
 }
 

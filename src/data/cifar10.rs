@@ -133,8 +133,15 @@ fn check_batch_size(size: u64, file: &str) -> Result<(), DataError> {
     if size <= MAX_BATCH_BYTES {
         return Ok(());
     }
-    let limit = format!("{MAX_BATCH_BYTES} bytes ({MAX_CIFAR_RECORDS} records, as in every official batch)");
-    Err(DataError::too_large(file, "length", &limit, format!("{size} bytes")))
+    let limit = format!(
+        "{MAX_BATCH_BYTES} bytes ({MAX_CIFAR_RECORDS} records, as in every official batch)"
+    );
+    Err(DataError::too_large(
+        file,
+        "length",
+        &limit,
+        format!("{size} bytes"),
+    ))
 }
 
 /// The six batches of the archive (found under any folder), recorded by the archive's

@@ -135,7 +135,9 @@ fn decode_jpeg(bytes: &[u8], file: &str, budget: &DecodeBudget) -> Result<Decode
     let failed = |e: zune_jpeg::errors::DecodeErrors| DataError::image(file, e);
     let mut probe = zune_jpeg::JpegDecoder::new_with_options(bytes, limited_options());
     probe.decode_headers().map_err(failed)?;
-    let info = probe.info().ok_or_else(|| DataError::image(file, "no frame header"))?;
+    let info = probe
+        .info()
+        .ok_or_else(|| DataError::image(file, "no frame header"))?;
     let grey = probe.get_input_colorspace() == Some(ColorSpace::Luma);
     Declared {
         width: usize::from(info.width),

@@ -503,7 +503,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("imgs: item count: expected at most 250000 items") && err.contains("250001"),
+            err.contains("imgs: item count: expected at most 250000 items")
+                && err.contains("250001"),
             "{err}"
         );
         let labels = idx_labels(&[1; 3]);

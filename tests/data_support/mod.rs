@@ -13,8 +13,7 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("regstudy-data-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("regstudy-data-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -317,7 +316,12 @@ pub fn png(width: u32, height: u32, zeros: u64, extra: Option<Vec<u8>>) -> Vec<u
 
 /// A valid `width` x `height` RGBA PNG, all zero pixels.
 pub fn small_png(width: u32, height: u32) -> Vec<u8> {
-    png(width, height, u64::from(height) * (u64::from(width) * 4 + 1), None)
+    png(
+        width,
+        height,
+        u64::from(height) * (u64::from(width) * 4 + 1),
+        None,
+    )
 }
 
 /// An 8x8 baseline JPEG (the one the unit tests use).
