@@ -85,3 +85,54 @@ fn a_data_set_absent_offline_says_where_to_place_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn data_verify_fails_when_it_finds_nothing_to_verify() {
+    let empty = std::env::temp_dir().join(format!("regstudy-cli-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let dir = empty.to_str().unwrap();
+    let (ok, stdout, stderr) = regstudy(&["data", "verify", "--data-dir", dir]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("nothing verified") && stderr.contains("regstudy-cli-verify"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("train-images-idx3-ubyte.gz"), "{stdout}");
+    let (ok, _, stderr) = regstudy(&["data", "verify", &format!("folder:{dir}")]);
+    assert!(!ok);
+    assert!(stderr.contains("nothing to verify"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+#[test]
+fn a_garbage_archive_is_refused_without_dumping_its_bytes() {
+    let dir = std::env::temp_dir().join(format!("regstudy-cli-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("garbage.tar");
+    // A tar header whose name and numeric fields are control bytes and escape sequences.
+    let mut bytes: Vec<u8> = (0..512u32).map(|i| (i * 7 % 32) as u8).collect();
+    bytes[..8].copy_from_slice(b"\x1b[31mX\x07\x00");
+    bytes.extend(vec![0x1bu8; 4096]);
+    std::fs::write(&archive, &bytes).unwrap();
+    let spec = format!("folder:{}", archive.display());
+    let (ok, _, stderr) = regstudy(&["data", "info", &spec]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok);
+    assert!(stderr.contains("garbage.tar"), "{stderr}");
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
+    assert!(stderr.len() < 2000, "{stderr}");
+}
+
+#[test]
+fn a_missing_folder_is_reported_with_its_cause() {
+    let (ok, _, stderr) = regstudy(&["data", "info", "folder:/no/such/regstudy/folder"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read /no/such/regstudy/folder")
+            && stderr.contains("caused by: No such file"),
+        "{stderr}"
+    );
+}

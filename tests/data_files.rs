@@ -373,3 +373,35 @@ fn a_truncated_tarball_is_an_error_not_a_panic() {
         .to_string();
     assert!(err.contains(&archive.display().to_string()), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn class_folders_differing_only_in_bytes_that_are_not_utf8_stay_two_classes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = Scratch::new("non-utf8");
+    let image = png(4, 4, 9);
+    for (split, class) in [("train", b"a\xff"), ("train", b"a\xfe"), ("test", b"a\xff")] {
+        let folder = dir.0.join(split).join(std::ffi::OsStr::from_bytes(class));
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("0.png"), &image).unwrap();
+    }
+    let data = load(&DatasetSpec::Folder(dir.0.clone()), &dir.0).unwrap();
+    assert_eq!(data.classes, vec!["a\\xfe", "a\\xff"]);
+    assert_eq!((data.train.len(), data.test.labels.clone()), (2, vec![1]));
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in [
+        &b"train/b\xff/0.png"[..],
+        b"train/b\xfe/0.png",
+        b"test/b\xfe/0.png",
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_size(image.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, &image[..]).unwrap();
+    }
+    let archive = dir.write("raw.tar", &builder.into_inner().unwrap());
+    let data = load(&DatasetSpec::Folder(archive), &dir.0).unwrap();
+    assert_eq!(data.classes, vec!["b\\xfe", "b\\xff"]);
+}

@@ -136,11 +136,12 @@ fn print_info(dataset: &Dataset) {
 fn verify(spec: Option<DatasetSpec>, data_dir: Option<PathBuf>) -> CommandResult {
     let specs = match &spec {
         Some(DatasetSpec::Folder(path)) => {
-            println!(
-                "{}: a user's folder has no official checksums",
+            return Err(format!(
+                "nothing to verify: {} is a user's folder, which has no official checksums \
+                 (verify checks the files of cifar10, mnist, fashion-mnist and tiny-imagenet)",
                 path.display()
-            );
-            return Ok(());
+            )
+            .into());
         }
         Some(spec) => vec![spec.clone()],
         None => DatasetSpec::NAMED.to_vec(),
@@ -148,8 +149,12 @@ fn verify(spec: Option<DatasetSpec>, data_dir: Option<PathBuf>) -> CommandResult
     // Absent files fail the check only when that data set was asked for by name.
     let named = spec.is_some();
     let mut failures = 0;
+    let mut found = 0;
+    let mut looked = Vec::new();
     for spec in &specs {
+        looked.extend(data::candidate_dirs(spec, data_dir.as_deref())?);
         for check in data::verify(spec, data_dir.as_deref())? {
+            found += usize::from(check.found_md5.is_some());
             let (status, failed) = match &check.found_md5 {
                 None => ("absent", named),
                 Some(_) if check.ok() => ("ok", false),
@@ -168,6 +173,15 @@ fn verify(spec: Option<DatasetSpec>, data_dir: Option<PathBuf>) -> CommandResult
     }
     if failures > 0 {
         return Err(format!("{failures} file(s) absent or not the official files").into());
+    }
+    if found == 0 {
+        looked.dedup();
+        let folders: Vec<String> = looked.iter().map(|d| d.display().to_string()).collect();
+        return Err(format!(
+            "nothing verified: none of the official files listed above is in {}",
+            folders.join(", ")
+        )
+        .into());
     }
     Ok(())
 }

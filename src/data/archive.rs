@@ -6,18 +6,30 @@
 //! paths are checked before anything else: an archive with an absolute path or a `..`
 //! component is refused as a whole, as an extractor would have to.
 //!
-//! Member names are relative paths with `/` separators, without a leading `./`.
+//! Member names are relative paths with `/` separators, without a leading `./`. A name
+//! that is not UTF-8 is kept apart from every other: its valid text is kept, each other
+//! byte is written `\xNN` and a backslash is doubled.
+//!
+//! What a member may expand to is bounded (see [`limits`]): a member's declared size is
+//! checked before it is read, a compressed archive may not expand beyond its
+//! [`limits::expansion_allowance`], and images are decoded against a budget set by the
+//! tree's size on disk.
 
+use super::decode::DecodeBudget;
 use super::digest::{self, FileDigest, HashingReader};
 use super::error::member_location;
+use super::limits::{self, MAX_MEMBER_BYTES};
 use super::DataError;
 use super::Source;
-use flate2::read::{DeflateDecoder, GzDecoder};
+use flate2::read::{DeflateDecoder, MultiGzDecoder};
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Mutex;
 
 /// One file of a tree.
@@ -46,6 +58,8 @@ pub struct Tree {
     archive_digest: Option<FileDigest>,
     /// For a folder: `(name, bytes, sha256)` of every member read so far.
     read_log: Mutex<Vec<(String, u64, String)>>,
+    /// Bytes on disk: the archive's size, or the sum of the kept files' sizes.
+    stored_bytes: u64,
 }
 
 impl Tree {
@@ -53,23 +67,30 @@ impl Tree {
     /// and keeps the regular files whose name satisfies `keep`.
     pub fn open(path: &Path, keep: &(dyn Fn(&str) -> bool + Sync)) -> Result<Tree, DataError> {
         let metadata = fs::metadata(path).map_err(|e| DataError::read(path, e))?;
-        let (members, archive_digest) = if metadata.is_dir() {
-            (walk_folder(path, keep)?, None)
+        let stored = metadata.len();
+        let (mut members, archive_digest, stored_bytes) = if metadata.is_dir() {
+            let (members, stored) = walk_folder(path, keep)?;
+            (members, None, stored)
         } else if is_zip(path)? {
-            let (members, digest) = read_zip(path, keep)?;
-            (members, Some(digest))
+            let (members, digest) = read_zip(path, stored, keep)?;
+            (members, Some(digest), stored)
         } else {
-            let (members, digest) = read_tar(path, keep)?;
-            (members, Some(digest))
+            let (members, digest) = read_tar(path, stored, keep)?;
+            (members, Some(digest), stored)
         };
-        let mut members = members;
         members.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Tree {
             path: path.to_path_buf(),
             members,
             archive_digest,
             read_log: Mutex::new(Vec::new()),
+            stored_bytes,
         })
+    }
+
+    /// The budget for decoding this tree's images (see [`limits::decode_allowance`]).
+    pub fn decode_budget(&self) -> DecodeBudget {
+        DecodeBudget::for_stored(self.stored_bytes)
     }
 
     /// How a member is named in messages.
@@ -92,7 +113,7 @@ impl Tree {
         match &member.content {
             Content::Bytes(bytes) => Ok(Cow::Borrowed(bytes)),
             Content::Disk(path) => {
-                let bytes = fs::read(path).map_err(|e| DataError::read(path, e))?;
+                let bytes = read_limited(path, &location())?;
                 self.log_read(&member.name, &bytes);
                 Ok(Cow::Owned(bytes))
             }
@@ -166,28 +187,74 @@ impl Tree {
     }
 }
 
-/// Checks an archive member's path and returns it normalized (`/` separators, no `./`).
-/// Refuses absolute paths, drive prefixes and `..` components.
-pub fn check_member_name(archive: &Path, raw: &str) -> Result<String, DataError> {
-    let refuse = |reason: &str| DataError::UnsafeMember {
-        archive: archive.display().to_string(),
-        member: raw.to_string(),
-        reason: reason.to_string(),
-    };
-    let unified = raw.replace('\\', "/");
-    if unified.starts_with('/') || Path::new(raw).is_absolute() {
+/// Checks an archive member's path (raw bytes, as the archive stores it) and returns it
+/// normalized (`/` separators, no `./`, see the module's note on names that are not
+/// UTF-8). Refuses absolute paths, drive prefixes and `..` components.
+pub fn check_member_name(archive: &Path, raw: &[u8]) -> Result<String, DataError> {
+    let refuse =
+        |reason: &str| DataError::unsafe_member(archive, &String::from_utf8_lossy(raw), reason);
+    let unified: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'\\' { b'/' } else { b })
+        .collect();
+    let drive = unified.len() >= 2 && unified[0].is_ascii_alphabetic() && unified[1] == b':';
+    if unified.starts_with(b"/") || drive {
         return Err(refuse("an absolute path"));
     }
     let mut parts = Vec::new();
-    for component in Path::new(&unified).components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(refuse("a `..` component")),
-            Component::RootDir | Component::Prefix(_) => return Err(refuse("an absolute path")),
+    for part in unified.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err(refuse("a `..` component")),
+            part => parts.push(component_text(part)),
         }
     }
     Ok(parts.join("/"))
+}
+
+/// One component of a path as text, distinct for distinct bytes: UTF-8 text as it is, a
+/// backslash doubled, any other byte as `\xNN`.
+fn component_text(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => text.push_str("\\\\"),
+                c => text.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(text, "\\x{byte:02x}");
+        }
+    }
+    text
+}
+
+/// Reads a file of a folder tree, refusing one above [`MAX_MEMBER_BYTES`].
+fn read_limited(path: &Path, location: &str) -> Result<Vec<u8>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::read(path, e))?;
+    let size = file.metadata().map_err(|e| DataError::read(path, e))?.len();
+    check_member_size(size, location)?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_MEMBER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::read(path, e))?;
+    check_member_size(bytes.len() as u64, location)?;
+    Ok(bytes)
+}
+
+/// Refuses a member larger than [`MAX_MEMBER_BYTES`].
+fn check_member_size(size: u64, location: &str) -> Result<(), DataError> {
+    if size <= MAX_MEMBER_BYTES {
+        return Ok(());
+    }
+    let limit = format!("{MAX_MEMBER_BYTES} bytes, the limit for one file of a data set");
+    Err(DataError::too_large(
+        location,
+        "size",
+        &limit,
+        format!("{size} bytes"),
+    ))
 }
 
 /// Whether a file starts with the zip local-header signature.
@@ -200,23 +267,28 @@ fn is_zip(path: &Path) -> Result<bool, DataError> {
     Ok(n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
 }
 
-/// Lists a folder recursively (symbolic links to files are followed, to folders not).
+/// Lists a folder recursively (symbolic links to files are followed, to folders not),
+/// with the total size of the files kept.
 fn walk_folder(
     root: &Path,
     keep: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<Vec<Member>, DataError> {
+) -> Result<(Vec<Member>, u64), DataError> {
     let mut members = Vec::new();
+    let mut stored = 0u64;
     let mut pending = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = pending.pop() {
         let entries = fs::read_dir(&dir).map_err(|e| DataError::read(&dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| DataError::read(&dir, e))?;
             let path = entry.path();
-            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let file_name = component_text(entry.file_name().as_encoded_bytes());
+            let name = format!("{prefix}{file_name}");
             let kind = entry.file_type().map_err(|e| DataError::read(&path, e))?;
             if kind.is_dir() {
                 pending.push((path, format!("{name}/")));
             } else if keep(&name) {
+                let size = fs::metadata(&path).map_or(0, |m| m.len());
+                stored = stored.saturating_add(size);
                 members.push(Member {
                     name,
                     content: Content::Disk(path),
@@ -224,13 +296,40 @@ fn walk_folder(
             }
         }
     }
-    Ok(members)
+    Ok((members, stored))
 }
 
-/// Reads a `.tar` or `.tar.gz` (gzip told by its magic bytes) in one pass, hashing the
-/// archive on the way.
+/// A reader that fails once more than `left` bytes have come through it, and says so in
+/// `exceeded` (the tar reader reports read errors in its own words).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 && !buf.is_empty() {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded.set(true);
+            return Err(io::Error::other("decompressed size limit reached"));
+        }
+        let n = buf.len().min(self.left.try_into().unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..n])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+/// Reads a `.tar` or `.tar.gz` (gzip told by its magic bytes; concatenated gzip members
+/// are read as one stream) in one pass, hashing the archive on the way. A compressed
+/// archive may expand to its [`limits::expansion_allowance`].
 fn read_tar(
     path: &Path,
+    stored: u64,
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(Vec<Member>, FileDigest), DataError> {
     let file = File::open(path).map_err(|e| DataError::read(path, e))?;
@@ -241,9 +340,21 @@ fn read_tar(
         .map_err(|e| DataError::read(path, e))?;
     let stream = magic.as_slice().chain(reader);
     let (members, reader) = if magic == [0x1f, 0x8b] {
-        let mut archive = tar::Archive::new(GzDecoder::new(stream));
-        let members = tar_members(path, &mut archive, keep)?;
-        (members, archive.into_inner().into_inner().into_inner().1)
+        let allowance = limits::expansion_allowance(stored);
+        let exceeded = Rc::new(Cell::new(false));
+        let capped = Capped {
+            inner: MultiGzDecoder::new(stream),
+            left: allowance,
+            exceeded: exceeded.clone(),
+        };
+        let mut archive = tar::Archive::new(capped);
+        let members = tar_members(path, &mut archive, keep);
+        if exceeded.get() {
+            return Err(expansion_error(path, stored, allowance));
+        }
+        let members = members?;
+        let capped = archive.into_inner();
+        (members, capped.inner.into_inner().into_inner().1)
     } else {
         let mut archive = tar::Archive::new(stream);
         let members = tar_members(path, &mut archive, keep)?;
@@ -253,6 +364,21 @@ fn read_tar(
         .finish_stream()
         .map_err(|e| DataError::read(path, e))?;
     Ok((members, digest))
+}
+
+/// The error for an archive that expands beyond its allowance.
+fn expansion_error(path: &Path, stored: u64, allowance: u64) -> DataError {
+    let limit = format!(
+        "{allowance} bytes for an archive of {stored} bytes ({} MiB plus {} times its size)",
+        limits::EXPANSION_SLACK >> 20,
+        limits::EXPANSION_RATIO
+    );
+    DataError::too_large(
+        &path.display().to_string(),
+        "decompressed size",
+        &limit,
+        "more",
+    )
 }
 
 /// The regular-file members of a tar stream that `keep` selects.
@@ -272,15 +398,16 @@ fn tar_members<R: Read>(
     let mut members = Vec::new();
     for entry in archive.entries().map_err(not_tar)? {
         let mut entry = entry.map_err(not_tar)?;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = check_member_name(path, &raw)?;
+        let name = check_member_name(path, &entry.path_bytes())?;
         if !entry.header().entry_type().is_file() || !keep(&name) {
             continue;
         }
+        let location = member_location(path, &name);
+        check_member_size(entry.size(), &location)?;
         let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(|e| {
-            DataError::format(member_location(path, &name), "data", "a complete member", e)
-        })?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| DataError::format(&location, "data", "a complete member", e))?;
         members.push(Member {
             name,
             content: Content::Bytes(bytes),
@@ -293,14 +420,20 @@ fn tar_members<R: Read>(
 /// parallel.
 fn read_zip(
     path: &Path,
+    stored: u64,
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(Vec<Member>, FileDigest), DataError> {
-    let (members, digest) = rayon::join(|| zip_members(path, keep), || digest::of_file(path));
+    let (members, digest) =
+        rayon::join(|| zip_members(path, stored, keep), || digest::of_file(path));
     Ok((members?, digest?))
 }
 
+/// The selected members of a zip, still compressed. Each member's declared size is
+/// checked, and so is their sum against the archive's
+/// [`limits::expansion_allowance`], before anything is read.
 fn zip_members(
     path: &Path,
+    stored: u64,
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<Member>, DataError> {
     let not_zip = |e: zip::result::ZipError| {
@@ -308,25 +441,30 @@ fn zip_members(
     };
     let file = File::open(path).map_err(|e| DataError::read(path, e))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(not_zip)?;
+    let allowance = limits::expansion_allowance(stored);
+    let mut declared = 0u64;
     let mut members = Vec::new();
     for index in 0..archive.len() {
-        let mut entry = archive.by_index_raw(index).map_err(not_zip)?;
-        let name = check_member_name(path, &String::from_utf8_lossy(entry.name_raw()))?;
+        let entry = archive.by_index_raw(index).map_err(not_zip)?;
+        let name = check_member_name(path, entry.name_raw())?;
         if entry.is_dir() || !keep(&name) {
             continue;
         }
-        let mut data = Vec::with_capacity(entry.compressed_size() as usize);
         let location = member_location(path, &name);
+        check_member_size(entry.size().max(entry.compressed_size()), &location)?;
+        declared = declared.saturating_add(entry.size());
+        if declared > allowance {
+            return Err(expansion_error(path, stored, allowance));
+        }
+        let mut data = Vec::with_capacity(entry.compressed_size().min(stored) as usize);
+        let (size, crc, compression) = (entry.size(), entry.crc32(), entry.compression());
         entry
+            .take(stored)
             .read_to_end(&mut data)
             .map_err(|e| DataError::format(&location, "data", "a complete member", e))?;
-        let content = match entry.compression() {
+        let content = match compression {
             zip::CompressionMethod::Stored => Content::Bytes(data),
-            zip::CompressionMethod::Deflated => Content::Deflated {
-                data,
-                size: entry.size(),
-                crc: entry.crc32(),
-            },
+            zip::CompressionMethod::Deflated => Content::Deflated { data, size, crc },
             other => {
                 return Err(DataError::format(
                     location,
@@ -342,17 +480,24 @@ fn zip_members(
 }
 
 /// Decompresses a deflated zip member and checks its size and CRC-32.
+/// The size was checked against [`MAX_MEMBER_BYTES`] when the archive was opened, and
+/// the stream is cut off one byte after it.
 fn inflate(data: &[u8], size: u64, crc: u32, location: &str) -> Result<Vec<u8>, DataError> {
-    let mut out = Vec::with_capacity(size.min(1 << 30) as usize);
+    let mut out = Vec::with_capacity(size.min(MAX_MEMBER_BYTES) as usize);
     DeflateDecoder::new(data)
+        .take(size.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| DataError::format(location, "deflate data", "a complete deflate stream", e))?;
     if out.len() as u64 != size {
+        let found = match out.len() as u64 > size {
+            true => "more bytes (the member inflates beyond its declared size)".to_string(),
+            false => format!("{} bytes", out.len()),
+        };
         return Err(DataError::format(
             location,
             "size",
-            format!("{size} bytes"),
-            format!("{} bytes", out.len()),
+            format!("{size} bytes, the size the archive declares"),
+            found,
         ));
     }
     let mut check = flate2::Crc::new();
@@ -376,11 +521,11 @@ mod tests {
     fn member_names_are_normalized() {
         let archive = Path::new("a.tar");
         assert_eq!(
-            check_member_name(archive, "./train/cat/1.png").unwrap(),
+            check_member_name(archive, b"./train/cat/1.png").unwrap(),
             "train/cat/1.png"
         );
         assert_eq!(
-            check_member_name(archive, "train\\dog\\2.png").unwrap(),
+            check_member_name(archive, b"train\\dog\\2.png").unwrap(),
             "train/dog/2.png"
         );
     }
@@ -394,7 +539,9 @@ mod tests {
             "train/../../x.png",
             "\\windows\\x",
         ] {
-            let err = check_member_name(archive, raw).unwrap_err().to_string();
+            let err = check_member_name(archive, raw.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("/data/a.tar") && err.contains(raw), "{err}");
         }
     }

@@ -12,8 +12,11 @@
 
 use super::archive::Tree;
 use super::download::Remote;
+use super::limits::MAX_CIFAR_RECORDS;
 use super::{digest, DataError, DataIdentity, Dataset, ImageSet, Source};
 use rayon::prelude::*;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The official archive.
@@ -103,11 +106,42 @@ fn read_folder(dir: &Path) -> Result<(Batches, Vec<Source>), DataError> {
     let mut sources = Vec::new();
     for name in TRAIN.iter().chain([&TEST]) {
         let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| DataError::read(&path, e))?;
+        let bytes = read_batch_file(&path)?;
         sources.push(Source::file(&path, digest::of_bytes(&bytes), None));
         batches.push((path.display().to_string(), bytes));
     }
     Ok((batches, sources))
+}
+
+/// A batch file, refused unread if it is larger than [`MAX_BATCH_BYTES`].
+fn read_batch_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::read(path, e))?;
+    let size = file.metadata().map_err(|e| DataError::read(path, e))?.len();
+    check_batch_size(size, &path.display().to_string())?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_BATCH_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::read(path, e))?;
+    check_batch_size(bytes.len() as u64, &path.display().to_string())?;
+    Ok(bytes)
+}
+
+/// The largest batch accepted: [`MAX_CIFAR_RECORDS`] records.
+const MAX_BATCH_BYTES: u64 = MAX_CIFAR_RECORDS * RECORD as u64;
+
+fn check_batch_size(size: u64, file: &str) -> Result<(), DataError> {
+    if size <= MAX_BATCH_BYTES {
+        return Ok(());
+    }
+    let limit = format!(
+        "{MAX_BATCH_BYTES} bytes ({MAX_CIFAR_RECORDS} records, as in every official batch)"
+    );
+    Err(DataError::too_large(
+        file,
+        "length",
+        &limit,
+        format!("{size} bytes"),
+    ))
 }
 
 /// The six batches of the archive (found under any folder), recorded by the archive's
@@ -137,6 +171,7 @@ fn read_archive(path: &Path) -> Result<(Batches, Vec<Source>), DataError> {
 
 /// Parses one batch file of 3,073-byte records.
 fn parse_batch(data: &[u8], file: &str) -> Result<ImageSet, DataError> {
+    check_batch_size(data.len() as u64, file)?;
     if data.is_empty() || data.len() % RECORD != 0 {
         return Err(DataError::format(
             file,

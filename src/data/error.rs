@@ -88,7 +88,7 @@ impl DataError {
     /// A read error for `path`.
     pub(crate) fn read(path: &Path, source: io::Error) -> Self {
         DataError::Read {
-            file: path.display().to_string(),
+            file: shown(&path.display().to_string()),
             source,
         }
     }
@@ -96,7 +96,7 @@ impl DataError {
     /// A write error for `path`.
     pub(crate) fn write(path: &Path, source: io::Error) -> Self {
         DataError::Write {
-            file: path.display().to_string(),
+            file: shown(&path.display().to_string()),
             source,
         }
     }
@@ -109,10 +109,10 @@ impl DataError {
         found: impl ToString,
     ) -> Self {
         DataError::Format {
-            file: file.into(),
-            field: field.into(),
+            file: shown(&file.into()),
+            field: shown(&field.into()),
             expected: expected.into(),
-            found: found.to_string(),
+            found: shown(&found.to_string()),
         }
     }
 
@@ -122,6 +122,53 @@ impl DataError {
             what: what.to_string(),
             expected: expected.to_string(),
             found: found.to_string(),
+        }
+    }
+
+    /// An image that cannot be decoded: `reason` comes from a decoder and may quote the
+    /// file's bytes.
+    pub(crate) fn image(file: &str, reason: impl ToString) -> Self {
+        DataError::Image {
+            file: shown(file),
+            reason: shown(&reason.to_string()),
+        }
+    }
+
+    /// A declared or actual size above one of the [`limits`](super::limits): `what`
+    /// says which size, `limit` the largest accepted and why.
+    pub(crate) fn too_large(file: &str, what: &str, limit: &str, found: impl ToString) -> Self {
+        DataError::format(file, what, format!("at most {limit}"), found)
+    }
+}
+
+/// The longest text quoted from a file in a message.
+const SHOWN_CHARS: usize = 200;
+
+/// Text taken from a file, made safe to print: control characters are escaped (a
+/// garbage archive must not write binary to a terminal) and long text is cut.
+pub(crate) fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl DataError {
+    /// An archive member whose name is unsafe.
+    pub(crate) fn unsafe_member(archive: &Path, member: &str, reason: &str) -> Self {
+        DataError::UnsafeMember {
+            archive: shown(&archive.display().to_string()),
+            member: shown(member),
+            reason: reason.to_string(),
         }
     }
 }

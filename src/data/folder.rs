@@ -29,8 +29,9 @@ pub fn load(path: &Path) -> Result<Dataset, DataError> {
     let entries = layout(&tree)?;
     let classes = class_names(&tree, &entries)?;
     let members: Vec<&Member> = entries.iter().map(|e| e.member).collect();
+    let budget = tree.decode_budget();
     let decoded = tree.map(&members, |m, bytes| {
-        decode_image(bytes, &tree.location(&m.name))
+        decode_image(bytes, &tree.location(&m.name), &budget)
     })?;
     let channels = decoded.iter().map(|d| d.channels).max().unwrap_or(1);
     let (mut train, mut test) = (Vec::new(), Vec::new());

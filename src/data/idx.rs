@@ -11,11 +11,14 @@
 //! recognized by its magic bytes. Both data sets are 28x28 grey images in ten classes,
 //! 60,000 for training and 10,000 for testing.
 
+use super::digest::HashingReader;
 use super::download::Remote;
-use super::{digest, DataError, DataIdentity, Dataset, DatasetSpec, ImageSet, Source};
+use super::limits::MAX_IDX_ITEMS;
+use super::{DataError, DataIdentity, Dataset, DatasetSpec, ImageSet, Source};
 use flate2::read::MultiGzDecoder;
 use rayon::prelude::*;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// The four files, in the order train images, train labels, test images, test labels.
@@ -123,11 +126,15 @@ pub fn load(dir: &Path, spec: &DatasetSpec) -> Result<Dataset, DataError> {
     let contents: Vec<(Vec<u8>, Source)> = paths
         .par_iter()
         .zip(spec.official_files())
-        .map(|(path, remote)| read_file(path, remote.md5))
+        .enumerate()
+        .map(|(i, (path, remote))| read_file(path, remote.md5, Kind::of(i)))
         .collect::<Result<_, _>>()?;
     let name = |i: usize| paths[i].display().to_string();
-    let train = parse_pair(&contents[0].0, &name(0), &contents[1].0, &name(1))?;
-    let test = parse_pair(&contents[2].0, &name(2), &contents[3].0, &name(3))?;
+    let (data, sources): (Vec<Vec<u8>>, Vec<Source>) = contents.into_iter().unzip();
+    let mut data = data.into_iter();
+    let mut next = || data.next().unwrap_or_default();
+    let train = parse_pair(next(), &name(0), &next(), &name(1))?;
+    let test = parse_pair(next(), &name(2), &next(), &name(3))?;
     Ok(Dataset {
         name: spec.name().to_string(),
         train,
@@ -135,7 +142,7 @@ pub fn load(dir: &Path, spec: &DatasetSpec) -> Result<Dataset, DataError> {
         classes: class_names(spec),
         identity: DataIdentity {
             spec: spec.to_string(),
-            sources: contents.into_iter().map(|(_, source)| source).collect(),
+            sources,
         },
     })
 }
@@ -159,47 +166,121 @@ fn class_names(spec: &DatasetSpec) -> Vec<String> {
     }
 }
 
-/// Reads a file, records its digests (the official md5 applies to the `.gz` only), and
-/// decompresses it if it is gzip.
-fn read_file(path: &Path, official_md5: &str) -> Result<(Vec<u8>, Source), DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::read(path, e))?;
-    let compressed = bytes.starts_with(&[0x1f, 0x8b]);
-    let official = compressed.then_some(official_md5);
-    let source = Source::file(path, digest::of_bytes(&bytes), official);
-    if !compressed {
-        return Ok((bytes, source));
+/// What an idx file holds: the images or the labels.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Images,
+    Labels,
+}
+
+impl Kind {
+    /// The kind of `NAMES[i]`.
+    fn of(index: usize) -> Kind {
+        if index % 2 == 0 {
+            Kind::Images
+        } else {
+            Kind::Labels
+        }
     }
-    Ok((gunzip(&bytes, path)?, source))
+
+    fn header_len(self) -> usize {
+        match self {
+            Kind::Images => 16,
+            Kind::Labels => 8,
+        }
+    }
 }
 
-/// Decompresses a whole gzip file.
-fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
-    // The gzip trailer's last four bytes are the uncompressed size modulo 2^32.
-    let hint = bytes.len().checked_sub(4).map_or(0, |at| {
-        u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
-    });
-    let mut out = Vec::with_capacity(hint.min(1 << 30));
-    MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            DataError::format(
-                path.display().to_string(),
-                "gzip stream",
-                "a complete gzip stream",
-                e,
-            )
-        })?;
-    Ok(out)
+/// Reads a file, records its digests (the official md5 applies to the `.gz` only), and
+/// decompresses it if it is gzip. The file is streamed: its header is checked first (see
+/// [`declared_len`]), then exactly the bytes it declares are read, so a file that claims
+/// or inflates to more than [`MAX_IDX_ITEMS`] items costs no more memory than a valid one.
+fn read_file(path: &Path, official_md5: &str, kind: Kind) -> Result<(Vec<u8>, Source), DataError> {
+    let file = File::open(path).map_err(|e| DataError::read(path, e))?;
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut magic = Vec::with_capacity(2);
+    (&mut hashing)
+        .take(2)
+        .read_to_end(&mut magic)
+        .map_err(|e| DataError::read(path, e))?;
+    let compressed = magic == [0x1f, 0x8b];
+    let stream = magic.as_slice().chain(hashing);
+    let (data, hashing) = if compressed {
+        let mut decoder = MultiGzDecoder::new(stream);
+        let data = read_declared(&mut decoder, path, kind)?;
+        (data, decoder.into_inner().into_inner().1)
+    } else {
+        let mut stream = stream;
+        let data = read_declared(&mut stream, path, kind)?;
+        (data, stream.into_inner().1)
+    };
+    let digest = hashing
+        .finish_stream()
+        .map_err(|e| DataError::read(path, e))?;
+    let source = Source::file(path, digest, compressed.then_some(official_md5));
+    Ok((data, source))
 }
 
-/// Parses an images file and its labels file into one set.
+/// The header and data of an idx stream, up to one byte past what the header declares
+/// (so that extra data is seen and refused by the parser).
+fn read_declared(reader: &mut impl Read, path: &Path, kind: Kind) -> Result<Vec<u8>, DataError> {
+    let file = path.display().to_string();
+    let broken = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::InvalidInput
+        | std::io::ErrorKind::InvalidData
+        | std::io::ErrorKind::UnexpectedEof => {
+            DataError::format(&file, "gzip stream", "a complete gzip stream", e)
+        }
+        _ => DataError::read(path, e),
+    };
+    let mut data = Vec::with_capacity(kind.header_len());
+    reader
+        .take(kind.header_len() as u64)
+        .read_to_end(&mut data)
+        .map_err(broken)?;
+    let total = declared_len(&data, &file, kind)?;
+    data.reserve(total.min(READ_AHEAD));
+    reader
+        .take((total - data.len()) as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(broken)?;
+    Ok(data)
+}
+
+/// How much of a file's declared size is reserved at once; the rest grows as it is read,
+/// so that a header's claim alone allocates nothing large.
+const READ_AHEAD: usize = 8 << 20;
+
+/// The length of the whole file its header declares, once the header is checked and the
+/// item count is within [`MAX_IDX_ITEMS`].
+fn declared_len(header: &[u8], file: &str, kind: Kind) -> Result<usize, DataError> {
+    let (count, item_len) = match kind {
+        Kind::Images => {
+            check_header(header, file, 16, IMAGES_MAGIC, "idx3 unsigned-byte images")?;
+            check_side(header, file)?;
+            (be32(header, 4), SIDE * SIDE)
+        }
+        Kind::Labels => {
+            check_header(header, file, 8, LABELS_MAGIC, "idx1 unsigned-byte labels")?;
+            (be32(header, 4), 1)
+        }
+    };
+    if u64::from(count) > MAX_IDX_ITEMS {
+        let limit = format!("{MAX_IDX_ITEMS} items (more than any data set in this format)");
+        return Err(DataError::too_large(file, "item count", &limit, count));
+    }
+    Ok(kind.header_len() + count as usize * item_len)
+}
+
+/// Parses an images file and its labels file into one set (the images file's bytes
+/// become the set's pixels, without a copy).
 fn parse_pair(
-    images: &[u8],
+    images: Vec<u8>,
     images_file: &str,
     labels: &[u8],
     labels_file: &str,
 ) -> Result<ImageSet, DataError> {
-    let (count, pixels) = parse_images(images, images_file)?;
+    let (count, _) = parse_images(&images, images_file)?;
     let labels = parse_labels(labels, labels_file)?;
     if labels.len() != count {
         return Err(DataError::format(
@@ -209,8 +290,10 @@ fn parse_pair(
             labels.len(),
         ));
     }
+    let mut pixels = images;
+    pixels.drain(..16);
     Ok(ImageSet {
-        images: pixels.to_vec(),
+        images: pixels,
         labels,
         ..ImageSet::empty(SIDE, SIDE, 1)
     })
@@ -280,8 +363,18 @@ fn check_length(
 /// The image count and the pixels of an idx3 file of 28x28 images.
 fn parse_images<'a>(data: &'a [u8], file: &str) -> Result<(usize, &'a [u8]), DataError> {
     check_header(data, file, 16, IMAGES_MAGIC, "idx3 unsigned-byte images")?;
+    check_side(data, file)?;
     let count = be32(data, 4) as usize;
-    let (rows, cols) = (be32(data, 8) as usize, be32(data, 12) as usize);
+    let expected = count
+        .checked_mul(SIDE * SIDE)
+        .and_then(|n| n.checked_add(16));
+    check_length(data, file, expected, &format!("{count} images of 28x28"))?;
+    Ok((count, &data[16..]))
+}
+
+/// Checks that an images header declares 28x28 images.
+fn check_side(header: &[u8], file: &str) -> Result<(), DataError> {
+    let (rows, cols) = (be32(header, 8) as usize, be32(header, 12) as usize);
     if (rows, cols) != (SIDE, SIDE) {
         return Err(DataError::format(
             file,
@@ -290,11 +383,7 @@ fn parse_images<'a>(data: &'a [u8], file: &str) -> Result<(usize, &'a [u8]), Dat
             format!("{rows}x{cols}"),
         ));
     }
-    let expected = count
-        .checked_mul(SIDE * SIDE)
-        .and_then(|n| n.checked_add(16));
-    check_length(data, file, expected, &format!("{count} images of 28x28"))?;
-    Ok((count, &data[16..]))
+    Ok(())
 }
 
 /// The labels of an idx1 file, each checked to be a class `0..=9`.
@@ -338,7 +427,7 @@ mod tests {
     fn a_valid_pair_gives_images_and_labels() {
         let pixels: Vec<u8> = (0..2 * 784).map(|i| (i % 251) as u8).collect();
         let set = parse_pair(
-            &idx_images(2, 28, 28, &pixels),
+            idx_images(2, 28, 28, &pixels),
             "i",
             &idx_labels(&[3, 9]),
             "l",
@@ -408,9 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn a_header_claiming_more_items_than_the_limit_is_refused_before_reading_on() {
+        let header = idx_images(MAX_IDX_ITEMS as u32 + 1, 28, 28, &[]);
+        let err = declared_len(&header, "imgs", Kind::Images)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("imgs: item count: expected at most 250000 items")
+                && err.contains("250001"),
+            "{err}"
+        );
+        let labels = idx_labels(&[1; 3]);
+        assert_eq!(declared_len(&labels, "l", Kind::Labels).unwrap(), 11);
+    }
+
+    #[test]
     fn counts_must_agree_between_images_and_labels() {
         let err = parse_pair(
-            &idx_images(1, 28, 28, &[0; 784]),
+            idx_images(1, 28, 28, &[0; 784]),
             "imgs",
             &idx_labels(&[1, 2]),
             "labs",
@@ -425,7 +529,8 @@ mod tests {
 
     #[test]
     fn a_corrupt_gzip_file_is_rejected_with_its_path() {
-        let err = gunzip(&[0x1f, 0x8b, 8, 0, 0, 0], Path::new("/d/x.gz"))
+        let mut stream = MultiGzDecoder::new(&[0x1f, 0x8b, 8, 0, 0, 0][..]);
+        let err = read_declared(&mut stream, Path::new("/d/x.gz"), Kind::Images)
             .unwrap_err()
             .to_string();
         assert!(err.contains("/d/x.gz") && err.contains("gzip"), "{err}");

@@ -30,6 +30,7 @@ mod download;
 mod error;
 mod folder;
 mod idx;
+pub mod limits;
 mod loader;
 mod rng;
 mod split;
@@ -37,6 +38,7 @@ mod tiny_imagenet;
 
 pub use archive::check_member_name;
 pub use augment::Augmentation;
+pub use decode::{decode_image, DecodeBudget, Decoded};
 pub use digest::FileDigest;
 pub use download::Remote;
 pub use error::DataError;

@@ -14,7 +14,7 @@
 //! images are grey; they are repeated into three channels.
 
 use super::archive::{Member, Tree};
-use super::decode::decode_image;
+use super::decode::{decode_image, DecodeBudget};
 use super::download::Remote;
 use super::{DataError, DataIdentity, Dataset, ImageSet};
 use rayon::prelude::*;
@@ -62,8 +62,9 @@ pub fn load(path: &Path) -> Result<Dataset, DataError> {
     let classes = read_wnids(&tree, &prefix)?;
     let (train_members, train_labels) = train_images(&tree, &prefix, &classes)?;
     let (val_members, val_labels) = val_images(&tree, &prefix, &classes)?;
-    let train = decode_all(&tree, &train_members, train_labels)?;
-    let test = decode_all(&tree, &val_members, val_labels)?;
+    let budget = tree.decode_budget();
+    let train = decode_all(&tree, &train_members, train_labels, &budget)?;
+    let test = decode_all(&tree, &val_members, val_labels, &budget)?;
     Ok(Dataset {
         name: "tiny-imagenet".to_string(),
         train,
@@ -239,17 +240,25 @@ fn val_images<'t>(
     Ok((members, labels))
 }
 
-/// Decodes 64x64 images in parallel straight into the set's buffer.
-fn decode_all(tree: &Tree, members: &[&Member], labels: Vec<u32>) -> Result<ImageSet, DataError> {
+/// Decodes 64x64 images in parallel straight into the set's buffer, which is charged to
+/// `budget` first.
+fn decode_all(
+    tree: &Tree,
+    members: &[&Member],
+    labels: Vec<u32>,
+    budget: &DecodeBudget,
+) -> Result<ImageSet, DataError> {
     let mut set = ImageSet::empty(SIDE, SIDE, 3);
     let image_len = set.image_len();
-    set.images = vec![0; members.len() * image_len];
+    let total = members.len() * image_len;
+    budget.charge(total as u64, &tree.path.display().to_string())?;
+    set.images = vec![0; total];
     set.images
         .par_chunks_mut(image_len)
         .zip(members.par_iter())
         .try_for_each(|(out, member)| {
             let location = tree.location(&member.name);
-            let image = decode_image(&tree.read(member)?, &location)?.with_channels(3);
+            let image = decode_image(&tree.read(member)?, &location, budget)?.with_channels(3);
             if image.shape() != "64x64x3" {
                 return Err(DataError::format(
                     location,
