@@ -1,7 +1,7 @@
 //! `regstudy report`, `regstudy reproduce` and `regstudy export`: what a study found, the
 //! source studies rerun, and results for other tools.
 
-use super::study::{print_run_end, StoreArgs, WorkerArgs};
+use super::study::{failed_trials_error, print_run_end, StoreArgs, WorkerArgs};
 use super::CommandResult;
 use clap::{Args, ValueEnum};
 use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
@@ -130,12 +130,18 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     let store = store::open(&args.store.store)?;
     let done = run_study(&spec, &text, store.as_ref(), &args.workers.runner_config())?;
     print_run_end(&spec.name, &args.store.store, &done);
+    // The report is written even when trials failed (it shows what finished); the command
+    // still fails, so that a script does not take a partial study for a whole one.
     write_and_show(
         store.as_ref(),
         &spec.name,
         &out,
         &[(&spec_name, text.as_bytes())],
-    )
+    )?;
+    match failed_trials_error(&spec.name, &spec_file, &args.store.store, &done.failed) {
+        Some(message) => Err(message.into()),
+        None => Ok(()),
+    }
 }
 
 pub fn export(args: ExportArgs) -> CommandResult {

@@ -130,21 +130,31 @@ fn run_spec(args: RunArgs) -> CommandResult {
     let done = run_study(&spec, &text, store.as_ref(), &config)?;
     print_retried(&spec.name, &done.retried);
     print_run_end(&spec.name, &args.store.store, &done);
-    if done.failed.is_empty() {
-        return Ok(());
+    match failed_trials_error(&spec.name, &args.spec, &args.store.store, &done.failed) {
+        Some(message) => Err(message.into()),
+        None => Ok(()),
     }
-    Err(format!(
-        "study {}: {} failed (see why with `regstudy study status --store {store} --study {}`); \
-         once the cause is fixed, retry with `regstudy study run {} --store {store} \
-         --retry-failed`, or one trial with `regstudy study retry {} --trial N --store {store}`",
-        spec.name,
-        trials_text(&done.failed),
-        spec.name,
-        args.spec.display(),
-        spec.name,
-        store = args.store.store,
-    )
-    .into())
+}
+
+/// The error a study run ends with when trials failed: which ones, where to see why, and how
+/// to retry them; `None` when none failed.
+pub fn failed_trials_error(
+    study: &str,
+    spec: &std::path::Path,
+    store: &str,
+    failed: &[usize],
+) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "study {study}: {} failed (see why with `regstudy study status --store {store} --study \
+         {study}`); once the cause is fixed, retry with `regstudy study run {} --store {store} \
+         --retry-failed`, or one trial with `regstudy study retry {study} --trial N --store \
+         {store}`",
+        trials_text(failed),
+        spec.display(),
+    ))
 }
 
 /// `trial 3` or `2 trials (3, 5)`.
