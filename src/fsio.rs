@@ -28,6 +28,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Whether `name` is the temporary file of a [`write_atomic`] that was interrupted
+/// (`.NAME.PID.tmp`): it holds no finished content, so a folder of nothing else is empty.
+pub fn is_atomic_write_leftover(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some(inner) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+    else {
+        return false;
+    };
+    inner.rsplit_once('.').is_some_and(|(file, pid)| {
+        !file.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// A folder written whole beside its target, then swapped in at once, so that the target
 /// holds either its old content or the new, whole, at every moment, even if the process is
 /// killed.
@@ -229,6 +246,22 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_temporary_files_of_atomic_writes_are_leftovers() {
+        for name in [".owner.json.123.tmp", ".config.toml.9.tmp"] {
+            assert!(is_atomic_write_leftover(name.as_ref()), "{name}");
+        }
+        for name in [
+            "owner.json",
+            ".owner.json.tmp",
+            "..1.tmp",
+            ".a.x1.tmp",
+            ".report.tmp-12",
+        ] {
+            assert!(!is_atomic_write_leftover(name.as_ref()), "{name}");
+        }
+    }
 
     #[test]
     fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {

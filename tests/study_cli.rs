@@ -351,6 +351,21 @@ fn regstudy(args: &[&str], store: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `regstudy study run --quiet --threads 1 SPEC` on `store`, returning its output.
+fn run_quietly(spec: &Path, store: &Path) -> std::process::Output {
+    regstudy(
+        &[
+            "study",
+            "run",
+            "--quiet",
+            "--threads",
+            "1",
+            spec.to_str().unwrap(),
+        ],
+        store,
+    )
+}
+
 /// Two trials of one epoch: method `none` on seeds 0 and 1.
 fn write_two_trial_spec(dir: &Path, name: &str) -> PathBuf {
     let spec = write_spec_with(dir, name, "seeds = 2", "\n[[method]]\nname = \"none\"\n");
@@ -422,17 +437,7 @@ fn a_failed_trial_fails_the_run_and_is_retried_as_a_new_attempt_keeping_the_fail
         out.status.success() && said.contains("trial 0 will run again"),
         "{said}"
     );
-    let out = regstudy(
-        &[
-            "study",
-            "run",
-            "--quiet",
-            "--threads",
-            "1",
-            spec.to_str().unwrap(),
-        ],
-        &store_path,
-    );
+    let out = run_quietly(&spec, &store_path);
     assert!(
         out.status.success(),
         "{}",
@@ -484,17 +489,7 @@ fn another_stores_run_folder_is_left_alone_and_the_run_says_why() {
     let dir = work_dir("owner");
     let spec = write_two_trial_spec(&dir, "shared");
     let first_store = dir.join("first.db");
-    let out = regstudy(
-        &[
-            "study",
-            "run",
-            "--quiet",
-            "--threads",
-            "1",
-            spec.to_str().unwrap(),
-        ],
-        &first_store,
-    );
+    let out = run_quietly(&spec, &first_store);
     assert!(
         out.status.success(),
         "{}",
@@ -516,17 +511,7 @@ fn another_stores_run_folder_is_left_alone_and_the_run_says_why() {
     )
     .unwrap();
     let second_store = dir.join("second.db");
-    let out = regstudy(
-        &[
-            "study",
-            "run",
-            "--quiet",
-            "--threads",
-            "1",
-            spec.to_str().unwrap(),
-        ],
-        &second_store,
-    );
+    let out = run_quietly(&spec, &second_store);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

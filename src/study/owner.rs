@@ -118,7 +118,10 @@ fn unowned(folder: &Path, config: &RunConfig) -> Result<Standing, OwnerError> {
                 cause: e.to_string(),
             })
         }
-        Ok(mut entries) => entries.next().is_none(),
+        // A worker killed while writing the owner record leaves only its temporary file.
+        Ok(mut entries) => entries.all(|entry| {
+            entry.is_ok_and(|e| crate::fsio::is_atomic_write_leftover(&e.file_name()))
+        }),
     };
     if empty || same_settings(folder, config) {
         Ok(Standing::Free)
@@ -238,6 +241,17 @@ mod tests {
             standing(&dir, &earlier, &config()).is_err(),
             "a later attempt's folder"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_folder_left_by_a_worker_killed_while_writing_its_owner_record_is_free() {
+        let dir = scratch("killed-writing-owner");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".owner.json.4242.tmp"), b"{\"store_id\": \"ab").unwrap();
+        assert_eq!(standing(&dir, &me(), &config()).unwrap(), Standing::Free);
+        std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        assert!(standing(&dir, &me(), &config()).is_err(), "a user's file");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
