@@ -1,41 +1,18 @@
 //! Every loader on small files written by the tests, and on broken versions of them:
 //! each broken file gives an error that names it and says what was expected.
 
+mod data_support;
+
+use data_support::{Scratch, CIFAR_BATCHES};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use regstudy::data::{self, Dataset, DatasetSpec, LoadOptions};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zune_png::zune_core::bit_depth::BitDepth;
 use zune_png::zune_core::colorspace::ColorSpace;
 use zune_png::zune_core::options::EncoderOptions;
-
-/// A folder under the system's temporary folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("regstudy-data-files-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Dataset, data::DataError> {
     let options = LoadOptions {
@@ -82,15 +59,6 @@ fn cifar_record(label: u8) -> Vec<u8> {
     record.extend([200u8; 1024]);
     record
 }
-
-const CIFAR_BATCHES: [&str; 6] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-    "test_batch.bin",
-];
 
 #[test]
 fn cifar10_bin_files_in_a_folder_load_in_batch_order() {

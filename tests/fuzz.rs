@@ -18,7 +18,7 @@
 
 mod data_support;
 
-use data_support::{small_png, tar, zip, Scratch, ZipMember};
+use data_support::{small_png, tar, zip, Scratch, ZipMember, CIFAR_BATCHES};
 use regstudy::data::{self, DatasetSpec, DecodeBudget, LoadOptions, Rng};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -469,15 +469,6 @@ fn cifar_batch(records: usize, rng: &mut Rng) -> Vec<u8> {
     }
     batch
 }
-
-const CIFAR_BATCHES: [&str; 6] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-    "test_batch.bin",
-];
 
 #[test]
 fn cifar10_archives_never_panic_or_blow_up() {

@@ -8,6 +8,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The official CIFAR-10 binary batches, in the order they are read.
+pub const CIFAR_BATCHES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+
 /// A folder under the system's temporary folder, removed when dropped.
 pub struct Scratch(pub PathBuf);
 
