@@ -16,7 +16,7 @@ pub enum DataCommand {
         /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache
         /// folder]. A named data set is looked for in DIR/<name>/, then in DIR itself;
         /// missing official files are downloaded into DIR/<name>/.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = super::DATA_ENV)]
         data_dir: Option<PathBuf>,
         /// Print JSON instead of tables.
         #[arg(long)]
@@ -32,9 +32,18 @@ pub enum DataCommand {
         dataset: Option<DatasetSpec>,
         /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache
         /// folder].
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = super::DATA_ENV)]
         data_dir: Option<PathBuf>,
     },
+}
+
+impl DataCommand {
+    /// The command's `--data-dir`.
+    pub fn data_dir_mut(&mut self) -> &mut Option<PathBuf> {
+        match self {
+            DataCommand::Info { data_dir, .. } | DataCommand::Verify { data_dir, .. } => data_dir,
+        }
+    }
 }
 
 pub fn run(command: DataCommand) -> CommandResult {

@@ -2,12 +2,19 @@
 
 mod bench;
 mod data;
+mod docs;
 mod report;
 mod study;
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The environment variable naming the folder of the data sets. The library reads it itself
+/// (see [`regstudy::data`]); `--data-dir` shows it in its help.
+pub const DATA_ENV: &str = "REGSTUDY_DATA";
 
 /// Reproducible, fast studies of weight regularization in convolutional networks.
 #[derive(Debug, Parser)]
@@ -36,12 +43,66 @@ enum Command {
     Reproduce(Box<report::ReproduceArgs>),
     /// Export a study's metrics as TensorBoard event files or CSV.
     Export(report::ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard
+    /// output.
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff) on standard output.
+    Man,
+}
+
+/// The command-line interface as clap sees it: every command, option and help text, from
+/// which `--help`, the completion scripts and the manual page are all generated.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Parses the command line. A `--data-dir` taken from `$REGSTUDY_DATA` is dropped: clap
+/// reads the variable only to show it in `--help`, while the library resolves it itself,
+/// after a settings file's or a study spec's own `data_dir`, which an environment value must
+/// not override.
+fn parse() -> Cli {
+    let matches = command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    if data_dir_from_env(&matches) {
+        if let Some(data_dir) = cli.command.data_dir_mut() {
+            *data_dir = None;
+        }
+    }
+    cli
+}
+
+/// Whether the innermost command's `--data-dir` has its value from the environment.
+fn data_dir_from_env(matches: &ArgMatches) -> bool {
+    match matches.subcommand() {
+        Some((_, sub)) => data_dir_from_env(sub),
+        None => {
+            matches.ids().any(|id| id.as_str() == "data_dir")
+                && matches.value_source("data_dir") == Some(ValueSource::EnvVariable)
+        }
+    }
+}
+
+impl Command {
+    /// The command's `--data-dir`, for those that have one.
+    fn data_dir_mut(&mut self) -> Option<&mut Option<PathBuf>> {
+        match self {
+            Command::Train(args) => Some(&mut args.data_dir),
+            Command::Data(command) => Some(command.data_dir_mut()),
+            Command::Study(command) => command.data_dir_mut(),
+            Command::Reproduce(args) => Some(&mut args.workers.data_dir),
+            Command::Bench(_)
+            | Command::Report(_)
+            | Command::Export(_)
+            | Command::Completions(_)
+            | Command::Man => None,
+        }
+    }
 }
 
 /// Parses the command line, runs the command, and maps an error to exit status 1 with its
 /// message (and its chain of causes) on standard error.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Data(command) => data::run(command),
@@ -50,6 +111,8 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::report(args),
         Command::Reproduce(args) => report::reproduce(*args),
         Command::Export(args) => report::export(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man => docs::man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

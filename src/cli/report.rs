@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
+    /// The study to report on.
+    #[arg(value_name = "NAME")]
+    study: StudyName,
     #[command(flatten)]
     store: StoreArgs,
-    /// The study to report on.
-    #[arg(long)]
-    study: StudyName,
     /// Folder for report.md, report.html, tables/ and figures/ [default: reports/<study>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -47,7 +47,7 @@ pub struct ReproduceArgs {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
-    workers: WorkerArgs,
+    pub(super) workers: WorkerArgs,
 }
 
 fn preset_names() -> clap::builder::PossibleValuesParser {
@@ -64,10 +64,12 @@ pub enum ExportFormat {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The study to export.
+    #[arg(value_name = "NAME")]
+    study: StudyName,
     #[command(flatten)]
     store: StoreArgs,
-    #[arg(long)]
-    study: StudyName,
+    /// The format of the files written.
     #[arg(long, value_enum)]
     format: ExportFormat,
     /// Output folder.

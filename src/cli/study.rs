@@ -52,6 +52,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct RetryArgs {
     /// The study.
+    #[arg(value_name = "NAME")]
     study: StudyName,
     /// Only this trial (its number, as `study status` shows it); repeat for several.
     /// Default: every failed trial.
@@ -65,22 +66,22 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Trials trained at the same time in this process; the threads are divided among them.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = RunnerConfig::default().workers)]
     pub workers: usize,
     /// Threads in all (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = RunnerConfig::default().threads)]
     pub threads: usize,
     /// Seconds without a heartbeat after which another worker takes a running trial over
     /// (a trial of a process that is gone from this machine is taken over at once).
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = RunnerConfig::default().stale_after.as_secs(), value_name = "SECS")]
     pub stale_after: u64,
     /// A trial claimed this many times without finishing (its worker died each time) is
     /// marked failed.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = RunnerConfig::default().max_attempts, value_name = "N")]
     pub max_attempts: u32,
     /// Folder holding the data sets, for every trial (overrides the spec's data_dir)
     /// [default: the spec's, else $REGSTUDY_DATA, else the user's cache folder].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = super::DATA_ENV)]
     pub data_dir: Option<PathBuf>,
     /// No progress bar or per-trial lines.
     #[arg(long)]
@@ -103,11 +104,21 @@ impl WorkerArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Only this study [default: every study in the store].
+    #[arg(value_name = "NAME")]
+    study: Option<StudyName>,
     #[command(flatten)]
     store: StoreArgs,
-    /// Only this study.
-    #[arg(long)]
-    study: Option<StudyName>,
+}
+
+impl StudyCommand {
+    /// The command's `--data-dir`, for those that have one.
+    pub fn data_dir_mut(&mut self) -> Option<&mut Option<PathBuf>> {
+        match self {
+            StudyCommand::Run(args) => Some(&mut args.workers.data_dir),
+            StudyCommand::Status(_) | StudyCommand::Retry(_) => None,
+        }
+    }
 }
 
 pub fn run(command: StudyCommand) -> CommandResult {
@@ -148,8 +159,8 @@ pub fn failed_trials_error(
         return None;
     }
     Some(format!(
-        "study {study}: {} failed (see why with `regstudy study status --store {store} --study \
-         {study}`); once the cause is fixed, retry with `regstudy study run {} --store {store} \
+        "study {study}: {} failed (see why with `regstudy study status {study} --store \
+         {store}`); once the cause is fixed, retry with `regstudy study run {} --store {store} \
          --retry-failed`, or one trial with `regstudy study retry {study} --trial N --store \
          {store}`",
         trials_text(failed),
@@ -206,7 +217,7 @@ pub fn print_run_end(study: &str, store: &str, done: &regstudy::study::runner::S
         done.seconds,
         counts_text(&done.counts)
     );
-    println!("report: regstudy report --store {store} --study {study} --out reports/{study}");
+    println!("report: regstudy report {study} --store {store} --out reports/{study}");
 }
 
 fn counts_text(counts: &std::collections::BTreeMap<TrialState, usize>) -> String {

@@ -1,17 +1,20 @@
 //! `regstudy train`: one run of a source-study experiment.
 
 use super::CommandResult;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use regstudy::data::DatasetSpec;
+use regstudy::models;
 use regstudy::nn::Init;
 use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind};
-use regstudy::train::config::{NormalizationKind, OptimizerKind};
+use regstudy::train::config::{NormalizationKind, OptimizerKind, DEFAULT_STRENGTH};
 use regstudy::train::EarlyStopMonitor;
 use regstudy::train::{self, RunConfig, RunOptions};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 /// Every option may also come from `--config run.toml` (keys are the option names with
-/// underscores); options given here override the file.
+/// underscores); options given here override the file. The defaults shown are those of
+/// [`RunConfig::default`], where they are set.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Settings file (TOML); a run folder's config.toml loads back as is.
@@ -21,100 +24,112 @@ pub struct TrainArgs {
     /// only --epochs (to train longer) and --data-dir may be given with it.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
-    /// Data set: cifar10, mnist, fashion-mnist, tiny-imagenet, or folder:PATH.
-    #[arg(long)]
+    #[arg(long, help = dataset_help())]
     dataset: Option<OsString>,
     /// Folder holding the data sets [default: $REGSTUDY_DATA, else the user's cache folder].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Model: simple-cnn, levy-initial, levy-new, resnet18 (3x3 stem), resnet18-imagenet (7x7
-    /// stem and max-pool, for 64x64 inputs), standard-cnn, or a model spec
-    /// file (.toml).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR", env = super::DATA_ENV)]
+    pub(super) data_dir: Option<PathBuf>,
+    #[arg(long, help = model_help())]
     model: Option<OsString>,
-    /// Weight initialization: pytorch or keras [default: pytorch].
-    #[arg(long, value_parser = parse_init)]
+    #[arg(long, value_parser = parse_init, help = with_default(
+        "Weight initialization: pytorch or keras.", init_name(defaults().init)))]
     init: Option<Init>,
     /// Penalty on the kernels: l1 = l1*sum|w|, l2 = l2*sum w^2, l1l2 = both (Keras's
     /// definitions) [default: the family of the strengths given, else none].
     #[arg(long, value_enum)]
     penalty: Option<PenaltyKind>,
-    /// L1 strength [default: 0.01 when the penalty has an L1 term].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "L1 strength.", format!("{DEFAULT_STRENGTH} when the penalty has an L1 term")))]
     l1: Option<f32>,
-    /// L2 strength (no 1/2) [default: 0.01 when the penalty has an L2 term].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "L2 strength (no 1/2).", format!("{DEFAULT_STRENGTH} when the penalty has an L2 term")))]
     l2: Option<f32>,
-    /// How the L1 term is minimized: subgradient (l1*sign(w) in the gradient, Keras) or prox
-    /// (soft-thresholding after each step, which gives exact zeros) [default: subgradient].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help = with_default(
+        "How the L1 term is minimized: subgradient (l1*sign(w) in the gradient, Keras) or prox \
+         (soft-thresholding after each step, which gives exact zeros).",
+        enum_name(defaults().l1_mode)))]
     l1_mode: Option<L1Mode>,
-    /// Penalize biases as well as kernels.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    penalize_biases: Option<bool>,
-    /// Penalize batch-norm scale and shift as well.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    penalize_norm: Option<bool>,
+    #[arg(long, overrides_with = "no_penalize_biases", help = with_default(
+        "Penalize biases as well as kernels.", on_off(defaults().penalize_biases)))]
+    penalize_biases: bool,
+    /// Penalize kernels only (overrides --penalize-biases).
+    #[arg(long, overrides_with = "penalize_biases")]
+    no_penalize_biases: bool,
+    #[arg(long, overrides_with = "no_penalize_norm", help = with_default(
+        "Penalize batch-norm scale and shift as well.", on_off(defaults().penalize_norm)))]
+    penalize_norm: bool,
+    /// Leave batch-norm scale and shift unpenalized (overrides --penalize-norm).
+    #[arg(long, overrides_with = "penalize_norm")]
+    no_penalize_norm: bool,
     /// Per-layer strengths, NAME:l1=X,l2=Y (either may be left out); NAME is a parameter
     /// name (fc1.weight) or a layer (fc1). Repeatable.
     #[arg(long, value_name = "NAME:l1=X,l2=Y", value_parser = parse_layer_penalty)]
     layer_penalty: Vec<(String, LayerStrength)>,
-    /// Coupled weight decay wd (PyTorch SGD/Adam weight_decay: an L2 penalty of wd/2 on every
-    /// trainable parameter) [default: 0].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "Coupled weight decay wd (PyTorch SGD/Adam weight_decay: an L2 penalty of wd/2 on every \
+         trainable parameter).", defaults().weight_decay))]
     weight_decay: Option<f32>,
-    /// Decoupled weight decay d, w <- w*(1 - lr*d) each step (AdamW) [default: 0].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "Decoupled weight decay d, w <- w*(1 - lr*d) each step (AdamW).",
+        defaults().decoupled_decay))]
     decoupled_decay: Option<f32>,
-    /// Dropout probability before the classifier, in [0, 1) (standard-cnn).
+    /// Dropout probability before the classifier, in [0, 1) (standard-cnn) [default: no
+    /// dropout layer].
     #[arg(long, allow_negative_numbers = true)]
     dropout: Option<f32>,
-    /// Batch norm after every convolution (standard-cnn).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    batch_norm: Option<bool>,
-    /// Training augmentation: random horizontal flips and shifts of up to 4 pixels.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    augment: Option<bool>,
-    /// Input scaling [default: unit-range].
-    #[arg(long, value_enum)]
+    #[arg(long, overrides_with = "no_batch_norm", help = with_default(
+        "Batch norm after every convolution (standard-cnn).", on_off(defaults().batch_norm)))]
+    batch_norm: bool,
+    /// No batch norm (overrides --batch-norm).
+    #[arg(long, overrides_with = "batch_norm")]
+    no_batch_norm: bool,
+    #[arg(long, overrides_with = "no_augment", help = with_default(
+        "Training augmentation: random horizontal flips and shifts of up to 4 pixels.",
+        on_off(defaults().augment)))]
+    augment: bool,
+    /// No training augmentation (overrides --augment).
+    #[arg(long, overrides_with = "augment")]
+    no_augment: bool,
+    #[arg(long, value_enum, help = with_default(
+        "Input scaling.", enum_name(defaults().normalization)))]
     normalization: Option<NormalizationKind>,
-    /// Optimizer [default: adam].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help = with_default("Optimizer.", enum_name(defaults().optimizer)))]
     optimizer: Option<OptimizerKind>,
-    /// Learning rate [default: 1e-3].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "Learning rate.", defaults().lr))]
     lr: Option<f32>,
-    /// Adam's eps, added to sqrt(v_hat) in the denominator (Keras uses 1e-7) [default: 1e-8].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "Adam's eps, added to sqrt(v_hat) in the denominator (Keras uses 1e-7).",
+        defaults().adam_eps))]
     adam_eps: Option<f32>,
-    /// SGD momentum [default: 0].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "SGD momentum.", defaults().momentum))]
     momentum: Option<f32>,
-    /// SGD Nesterov momentum.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    nesterov: Option<bool>,
-    /// Batch size [default: 64].
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_nesterov", help = with_default(
+        "SGD Nesterov momentum.", on_off(defaults().nesterov)))]
+    nesterov: bool,
+    /// Plain SGD momentum (overrides --nesterov).
+    #[arg(long, overrides_with = "nesterov")]
+    no_nesterov: bool,
+    #[arg(long, help = with_default("Training batch size.", defaults().batch_size))]
     batch_size: Option<usize>,
-    /// Epochs [default: 10].
-    #[arg(long)]
+    #[arg(long, help = with_default("Epochs.", defaults().epochs))]
     epochs: Option<usize>,
-    /// Seed of initialization, split, shuffles, augmentation and dropout [default: 0].
-    #[arg(long)]
+    #[arg(long, help = with_default(
+        "Seed of initialization, split, shuffles, augmentation and dropout.", defaults().seed))]
     seed: Option<u64>,
-    /// Worker threads, 0 = one per core [default: 0].
-    #[arg(long)]
+    #[arg(long, help = with_default("Worker threads, 0 = one per core.", defaults().threads))]
     threads: Option<usize>,
-    /// Fraction of the training set held out for validation [default: 0.1].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = with_default(
+        "Fraction of the training set held out for validation.", defaults().val_fraction))]
     val_fraction: Option<f64>,
     /// Early stopping: epochs without a lower validation loss before stopping; the best
     /// epoch's weights are restored [default: off].
     #[arg(long)]
     patience: Option<usize>,
-    /// What early stopping minimizes: data-loss (validation cross-entropy) or total-loss
-    /// (plus the penalty's value, as Keras's val_loss) [default: data-loss].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help = with_default(
+        "What early stopping minimizes: data-loss (validation cross-entropy) or total-loss (plus \
+         the penalty's value, as Keras's val_loss).", enum_name(defaults().early_stop_monitor)))]
     early_stop_monitor: Option<EarlyStopMonitor>,
     /// Train on N images of the training part only, drawn at random and stratified by class
     /// (quick runs).
@@ -132,12 +147,73 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
-fn parse_init(text: &str) -> Result<Init, String> {
-    match text {
-        "pytorch" => Ok(Init::Pytorch),
-        "keras" => Ok(Init::Keras),
-        _ => Err(format!("expected pytorch or keras, got `{text}`")),
+/// The defaults every option's help shows: [`RunConfig::default`] is the one place they are
+/// set.
+fn defaults() -> RunConfig {
+    RunConfig::default()
+}
+
+/// `text` followed by `[default: DEFAULT]`, as clap writes the defaults it knows.
+fn with_default(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
+}
+
+/// How a switch's default reads in the help.
+fn on_off(value: bool) -> &'static str {
+    if value {
+        "on"
+    } else {
+        "off"
     }
+}
+
+/// The name `value` is given by on the command line.
+fn enum_name<T: ValueEnum>(value: T) -> String {
+    value
+        .to_possible_value()
+        .map(|name| name.get_name().to_string())
+        .unwrap_or_default()
+}
+
+fn dataset_help() -> String {
+    let names: Vec<&str> = DatasetSpec::NAMED.iter().map(DatasetSpec::name).collect();
+    format!("Data set: {}, or folder:PATH.", names.join(", "))
+}
+
+fn model_help() -> String {
+    format!(
+        "Model: {} (resnet18 has a 3x3 stem, resnet18-imagenet a 7x7 stem and max-pool for \
+         64x64 inputs), or a model spec file (.toml).",
+        models::NAMES.join(", ")
+    )
+}
+
+/// `--x` and `--no-x` as one setting: `None` when neither was given, so that a settings
+/// file's value stands (clap keeps only the last of the two given).
+fn switch(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// The initializations by name.
+const INITS: [(&str, Init); 2] = [("pytorch", Init::Pytorch), ("keras", Init::Keras)];
+
+fn init_name(init: Init) -> &'static str {
+    INITS
+        .iter()
+        .find(|(_, known)| *known == init)
+        .map_or("?", |(name, _)| name)
+}
+
+fn parse_init(text: &str) -> Result<Init, String> {
+    INITS
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, init)| *init)
+        .ok_or_else(|| format!("expected pytorch or keras, got `{text}`"))
 }
 
 /// `NAME:l1=X,l2=Y`.
@@ -199,9 +275,40 @@ fn apply(args: &TrainArgs, config: &mut RunConfig) -> Result<Vec<&'static str>, 
         }
     }
     overlay!(args, config, given;
-        init, l1_mode, penalize_biases, penalize_norm, weight_decay,
-        decoupled_decay, batch_norm, augment, normalization, optimizer, lr, adam_eps, momentum,
-        nesterov, batch_size, epochs, seed, threads, val_fraction, early_stop_monitor);
+        init, l1_mode, weight_decay, decoupled_decay, normalization, optimizer, lr, adam_eps,
+        momentum, batch_size, epochs, seed, threads, val_fraction, early_stop_monitor);
+    for (option, value, field) in [
+        (
+            "penalize_biases",
+            switch(args.penalize_biases, args.no_penalize_biases),
+            &mut config.penalize_biases,
+        ),
+        (
+            "penalize_norm",
+            switch(args.penalize_norm, args.no_penalize_norm),
+            &mut config.penalize_norm,
+        ),
+        (
+            "batch_norm",
+            switch(args.batch_norm, args.no_batch_norm),
+            &mut config.batch_norm,
+        ),
+        (
+            "augment",
+            switch(args.augment, args.no_augment),
+            &mut config.augment,
+        ),
+        (
+            "nesterov",
+            switch(args.nesterov, args.no_nesterov),
+            &mut config.nesterov,
+        ),
+    ] {
+        if let Some(value) = value {
+            *field = value;
+            given.push(option);
+        }
+    }
     let optional = [
         (
             "data_dir",
