@@ -3,14 +3,14 @@
 //! and its own peak resident memory (read from the kernel when the process is reaped)
 //! must stay under 300 MB.
 
-mod data_support;
+mod common;
 
-use data_support::{
+use common::{
     gzip, gzip_segments, jpeg_8x8, jpeg_claiming, png, png_chunk, small_png, tar,
     tar_gz_with_zeros, tar_header, zip, zlib_zeros, Scratch, ZipMember,
 };
 use std::fs::File;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 
 /// The most memory a refused bomb may cost.
@@ -40,7 +40,7 @@ fn measure(args: &[&str], scratch: &Scratch) -> Measured {
     let stderr_path = scratch.path("stderr.txt");
     // Reaped below with wait4, which Child::wait cannot do (it discards the usage).
     #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    let child = common::regstudy()
         .args(args)
         .env("REGSTUDY_OFFLINE", "1")
         .stdout(Stdio::null())

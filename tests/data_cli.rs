@@ -1,15 +1,13 @@
 //! `regstudy data ...` run as a program on the MNIST files in `../shared/data/mnist`.
 
-use std::process::Command;
+mod common;
+
+use common::Scratch;
 
 const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist");
 
 fn regstudy(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_regstudy"))
-        .args(args)
-        .env("REGSTUDY_OFFLINE", "1")
-        .output()
-        .unwrap();
+    let output = common::run_offline(args);
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
     (
         output.status.success(),
@@ -68,8 +66,7 @@ fn an_unknown_data_set_lists_the_accepted_forms() {
 
 #[test]
 fn a_data_set_absent_offline_says_where_to_place_it() {
-    let empty = std::env::temp_dir().join(format!("regstudy-cli-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&empty).unwrap();
+    let empty = Scratch::new("cli-empty");
     let (ok, _, stderr) = regstudy(&[
         "data",
         "info",
@@ -78,7 +75,7 @@ fn a_data_set_absent_offline_says_where_to_place_it() {
         empty.to_str().unwrap(),
         "--offline",
     ]);
-    let _ = std::fs::remove_dir_all(&empty);
+    drop(empty);
     assert!(!ok);
     assert!(
         stderr.contains("cifar-10-binary.tar.gz") && stderr.contains("regstudy-cli-empty"),
@@ -88,8 +85,7 @@ fn a_data_set_absent_offline_says_where_to_place_it() {
 
 #[test]
 fn data_verify_fails_when_it_finds_nothing_to_verify() {
-    let empty = std::env::temp_dir().join(format!("regstudy-cli-verify-{}", std::process::id()));
-    std::fs::create_dir_all(&empty).unwrap();
+    let empty = Scratch::new("cli-verify");
     let dir = empty.to_str().unwrap();
     let (ok, stdout, stderr) = regstudy(&["data", "verify", "--data-dir", dir]);
     assert!(!ok, "{stdout}");
@@ -101,13 +97,11 @@ fn data_verify_fails_when_it_finds_nothing_to_verify() {
     let (ok, _, stderr) = regstudy(&["data", "verify", &format!("folder:{dir}")]);
     assert!(!ok);
     assert!(stderr.contains("nothing to verify"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&empty);
 }
 
 #[test]
 fn a_garbage_archive_is_refused_without_dumping_its_bytes() {
-    let dir = std::env::temp_dir().join(format!("regstudy-cli-garbage-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("cli-garbage");
     let archive = dir.join("garbage.tar");
     // A tar header whose name and numeric fields are control bytes and escape sequences.
     let mut bytes: Vec<u8> = (0..512u32).map(|i| (i * 7 % 32) as u8).collect();
@@ -116,7 +110,7 @@ fn a_garbage_archive_is_refused_without_dumping_its_bytes() {
     std::fs::write(&archive, &bytes).unwrap();
     let spec = format!("folder:{}", archive.display());
     let (ok, _, stderr) = regstudy(&["data", "info", &spec]);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(!ok);
     assert!(stderr.contains("garbage.tar"), "{stderr}");
     assert!(

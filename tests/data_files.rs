@@ -1,9 +1,9 @@
 //! Every loader on small files written by the tests, and on broken versions of them:
 //! each broken file gives an error that names it and says what was expected.
 
-mod data_support;
+mod common;
 
-use data_support::{Scratch, CIFAR_BATCHES};
+use common::{Scratch, CIFAR_BATCHES};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use regstudy::data::{self, Dataset, DatasetSpec, LoadOptions};

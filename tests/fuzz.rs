@@ -16,9 +16,9 @@
 //! mutations (default: fixed, so a run can be repeated). `--nocapture` shows how many
 //! inputs each target ran.
 
-mod data_support;
+mod common;
 
-use data_support::{small_png, tar, zip, Scratch, ZipMember, CIFAR_BATCHES};
+use common::{small_png, tar, zip, Scratch, ZipMember, CIFAR_BATCHES};
 use regstudy::data::{self, DatasetSpec, DecodeBudget, LoadOptions, Rng};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -632,7 +632,7 @@ fn jpeg_decoding_never_panics_or_blows_up() {
         .map(|(_, b)| b)
         .filter(|b| b.starts_with(&[0xff, 0xd8]))
         .collect();
-    seeds.push(data_support::jpeg_8x8());
+    seeds.push(common::jpeg_8x8());
     check(Target {
         name: "jpeg",
         seeds,

@@ -1,6 +1,9 @@
 //! `regstudy report` on a fixed store: the tables are checked as exact text against values
 //! worked out by hand, and every file of the report is written.
 
+mod common;
+
+use common::Scratch;
 use regstudy::regularize::{SparsityReport, WeightStats};
 use regstudy::store::{Outcome, SqliteStore, Store, Worker};
 use regstudy::study::record::{StudyRecord, TrialState, WeightHistogram};
@@ -82,12 +85,9 @@ fn epoch(epoch: usize, train_acc: f64, val_acc: f64, below_1e3: f64) -> EpochMet
     }
 }
 
-/// An empty folder of this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("regstudy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty folder for one test, removed when the test ends.
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(name)
 }
 
 /// A store holding the study with every trial done, as a worker would have left it.
@@ -156,8 +156,8 @@ fn the_report_of_a_fixed_store_has_exactly_the_hand_computed_tables() {
     let dir = scratch("report");
     let store = fixed_store(&dir);
     let out = dir.join("report");
-    let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
-        .args(["report", "--study", "fixed", "--store"])
+    let run = common::regstudy()
+        .args(["report", "fixed", "--store"])
         .arg(&store)
         .arg("--out")
         .arg(&out)
@@ -210,8 +210,8 @@ fn a_study_exports_as_tensorboard_event_files_and_csv() {
     let dir = scratch("export");
     let store = fixed_store(&dir);
     let export = |format: &str, out: &Path| {
-        let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
-            .args(["export", "--study", "fixed", "--format", format, "--store"])
+        let run = common::regstudy()
+            .args(["export", "fixed", "--format", format, "--store"])
             .arg(&store)
             .arg("--out")
             .arg(out)
@@ -271,9 +271,9 @@ fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn report_command(store: &Path, out: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regstudy"));
+    let mut command = common::regstudy();
     command
-        .args(["report", "--study", "fixed", "--store"])
+        .args(["report", "fixed", "--store"])
         .arg(store)
         .arg("--out")
         .arg(out)
@@ -379,15 +379,15 @@ fn report_refuses_the_names_dot_and_dot_dot_and_leaves_the_working_folder_alone(
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("report.md"), "my notes").unwrap();
     for name in ["..", ".", "a/b", "../fixed"] {
-        let run = Command::new(env!("CARGO_BIN_EXE_regstudy"))
-            .args(["report", "--study", name, "--store"])
+        let run = common::regstudy()
+            .args(["report", name, "--store"])
             .arg(&store)
             .current_dir(&work)
             .output()
             .unwrap();
-        assert!(!run.status.success(), "--study {name} is refused");
+        assert!(!run.status.success(), "the name {name} is refused");
         let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(stderr.contains("--study"), "{name}: {stderr}");
+        assert!(stderr.contains("<NAME>"), "{name}: {stderr}");
     }
     assert_eq!(
         std::fs::read_to_string(work.join("report.md")).unwrap(),

@@ -1,19 +1,18 @@
 //! `regstudy study run` end to end on real MNIST: crash safety under kill -9, two processes
 //! sharing one store, and a spec that names a missing data set.
 
+mod common;
+
+use common::{Scratch, DATA};
 use regstudy::store::{self, Store};
 use regstudy::study::record::TrialState;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-
-fn work_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("regstudy-study-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty folder for one test, removed when the test ends.
+fn work_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("study-{name}"))
 }
 
 /// Six trials of about a second each: three methods x two seeds on 1500 MNIST images.
@@ -65,7 +64,7 @@ fn run_two_processes(spec: &Path, store: &Path) {
 }
 
 fn study_run(spec: &Path, store: &Path, threads: usize) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regstudy"));
+    let mut command = common::regstudy();
     // The kill test interrupts trials on purpose, possibly one many times.
     command
         .args(["study", "run", "--quiet", "--max-attempts", "1000"])
@@ -211,7 +210,7 @@ fn two_processes_on_one_store_never_run_the_same_trial() {
     processes.sort_unstable();
     processes.dedup();
     assert_eq!(processes.len(), 2, "both processes worked: {claims:?}");
-    let status = Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    let status = common::regstudy()
         .args(["study", "status", "--store"])
         .arg(&store_path)
         .output()
@@ -324,8 +323,8 @@ grid = { l2 = [1e-4, 1e-3] }
     let confirmed = &trials[4].trial.point;
     assert_eq!(&trials[5].trial.point, confirmed);
     assert!(trials[2..4].iter().any(|t| &t.trial.point == confirmed));
-    let report = Command::new(env!("CARGO_BIN_EXE_regstudy"))
-        .args(["report", "--study", "confirm", "--store"])
+    let report = common::regstudy()
+        .args(["report", "confirm", "--store"])
         .arg(&store_path)
         .arg("--out")
         .arg(dir.join("report"))
@@ -342,7 +341,7 @@ grid = { l2 = [1e-4, 1e-3] }
 
 /// Runs regstudy with `args` (and the store), returning its output.
 fn regstudy(args: &[&str], store: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    common::regstudy()
         .args(args)
         .arg("--store")
         .arg(store)
@@ -538,16 +537,9 @@ fn read_only_commands_create_nothing_and_change_nothing() {
     let missing = dir.join("typo/store.db");
     for args in [
         vec!["study", "status"],
-        vec![
-            "report",
-            "--study",
-            "x",
-            "--out",
-            dir.join("report").to_str().unwrap(),
-        ],
+        vec!["report", "x", "--out", dir.join("report").to_str().unwrap()],
         vec![
             "export",
-            "--study",
             "x",
             "--format",
             "csv",
@@ -620,13 +612,7 @@ fn without_a_validation_split_a_grid_is_refused_and_a_study_without_choices_repo
         String::from_utf8_lossy(&out.stderr)
     );
     let report = dir.join("report");
-    let args = [
-        "report",
-        "--study",
-        "noval",
-        "--out",
-        report.to_str().unwrap(),
-    ];
+    let args = ["report", "noval", "--out", report.to_str().unwrap()];
     let out = regstudy(&args, &store_path);
     assert!(
         out.status.success(),

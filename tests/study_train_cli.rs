@@ -1,19 +1,13 @@
 //! `regstudy study run` through the training side: paths that are not UTF-8 and resource
 //! limits reach every trial the same way as `regstudy train`.
 
+mod common;
+
+use common::{Scratch, DATA};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-
-fn work_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("regstudy-strain-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::process::Output;
 
 /// One trial of about a second on 300 MNIST images, its data set from `--data-dir`.
 fn write_spec(dir: &Path) -> PathBuf {
@@ -29,7 +23,7 @@ fn write_spec(dir: &Path) -> PathBuf {
 }
 
 fn study_run(dir: &Path, extra: &[&OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    common::regstudy()
         .args(["study", "run", "--quiet"])
         .arg(write_spec(dir))
         .arg("--store")
@@ -42,7 +36,7 @@ fn study_run(dir: &Path, extra: &[&OsStr]) -> Output {
 
 #[test]
 fn a_study_reading_its_data_from_a_non_utf8_folder_trains_every_trial() {
-    let dir = work_dir("bytes");
+    let dir = Scratch::new("strain-bytes");
     let data_dir = dir.join(OsStr::from_bytes(b"data-\xff"));
     std::os::unix::fs::symlink(DATA, &data_dir).unwrap();
     let out = study_run(&dir, &[OsStr::new("--data-dir"), data_dir.as_os_str()]);
@@ -52,12 +46,11 @@ fn a_study_reading_its_data_from_a_non_utf8_folder_trains_every_trial() {
     let summary = std::fs::read_to_string(dir.join("runs/0000-none-seed0/summary.json"))
         .expect("the trial finished");
     assert!(summary.contains("\"status\": \"completed\""), "{summary}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_study_with_more_threads_than_four_per_core_is_refused() {
-    let dir = work_dir("threads");
+    let dir = Scratch::new("strain-threads");
     let out = study_run(&dir, &[OsStr::new("--threads"), OsStr::new("100000")]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -65,5 +58,4 @@ fn a_study_with_more_threads_than_four_per_core_is_refused() {
         stderr.contains("--threads: 100000 threads is more than"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

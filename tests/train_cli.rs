@@ -1,5 +1,8 @@
 //! `regstudy train` end to end: the binary on real MNIST.
 
+mod common;
+
+use common::{Scratch, DATA};
 use regstudy::checkpoint::{load_weights, read_tensors};
 use regstudy::data::{
     self, split_validation, stratified_subset, BatchLoader, DatasetSpec, LoaderConfig,
@@ -7,21 +10,19 @@ use regstudy::data::{
 use regstudy::engine::{Rng, Tensor};
 use regstudy::nn::{cross_entropy, Context, Init, ModelSpec};
 use regstudy::train::run::train_eval_subset;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::Arc;
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("regstudy-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A path for one test's run folder (or file), where nothing is yet; removed when the test
+/// ends.
+fn out_dir(name: &str) -> Scratch {
+    Scratch::absent(&format!("train-{name}"))
 }
 
 /// Runs `regstudy train` on MNIST with `args`, quietly and offline.
 fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    common::regstudy()
         .args(["train", "--dataset", "mnist", "--data-dir", DATA, "--quiet"])
         .args(args)
         .env("REGSTUDY_OFFLINE", "1")
@@ -461,7 +462,7 @@ fn without_a_validation_split_there_is_no_evaluation_mode_training_figure() {
 
 /// Runs `regstudy train` with exactly `args`, quietly and offline.
 fn train_raw(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+    common::regstudy()
         .arg("train")
         .args(args)
         .arg("--quiet")
@@ -476,7 +477,7 @@ fn stderr(out: &Output) -> String {
 
 /// A folder `DIR/mnist` with MNIST's files linked from the real ones, except those in
 /// `replaced` (name, bytes before compression).
-fn mnist_copy(name: &str, replaced: &[(&str, Vec<u8>)]) -> PathBuf {
+fn mnist_copy(name: &str, replaced: &[(&str, Vec<u8>)]) -> Scratch {
     use std::io::Write;
     let dir = out_dir(name);
     let mnist = dir.join("mnist");
@@ -542,7 +543,7 @@ fn resuming_on_changed_data_is_refused_naming_the_file_and_run_json_keeps_its_ch
         &[("t10k-labels-idx1-ubyte.gz", changed_test_labels())],
     );
     let resume = |data_dir: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_regstudy"))
+        common::regstudy()
             .args(["train", "--quiet", "--epochs", "2", "--resume"])
             .arg(&run)
             .arg("--data-dir")
@@ -614,7 +615,7 @@ fn a_study_worker_resuming_a_trial_on_changed_data_is_refused() {
         test_subset: Some(100),
         val_fraction: 0.0,
         threads: 1,
-        out: Some(run.clone()),
+        out: Some(run.to_path_buf()),
         ..RunConfig::default()
     };
     train::run(&config.check().unwrap(), &RunOptions::default()).unwrap();
@@ -626,7 +627,7 @@ fn a_study_worker_resuming_a_trial_on_changed_data_is_refused() {
     );
     let dataset = data::load(&DatasetSpec::Mnist, Some(&changed)).unwrap();
     let resumed = RunConfig {
-        data_dir: Some(changed.clone()),
+        data_dir: Some(changed.to_path_buf()),
         threads: 2,
         ..config
     };

@@ -31,10 +31,16 @@ pub fn man() -> CommandResult {
     write_stdout(&page)
 }
 
-/// The page of `command` followed by a section per subcommand (nested ones named
-/// `study run`, `data info`), so that one page documents every option.
+/// The page of `command`: its title, name, synopsis, description and options, then a section
+/// per subcommand (nested ones named `study run`, `data info`), so that one page documents
+/// every option.
 fn render_man(command: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
-    clap_mangen::Man::new(command.clone()).render(out)?;
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
     for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
         render_subcommand(sub, command.get_name(), out)?;
     }

@@ -32,31 +32,31 @@ pub struct TrainArgs {
     #[arg(long, help = model_help())]
     model: Option<OsString>,
     #[arg(long, value_parser = parse_init, help = with_default(
-        "Weight initialization: pytorch or keras.", init_name(defaults().init)))]
+        "Weight initialization: pytorch or keras", init_name(defaults().init)))]
     init: Option<Init>,
     /// Penalty on the kernels: l1 = l1*sum|w|, l2 = l2*sum w^2, l1l2 = both (Keras's
     /// definitions) [default: the family of the strengths given, else none].
     #[arg(long, value_enum)]
     penalty: Option<PenaltyKind>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "L1 strength.", format!("{DEFAULT_STRENGTH} when the penalty has an L1 term")))]
+        "L1 strength", format!("{DEFAULT_STRENGTH} when the penalty has an L1 term")))]
     l1: Option<f32>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "L2 strength (no 1/2).", format!("{DEFAULT_STRENGTH} when the penalty has an L2 term")))]
+        "L2 strength (no 1/2)", format!("{DEFAULT_STRENGTH} when the penalty has an L2 term")))]
     l2: Option<f32>,
     #[arg(long, value_enum, help = with_default(
         "How the L1 term is minimized: subgradient (l1*sign(w) in the gradient, Keras) or prox \
-         (soft-thresholding after each step, which gives exact zeros).",
+         (soft-thresholding after each step, which gives exact zeros)",
         enum_name(defaults().l1_mode)))]
     l1_mode: Option<L1Mode>,
     #[arg(long, overrides_with = "no_penalize_biases", help = with_default(
-        "Penalize biases as well as kernels.", on_off(defaults().penalize_biases)))]
+        "Penalize biases as well as kernels", on_off(defaults().penalize_biases)))]
     penalize_biases: bool,
     /// Penalize kernels only (overrides --penalize-biases).
     #[arg(long, overrides_with = "penalize_biases")]
     no_penalize_biases: bool,
     #[arg(long, overrides_with = "no_penalize_norm", help = with_default(
-        "Penalize batch-norm scale and shift as well.", on_off(defaults().penalize_norm)))]
+        "Penalize batch-norm scale and shift as well", on_off(defaults().penalize_norm)))]
     penalize_norm: bool,
     /// Leave batch-norm scale and shift unpenalized (overrides --penalize-norm).
     #[arg(long, overrides_with = "penalize_norm")]
@@ -67,10 +67,10 @@ pub struct TrainArgs {
     layer_penalty: Vec<(String, LayerStrength)>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
         "Coupled weight decay wd (PyTorch SGD/Adam weight_decay: an L2 penalty of wd/2 on every \
-         trainable parameter).", defaults().weight_decay))]
+         trainable parameter)", defaults().weight_decay))]
     weight_decay: Option<f32>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "Decoupled weight decay d, w <- w*(1 - lr*d) each step (AdamW).",
+        "Decoupled weight decay d, w <- w*(1 - lr*d) each step (AdamW)",
         defaults().decoupled_decay))]
     decoupled_decay: Option<f32>,
     /// Dropout probability before the classifier, in [0, 1) (standard-cnn) [default: no
@@ -78,50 +78,50 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     dropout: Option<f32>,
     #[arg(long, overrides_with = "no_batch_norm", help = with_default(
-        "Batch norm after every convolution (standard-cnn).", on_off(defaults().batch_norm)))]
+        "Batch norm after every convolution (standard-cnn)", on_off(defaults().batch_norm)))]
     batch_norm: bool,
     /// No batch norm (overrides --batch-norm).
     #[arg(long, overrides_with = "batch_norm")]
     no_batch_norm: bool,
     #[arg(long, overrides_with = "no_augment", help = with_default(
-        "Training augmentation: random horizontal flips and shifts of up to 4 pixels.",
+        "Training augmentation: random horizontal flips and shifts of up to 4 pixels",
         on_off(defaults().augment)))]
     augment: bool,
     /// No training augmentation (overrides --augment).
     #[arg(long, overrides_with = "augment")]
     no_augment: bool,
     #[arg(long, value_enum, help = with_default(
-        "Input scaling.", enum_name(defaults().normalization)))]
+        "Input scaling", enum_name(defaults().normalization)))]
     normalization: Option<NormalizationKind>,
-    #[arg(long, value_enum, help = with_default("Optimizer.", enum_name(defaults().optimizer)))]
+    #[arg(long, value_enum, help = with_default("Optimizer", enum_name(defaults().optimizer)))]
     optimizer: Option<OptimizerKind>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "Learning rate.", defaults().lr))]
+        "Learning rate", defaults().lr))]
     lr: Option<f32>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "Adam's eps, added to sqrt(v_hat) in the denominator (Keras uses 1e-7).",
+        "Adam's eps, added to sqrt(v_hat) in the denominator (Keras uses 1e-7)",
         defaults().adam_eps))]
     adam_eps: Option<f32>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "SGD momentum.", defaults().momentum))]
+        "SGD momentum", defaults().momentum))]
     momentum: Option<f32>,
     #[arg(long, overrides_with = "no_nesterov", help = with_default(
-        "SGD Nesterov momentum.", on_off(defaults().nesterov)))]
+        "SGD Nesterov momentum", on_off(defaults().nesterov)))]
     nesterov: bool,
     /// Plain SGD momentum (overrides --nesterov).
     #[arg(long, overrides_with = "nesterov")]
     no_nesterov: bool,
-    #[arg(long, help = with_default("Training batch size.", defaults().batch_size))]
+    #[arg(long, help = with_default("Training batch size", defaults().batch_size))]
     batch_size: Option<usize>,
-    #[arg(long, help = with_default("Epochs.", defaults().epochs))]
+    #[arg(long, help = with_default("Epochs", defaults().epochs))]
     epochs: Option<usize>,
     #[arg(long, help = with_default(
-        "Seed of initialization, split, shuffles, augmentation and dropout.", defaults().seed))]
+        "Seed of initialization, split, shuffles, augmentation and dropout", defaults().seed))]
     seed: Option<u64>,
-    #[arg(long, help = with_default("Worker threads, 0 = one per core.", defaults().threads))]
+    #[arg(long, help = with_default("Worker threads, 0 = one per core", defaults().threads))]
     threads: Option<usize>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
-        "Fraction of the training set held out for validation.", defaults().val_fraction))]
+        "Fraction of the training set held out for validation", defaults().val_fraction))]
     val_fraction: Option<f64>,
     /// Early stopping: epochs without a lower validation loss before stopping; the best
     /// epoch's weights are restored [default: off].
@@ -129,7 +129,7 @@ pub struct TrainArgs {
     patience: Option<usize>,
     #[arg(long, value_enum, help = with_default(
         "What early stopping minimizes: data-loss (validation cross-entropy) or total-loss (plus \
-         the penalty's value, as Keras's val_loss).", enum_name(defaults().early_stop_monitor)))]
+         the penalty's value, as Keras's val_loss)", enum_name(defaults().early_stop_monitor)))]
     early_stop_monitor: Option<EarlyStopMonitor>,
     /// Train on N images of the training part only, drawn at random and stratified by class
     /// (quick runs).
@@ -177,13 +177,13 @@ fn enum_name<T: ValueEnum>(value: T) -> String {
 
 fn dataset_help() -> String {
     let names: Vec<&str> = DatasetSpec::NAMED.iter().map(DatasetSpec::name).collect();
-    format!("Data set: {}, or folder:PATH.", names.join(", "))
+    format!("Data set: {}, or folder:PATH", names.join(", "))
 }
 
 fn model_help() -> String {
     format!(
         "Model: {} (resnet18 has a 3x3 stem, resnet18-imagenet a 7x7 stem and max-pool for \
-         64x64 inputs), or a model spec file (.toml).",
+         64x64 inputs), or a model spec file (.toml)",
         models::NAMES.join(", ")
     )
 }
@@ -402,4 +402,62 @@ fn resume_config(args: &TrainArgs, dir: &Path) -> Result<RunConfig, String> {
 
 fn table(config: &RunConfig) -> Result<toml::Table, String> {
     toml::from_str(&config.to_toml()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    /// `config` with the options `flags` laid over it, and the names of those given.
+    fn overlay(flags: &[&str], mut config: RunConfig) -> (RunConfig, Vec<&'static str>) {
+        let parsed = Train::try_parse_from(std::iter::once("train").chain(flags.iter().copied()))
+            .expect("the flags parse");
+        let given = apply(&parsed.args, &mut config).unwrap();
+        (config, given)
+    }
+
+    #[test]
+    fn a_switch_and_its_negation_set_the_setting_and_the_last_one_wins() {
+        let (config, given) = overlay(&["--augment"], RunConfig::default());
+        assert!(config.augment);
+        assert_eq!(given, ["augment"]);
+        let (config, _) = overlay(&["--augment", "--no-augment"], RunConfig::default());
+        assert!(!config.augment);
+        let (config, _) = overlay(&["--no-batch-norm", "--batch-norm"], RunConfig::default());
+        assert!(config.batch_norm);
+    }
+
+    #[test]
+    fn a_settings_files_switch_stands_when_neither_form_is_given() {
+        let file = RunConfig {
+            augment: true,
+            nesterov: true,
+            penalize_biases: true,
+            ..RunConfig::default()
+        };
+        let (config, given) = overlay(&["--no-nesterov"], file);
+        assert!(config.augment && config.penalize_biases && !config.nesterov);
+        assert_eq!(given, ["nesterov"]);
+    }
+
+    #[test]
+    fn a_switch_given_a_value_is_refused() {
+        let err = Train::try_parse_from(["train", "--augment", "false"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn every_initialization_parses_back_from_its_name() {
+        for (name, init) in INITS {
+            assert_eq!(parse_init(init_name(init)), Ok(init), "{name}");
+        }
+        assert!(parse_init("glorot").is_err());
+    }
 }

@@ -1,12 +1,43 @@
-//! Small files for the data tests, written by the tests themselves: compressed streams
-//! of zeros of any length (a few megabytes on disk for a gigabyte inflated), and raw
-//! tar, zip and PNG writers that put down whatever sizes they are told, so that lying
-//! headers can be tested.
+//! What the integration tests share: the `regstudy` binary as a command, scratch folders
+//! that remove themselves, the real data sets in `../shared/data`, and small files written
+//! by the tests themselves: compressed streams of zeros of any length (a few megabytes on
+//! disk for a gigabyte inflated), and raw tar, zip and PNG writers that put down whatever
+//! sizes they are told, so that lying headers can be tested.
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The folder of the real data sets (MNIST, Fashion-MNIST, CIFAR-10), beside the checkout.
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+
+/// The `regstudy` binary built for these tests, as a command to add arguments to.
+pub fn regstudy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_regstudy"))
+}
+
+/// Runs `regstudy ARGS` offline (missing data is never downloaded) and waits for it.
+pub fn run_offline<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    regstudy()
+        .args(args)
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .expect("the regstudy binary runs")
+}
+
+/// A process's standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A process's standard output as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
 
 /// The official CIFAR-10 binary batches, in the order they are read.
 pub const CIFAR_BATCHES: [&str; 6] = [
@@ -18,14 +49,22 @@ pub const CIFAR_BATCHES: [&str; 6] = [
     "test_batch.bin",
 ];
 
-/// A folder under the system's temporary folder, removed when dropped.
+/// A folder under the system's temporary folder, named after the test and this process,
+/// removed with everything in it when dropped (whether the test passed or not).
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
+    /// An empty folder.
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("regstudy-data-{name}-{}", std::process::id()));
+        let scratch = Scratch::absent(name);
+        fs::create_dir_all(&scratch.0).unwrap();
+        scratch
+    }
+
+    /// A path where nothing is yet, for a folder that the command under test must create.
+    pub fn absent(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("regstudy-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
 
@@ -38,6 +77,26 @@ impl Scratch {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+}
+
+impl Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for Scratch {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
     }
 }
 
