@@ -3,9 +3,9 @@
 
 use regstudy::regularize::{SparsityReport, WeightStats};
 use regstudy::store::{Outcome, SqliteStore, Store, Worker};
-use regstudy::study::record::{StudyRecord, TrialState, WeightHistogram};
 use regstudy::study::spec::StudySpec;
 use regstudy::train::{EpochMetrics, Summary};
+use regstudy::trial::{StudyRecord, TrialState, WeightHistogram};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

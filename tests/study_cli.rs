@@ -2,7 +2,7 @@
 //! sharing one store, and a spec that names a missing data set.
 
 use regstudy::store::{self, Store};
-use regstudy::study::record::TrialState;
+use regstudy::trial::TrialState;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

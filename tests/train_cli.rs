@@ -1,12 +1,12 @@
 //! `regstudy train` end to end: the binary on real MNIST.
 
-use regstudy::checkpoint::{load_weights, read_tensors};
 use regstudy::data::{
     self, split_validation, stratified_subset, BatchLoader, DatasetSpec, LoaderConfig,
 };
 use regstudy::engine::{Rng, Tensor};
 use regstudy::nn::{cross_entropy, Context, Init, ModelSpec};
 use regstudy::train::run::train_eval_subset;
+use regstudy::weights_file::{load_weights, read_tensors};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -56,9 +56,9 @@
 //! trials start once that choice is made. Later trials are numbered after the first phase's,
 //! by group, method and seed, so every worker that adds them adds the same ones.
 
-use crate::study::record::{NewTrial, Phase, TrialRecord};
 use crate::study::select::{choose, PointScore};
 use crate::train::{EpochMetrics, RunConfig};
+use crate::trial::{NewTrial, Phase, TrialRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,7 +161,7 @@ impl StudySpec {
 /// A mistake in a study spec, located: the file, the line and column where the value is
 /// (when known), the field (as a path such as `method[2].grid.l1`) and what was expected.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub struct SpecError {
+pub struct StudySpecError {
     pub file: PathBuf,
     /// 1-based line and column.
     pub position: Option<(usize, usize)>,
@@ -169,7 +169,7 @@ pub struct SpecError {
     pub problem: String,
 }
 
-impl fmt::Display for SpecError {
+impl fmt::Display for StudySpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if let Some((line, column)) = self.position {
@@ -301,8 +301,13 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    fn error(&self, span: Span, field: impl Into<String>, problem: impl Into<String>) -> SpecError {
-        SpecError {
+    fn error(
+        &self,
+        span: Span,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> StudySpecError {
+        StudySpecError {
             file: self.file.to_path_buf(),
             position: span.map(|s| self.position(s.start)),
             field: field.into(),
@@ -336,8 +341,8 @@ impl Locator<'_> {
 
 impl StudySpec {
     /// Reads and checks the spec file at `path`.
-    pub fn from_file(path: &Path) -> Result<StudySpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+    pub fn from_file(path: &Path) -> Result<StudySpec, StudySpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| StudySpecError {
             file: path.to_path_buf(),
             position: None,
             field: "(file)".into(),
@@ -348,7 +353,7 @@ impl StudySpec {
 
     /// Parses and checks spec `text`; `file` names it in errors. Every trial's settings are
     /// checked as `regstudy train` would check them, so a spec that parses runs.
-    pub fn parse(text: &str, file: &Path) -> Result<StudySpec, SpecError> {
+    pub fn parse(text: &str, file: &Path) -> Result<StudySpec, StudySpecError> {
         let spec = StudySpec::parse_unchecked(text, file)?;
         spec.check_trials()?;
         Ok(spec)
@@ -356,7 +361,7 @@ impl StudySpec {
 
     /// Parses spec `text` without checking each trial's settings against this machine
     /// (model files, data): for reading back a stored study, wherever the report is made.
-    pub fn parse_unchecked(text: &str, file: &Path) -> Result<StudySpec, SpecError> {
+    pub fn parse_unchecked(text: &str, file: &Path) -> Result<StudySpec, StudySpecError> {
         let at = Locator { file, text };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             let span = e.span();
@@ -577,7 +582,7 @@ impl StudySpec {
     /// Checks every trial's settings as `regstudy train` would, mapping a bad option back
     /// to the place in the file that set it. A `point_from` method is checked with each
     /// point its source may choose.
-    fn check_trials(&self) -> Result<(), SpecError> {
+    fn check_trials(&self) -> Result<(), StudySpecError> {
         for (g, group) in self.groups.iter().enumerate() {
             for (m, method) in self.methods.iter().enumerate() {
                 let points = match &method.point_from {
@@ -636,7 +641,7 @@ impl StudySpec {
         p: usize,
         option: &str,
         problem: impl Into<String>,
-    ) -> SpecError {
+    ) -> StudySpecError {
         let candidates = [
             format!("method[{m}].points[{p}].{option}"),
             format!("method[{m}].grid.{option}"),
@@ -659,7 +664,7 @@ impl StudySpec {
                 (field, self.origins.get(&method).copied())
             }
         };
-        SpecError {
+        StudySpecError {
             file: self.file.clone(),
             position,
             field,
@@ -707,7 +712,7 @@ pub struct DatasetUse {
 
 /// Converts the parsed file into a spec, checking every part that does not need a trial's
 /// whole settings.
-fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, SpecError> {
+fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, StudySpecError> {
     let mut origins = BTreeMap::new();
     let name = check_name(&raw.name, "name", at)?;
     let seeds = check_seeds(raw.seeds.as_ref(), at)?;
@@ -804,7 +809,7 @@ fn check_trial_count(
     trials: usize,
     max_trials: Option<&Spanned<usize>>,
     at: &Locator,
-) -> Result<(), SpecError> {
+) -> Result<(), StudySpecError> {
     if let Some(limit) = max_trials.filter(|m| *m.get_ref() > MAX_TRIALS) {
         let problem = format!("expected at most {MAX_TRIALS}, got {}", limit.get_ref());
         return Err(at.error(Some(limit.span()), "max_trials", problem));
@@ -825,7 +830,7 @@ fn check_trial_count(
 }
 
 /// A name used in folder names and reports, checked by [`super::name::check_name`].
-fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<String, SpecError> {
+fn check_name(name: &Spanned<String>, field: &str, at: &Locator) -> Result<String, StudySpecError> {
     let value = name.get_ref();
     match super::name::check_name(value) {
         Ok(()) => Ok(value.clone()),
@@ -839,7 +844,7 @@ fn check_confirm_seeds(
     confirm: Option<&Spanned<RawSeeds>>,
     seeds: &[u64],
     at: &Locator,
-) -> Result<Vec<u64>, SpecError> {
+) -> Result<Vec<u64>, StudySpecError> {
     let Some(raw) = confirm else {
         return Ok(Vec::new());
     };
@@ -860,7 +865,7 @@ fn check_point_sources(
     raw: &[RawMethod],
     methods: &[Method],
     at: &Locator,
-) -> Result<(), SpecError> {
+) -> Result<(), StudySpecError> {
     for (m, method) in methods.iter().enumerate() {
         let (Some(source), Some(span)) = (&method.point_from, raw[m].point_from.as_ref()) else {
             continue;
@@ -879,7 +884,10 @@ fn check_point_sources(
     Ok(())
 }
 
-fn check_seeds(seeds: Option<&Spanned<RawSeeds>>, at: &Locator) -> Result<Vec<u64>, SpecError> {
+fn check_seeds(
+    seeds: Option<&Spanned<RawSeeds>>,
+    at: &Locator,
+) -> Result<Vec<u64>, StudySpecError> {
     match seeds {
         Some(seeds) => seed_list(seeds, "seeds", 0, at),
         None => Ok(vec![0]),
@@ -893,7 +901,7 @@ fn seed_list(
     field: &str,
     first: u64,
     at: &Locator,
-) -> Result<Vec<u64>, SpecError> {
+) -> Result<Vec<u64>, StudySpecError> {
     let list: Vec<u64> = match raw.get_ref() {
         RawSeeds::Count(n) if *n > MAX_SEEDS => {
             let problem = format!("expected at most {MAX_SEEDS} seeds, got {n}");
@@ -922,7 +930,7 @@ fn check_options(
     field: &str,
     at: &Locator,
     origins: &mut BTreeMap<String, (usize, usize)>,
-) -> Result<toml::Table, SpecError> {
+) -> Result<toml::Table, StudySpecError> {
     let mut checked = toml::Table::new();
     for (key, value) in table {
         let path = format!("{field}.{}", key.get_ref());
@@ -938,7 +946,7 @@ fn check_option(
     value: &toml::Value,
     path: &str,
     at: &Locator,
-) -> Result<(), SpecError> {
+) -> Result<(), StudySpecError> {
     let name = key.get_ref();
     if RUNNER_OPTIONS.contains(&name.as_str()) {
         let why = if name == "threads" {
@@ -967,7 +975,7 @@ fn check_method(
     m: usize,
     at: &Locator,
     origins: &mut BTreeMap<String, (usize, usize)>,
-) -> Result<Method, SpecError> {
+) -> Result<Method, StudySpecError> {
     let field = format!("method[{m}]");
     origins.insert(field.clone(), at.position(method.name.span().start));
     let name = check_name(&method.name, &format!("{field}.name"), at)?;
@@ -1007,7 +1015,7 @@ fn check_points(
     field: &str,
     at: &Locator,
     origins: &mut BTreeMap<String, (usize, usize)>,
-) -> Result<Vec<toml::Table>, SpecError> {
+) -> Result<Vec<toml::Table>, StudySpecError> {
     if points.get_ref().is_empty() {
         return Err(at.error(
             Some(points.span()),
@@ -1029,7 +1037,7 @@ fn expand_grid(
     field: &str,
     at: &Locator,
     origins: &mut BTreeMap<String, (usize, usize)>,
-) -> Result<Vec<toml::Table>, SpecError> {
+) -> Result<Vec<toml::Table>, StudySpecError> {
     let count = grid.values().fold(1usize, |n, values| {
         n.saturating_mul(values.get_ref().as_array().map_or(1, Vec::len))
     });
@@ -1081,7 +1089,7 @@ fn check_paper(
     groups: &[Group],
     methods: &[Method],
     at: &Locator,
-) -> Result<(), SpecError> {
+) -> Result<(), StudySpecError> {
     const METRICS: [&str; 4] = ["test_acc", "best_val_acc", "train_acc", "gap_acc"];
     for (i, entry) in paper.iter().enumerate() {
         let field = format!("paper[{i}]");
@@ -1196,7 +1204,7 @@ set = { penalty = "l1" }
 grid = { l1 = [1e-5, 1e-4], lr = [0.001, 0.01] }
 "#;
 
-    fn parse(text: &str) -> Result<StudySpec, SpecError> {
+    fn parse(text: &str) -> Result<StudySpec, StudySpecError> {
         StudySpec::parse(text, Path::new("study.toml"))
     }
 
@@ -1355,7 +1363,7 @@ point_from = "l2"
         let record = TrialRecord {
             id,
             trial: trial.clone(),
-            state: crate::study::record::TrialState::Done,
+            state: crate::trial::TrialState::Done,
             worker: None,
             retry: 0,
             attempts: 1,
@@ -1531,7 +1539,7 @@ point_from = "l2"
         let lookup = |id: i64| epochs.get(&id).map_or(&[][..], Vec::as_slice);
         // While one search trial is still running, nothing follows.
         let mut unfinished = records.clone();
-        unfinished[6].state = crate::study::record::TrialState::Running;
+        unfinished[6].state = crate::trial::TrialState::Running;
         assert!(spec.later_trials(&unfinished, lookup).is_empty());
         let later = spec.later_trials(&records, lookup);
         type Row = (usize, String, u64, Phase, Option<f32>, Option<f32>);
