@@ -402,3 +402,63 @@ fn a_point_source_must_be_another_method_with_its_own_points() {
     let err = parse(&with_grid).unwrap_err();
     assert_eq!(err.field, "method[2].point_from");
 }
+
+/// [`CONFIRMED`] in two groups that differ by learning rate.
+fn two_groups() -> String {
+    CONFIRMED.replace(
+        "[[method]]\nname = \"none\"",
+        "[[group]]\nname = \"slow\"\nset = { lr = 0.001 }\n\n[[group]]\nname = \"fast\"\n\
+         set = { lr = 0.01 }\n\n[[method]]\nname = \"none\"",
+    )
+}
+
+#[test]
+fn the_walk_visits_each_group_then_each_method_then_each_point_a_borrowed_point_among_them() {
+    let spec = parse(&two_groups()).unwrap();
+    let walk: Vec<(usize, usize, usize)> = spec.cells().map(|c| (c.g, c.m, c.p)).collect();
+    // `none` has one point, `l2` two, and `l2+dropout` may be given either of `l2`'s.
+    let per_group = [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1)];
+    let expected: Vec<(usize, usize, usize)> = (0..2)
+        .flat_map(|g| per_group.iter().map(move |&(m, p)| (g, m, p)))
+        .collect();
+    assert_eq!(walk, expected);
+    let borrowed = spec.cells().find(|c| c.m == 2 && c.p == 1).unwrap();
+    assert_eq!(borrowed.point, &spec.methods[1].points[1]);
+    assert_eq!(borrowed.group.name, "slow");
+}
+
+#[test]
+fn later_trials_of_several_groups_are_numbered_by_group_then_waiting_method_then_seed() {
+    let spec = parse(&two_groups()).unwrap();
+    let trials = spec.trials();
+    assert_eq!(trials.len(), 2 * 7);
+    let mut records = Vec::new();
+    let mut epochs = BTreeMap::new();
+    for (k, t) in trials.iter().enumerate() {
+        let (record, e) = finished(t, k as i64, 0.7);
+        records.push(record);
+        epochs.insert(k as i64, e);
+    }
+    let lookup = |id: i64| epochs.get(&id).map_or(&[][..], Vec::as_slice);
+    let later = spec.later_trials(&records, lookup);
+    let got: Vec<(usize, String, String, u64)> = later
+        .iter()
+        .map(|t| (t.number, t.group.clone(), t.method.clone(), t.seed))
+        .collect();
+    let mut expected = Vec::new();
+    for group in ["slow", "fast"] {
+        for method in ["l2", "l2+dropout"] {
+            for seed in 2..5 {
+                let number = 14 + expected.len();
+                expected.push((number, group.to_string(), method.to_string(), seed));
+            }
+        }
+    }
+    assert_eq!(got, expected);
+    assert_eq!(spec.expected_trials(), trials.len() + later.len());
+    assert_eq!(
+        later[0].config.lr, 0.001,
+        "a group's settings reach its later trials"
+    );
+    assert_eq!(later[6].config.lr, 0.01);
+}
