@@ -172,7 +172,8 @@ pub struct Outcome {
 }
 
 pub use sqlite::SqliteStore;
-pub use worker::{Holder, Worker};
+pub(crate) use worker::Holder;
+pub use worker::Worker;
 
 /// Opens the store at `location`: a path to a SQLite file (created if absent), or a
 /// `sqlite://PATH` URL.
