@@ -9,15 +9,17 @@
 //! - [`optim`]: SGD, Adam and AdamW with PyTorch's exact update rules, and the
 //!   [`optim::StepHook`] through which penalties act inside the optimizer's single pass;
 //! - [`models`]: the source studies' networks as specs;
-//! - [`checkpoint`]: weights and optimizer state in the safetensors format;
+//! - [`weights_file`]: weights and optimizer state in the safetensors format (the resume
+//!   checkpoint of a run, which holds such files, is [`train::checkpoint`]);
 //! - [`regularize`]: L1/L2 penalties matched to parameters, and kernel sparsity measures;
 //! - [`train`]: one run of an experiment (`regstudy train`), its config, loop and records;
 //! - [`study`], [`store`], [`report`]: grids of runs over methods, strengths and seeds, kept in
 //!   a crash-safe store and reported with confidence intervals and paired tests;
+//! - [`trial`]: the records of studies and trials that the study runner, the store and the
+//!   report share;
 //! - [`bench`]: the throughput benchmark that is compared with PyTorch.
 
 pub mod bench;
-pub mod checkpoint;
 pub mod data;
 pub mod engine;
 pub mod export;
@@ -31,3 +33,5 @@ pub mod stats;
 pub mod store;
 pub mod study;
 pub mod train;
+pub mod trial;
+pub mod weights_file;

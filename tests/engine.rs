@@ -1,11 +1,11 @@
 //! Whole-engine properties: reproducibility, checkpoints, penalties inside the optimizer step.
 //! (Memory growth has its own test binary, so no other test shares its process.)
 
-use regstudy::checkpoint::{load_optimizer, load_weights, save_optimizer, save_weights};
 use regstudy::engine::{Rng, Tensor, ThreadPool};
 use regstudy::nn::spec::InputShape;
 use regstudy::nn::{cross_entropy, Context, Init, ModelSpec, Network, Param, ParamKind};
 use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, PenaltyTerms, SgdConfig, StepHook};
+use regstudy::weights_file::{load_optimizer, load_weights, save_optimizer, save_weights};
 use std::path::PathBuf;
 
 /// A small network with every kind of layer that has state or randomness.

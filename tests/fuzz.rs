@@ -19,7 +19,8 @@
 mod common;
 
 use common::{small_png, tar, zip, Scratch, ZipMember, CIFAR_BATCHES};
-use regstudy::data::{self, DatasetSpec, DecodeBudget, LoadOptions, Rng};
+use regstudy::data::{self, DatasetSpec, DecodeBudget, LoadOptions};
+use regstudy::engine::SplitMix64;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::panic::{self, AssertUnwindSafe};
@@ -184,7 +185,7 @@ const NUMBERS: [&str; 10] = [
 ];
 
 /// A position, most often in the first 64 bytes (headers).
-fn position(rng: &mut Rng, len: usize) -> usize {
+fn position(rng: &mut SplitMix64, len: usize) -> usize {
     if len == 0 {
         return 0;
     }
@@ -193,7 +194,7 @@ fn position(rng: &mut Rng, len: usize) -> usize {
 }
 
 /// One random change to `input`; `seeds` supply splices.
-fn mutate_once(input: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut Rng, text: bool) {
+fn mutate_once(input: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut SplitMix64, text: bool) {
     let len = input.len();
     match rng.below(if text { 9 } else { 8 }) {
         0 if len > 0 => {
@@ -244,7 +245,7 @@ fn mutate_once(input: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut Rng, text: bool
 }
 
 /// Replaces a run of digits in a text with an extreme number.
-fn replace_number(input: &mut Vec<u8>, rng: &mut Rng) {
+fn replace_number(input: &mut Vec<u8>, rng: &mut SplitMix64) {
     let starts: Vec<usize> = (0..input.len())
         .filter(|&i| input[i].is_ascii_digit() && (i == 0 || !input[i - 1].is_ascii_digit()))
         .collect();
@@ -260,7 +261,7 @@ fn replace_number(input: &mut Vec<u8>, rng: &mut Rng) {
 }
 
 /// A mutant of a random seed: one to four changes.
-fn mutant(seeds: &[Vec<u8>], rng: &mut Rng, text: bool) -> Vec<u8> {
+fn mutant(seeds: &[Vec<u8>], rng: &mut SplitMix64, text: bool) -> Vec<u8> {
     let mut input = seeds[rng.below(seeds.len() as u64) as usize].clone();
     for _ in 0..=rng.below(4) {
         mutate_once(&mut input, seeds, rng, text);
@@ -317,7 +318,7 @@ fn fuzz(target: &Target) -> Outcome {
     let current = target_dir().join("fuzz-current");
     let failed_dir = target_dir().join("fuzz-failures");
     let _ = std::fs::create_dir_all(&current);
-    let mut rng = Rng::derive(
+    let mut rng = SplitMix64::derive(
         fuzz_seed(),
         &[target.name.len() as u64, target.name.as_bytes()[0] as u64],
     );
@@ -461,7 +462,7 @@ fn idx_files_never_panic_or_blow_up() {
 }
 
 /// A CIFAR-10 batch of `records` records with generated pixels.
-fn cifar_batch(records: usize, rng: &mut Rng) -> Vec<u8> {
+fn cifar_batch(records: usize, rng: &mut SplitMix64) -> Vec<u8> {
     let mut batch = Vec::new();
     for _ in 0..records {
         batch.push(rng.below(10) as u8);
@@ -472,7 +473,7 @@ fn cifar_batch(records: usize, rng: &mut Rng) -> Vec<u8> {
 
 #[test]
 fn cifar10_archives_never_panic_or_blow_up() {
-    let mut rng = Rng::new(10);
+    let mut rng = SplitMix64::new(10);
     let names: Vec<String> = CIFAR_BATCHES
         .iter()
         .map(|b| format!("cifar-10-batches-bin/{b}"))

@@ -3,7 +3,6 @@
 //! norm (training and evaluation); and overlapping and padded max-pooling and average pooling. The reference values come from `tools/make_fixtures.py` (run once with PyTorch; CI
 //! only reads the committed files). Tolerance: 1e-4 relative, 1e-5 absolute.
 
-use regstudy::checkpoint::read_tensors;
 use regstudy::engine::{Rng, Tensor};
 use regstudy::models::simple_cnn;
 use regstudy::nn::spec::InputShape;
@@ -11,6 +10,7 @@ use regstudy::nn::{
     cross_entropy, AvgPool2d, BasicBlock, BatchNorm, Context, Init, Layer, MaxPool2d, Param,
 };
 use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, SgdConfig};
+use regstudy::weights_file::read_tensors;
 use std::collections::BTreeMap;
 
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;

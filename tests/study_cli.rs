@@ -5,7 +5,7 @@ mod common;
 
 use common::{Scratch, DATA};
 use regstudy::store::{self, Store};
-use regstudy::study::record::TrialState;
+use regstudy::trial::TrialState;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

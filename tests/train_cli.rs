@@ -3,13 +3,13 @@
 mod common;
 
 use common::{Scratch, DATA};
-use regstudy::checkpoint::{load_weights, read_tensors};
 use regstudy::data::{
     self, split_validation, stratified_subset, BatchLoader, DatasetSpec, LoaderConfig,
 };
 use regstudy::engine::{Rng, Tensor};
 use regstudy::nn::{cross_entropy, Context, Init, ModelSpec};
 use regstudy::train::run::train_eval_subset;
+use regstudy::weights_file::{load_weights, read_tensors};
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;

@@ -4,10 +4,10 @@ use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
-use regstudy::study::record::TrialState;
 use regstudy::study::retry::{numbers_text, retry_failed, Retried};
 use regstudy::study::runner::{run_study, RunnerConfig};
 use regstudy::study::spec::StudySpec;
+use regstudy::trial::TrialState;
 use std::path::PathBuf;
 use std::time::Duration;
 

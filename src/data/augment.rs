@@ -6,7 +6,7 @@
 //! Padding is a raw pixel value of 0, applied before normalization, as torchvision pads
 //! the image before `ToTensor` and `Normalize`.
 
-use super::rng::Rng;
+use crate::engine::SplitMix64;
 
 /// Which augmentations to apply to each training image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,7 +30,7 @@ impl Augmentation {
     }
 
     /// Draws the transform of one image.
-    pub fn draw(&self, rng: &mut Rng) -> Transform {
+    pub fn draw(&self, rng: &mut SplitMix64) -> Transform {
         let flip = self.horizontal_flip && rng.coin();
         let span = 2 * self.max_shift as u64 + 1;
         let shift = self.max_shift as isize;
@@ -162,7 +162,7 @@ mod tests {
             horizontal_flip: true,
             max_shift: 2,
         };
-        let mut rng = Rng::new(9);
+        let mut rng = SplitMix64::new(9);
         let draws: Vec<Transform> = (0..200).map(|_| augmentation.draw(&mut rng)).collect();
         assert!(draws.iter().all(|t| t.dx.abs() <= 2 && t.dy.abs() <= 2));
         assert!(draws.iter().any(|t| t.flip) && draws.iter().any(|t| !t.flip));

@@ -11,8 +11,8 @@
 //! their buffers instead of allocating new ones.
 
 use super::augment::{Augmentation, Transform};
-use super::rng::Rng;
 use super::{DataError, ImageSet};
+use crate::engine::SplitMix64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -314,7 +314,7 @@ impl Worker {
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.set.len()).collect();
         if self.config.shuffle {
-            Rng::derive(self.config.seed ^ SHUFFLE_KEY, &[epoch]).shuffle(&mut order);
+            SplitMix64::derive(self.config.seed ^ SHUFFLE_KEY, &[epoch]).shuffle(&mut order);
         }
         order
     }
@@ -347,7 +347,7 @@ impl Worker {
         if augmentation.is_identity() {
             return Transform::default();
         }
-        augmentation.draw(&mut Rng::derive(
+        augmentation.draw(&mut SplitMix64::derive(
             self.config.seed ^ AUGMENT_KEY,
             &[epoch, position],
         ))

@@ -32,7 +32,6 @@ mod folder;
 mod idx;
 pub mod limits;
 mod loader;
-mod rng;
 mod split;
 mod tiny_imagenet;
 
@@ -43,7 +42,6 @@ pub use digest::FileDigest;
 pub use download::Remote;
 pub use error::DataError;
 pub use loader::{Batch, BatchLoader, LoaderConfig, Normalization};
-pub use rng::Rng;
 pub use split::{split_validation, stratified_subset};
 
 use serde::Serialize;

@@ -4,8 +4,8 @@
 //! stratified (each class gives the same fraction of its images, so class balance is
 //! kept) and seeded (the same seed gives the same split on every machine).
 
-use super::rng::Rng;
 use super::{DataError, ImageSet};
+use crate::engine::SplitMix64;
 use std::collections::BTreeMap;
 
 /// Splits `set` into (training, validation). From each class of `n` images,
@@ -30,7 +30,7 @@ pub fn split_validation(
     let mut in_validation = vec![false; set.len()];
     for (label, mut indices) in by_class {
         // One stream per class: a class's split does not depend on the other classes.
-        Rng::derive(seed, &[u64::from(label)]).shuffle(&mut indices);
+        SplitMix64::derive(seed, &[u64::from(label)]).shuffle(&mut indices);
         let n = indices.len();
         let take = ((fraction * n as f64).round() as usize).min(n - 1);
         for &i in &indices[..take] {
@@ -57,7 +57,7 @@ pub fn stratified_subset(set: &ImageSet, n: usize, seed: u64) -> ImageSet {
     // (j + 0.5) / n_c, so taking the n best ranks takes each class in proportion.
     let mut ranked: Vec<(f64, u32, usize)> = Vec::with_capacity(set.len());
     for (label, mut indices) in by_class {
-        Rng::derive(seed, &[u64::from(label), 1]).shuffle(&mut indices);
+        SplitMix64::derive(seed, &[u64::from(label), 1]).shuffle(&mut indices);
         let count = indices.len() as f64;
         for (j, i) in indices.into_iter().enumerate() {
             ranked.push(((j as f64 + 0.5) / count, label, i));

@@ -1,5 +1,5 @@
 //! The numerical engine: f32 tensors, matrix multiply, image-to-column transforms, the thread
-//! pool and a reproducible random number generator.
+//! pool and the reproducible random number generators (of the model and of the data).
 //!
 //! Activations are stored channels-last (NHWC): a convolution then becomes one matrix multiply
 //! of the image patches (`N*H*W` rows) by the kernel, and its output is already NHWC.
@@ -12,5 +12,5 @@ pub mod rng;
 pub mod tensor;
 
 pub use pool::ThreadPool;
-pub use rng::Rng;
+pub use rng::{Rng, SplitMix64};
 pub use tensor::Tensor;

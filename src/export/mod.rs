@@ -5,8 +5,8 @@ pub mod tensorboard;
 
 use crate::fsio::write_atomic;
 use crate::store::{Store, StoreError};
-use crate::study::record::TrialRecord;
 use crate::train::EpochMetrics;
+use crate::trial::TrialRecord;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use tensorboard::EventFile;

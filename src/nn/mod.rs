@@ -34,4 +34,4 @@ pub use network::Network;
 pub use param::{Param, ParamKind, StorageLayout};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use relu::Relu;
-pub use spec::{LayerSpec, MemoryEstimate, ModelSpec, SpecError};
+pub use spec::{LayerSpec, MemoryEstimate, ModelSpec, ModelSpecError};

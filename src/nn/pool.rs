@@ -1,4 +1,9 @@
-//! Max, average and global average pooling over channels-last images (no padding).
+//! Max, average and global average pooling over channels-last images.
+//!
+//! Max pooling takes an optional implicit border ([`MaxPool2d::with_padding`]) of `-inf`, so a
+//! padded position never wins, and its output side is `(size + 2*padding - kernel) / stride + 1`
+//! (PyTorch's `MaxPool2d(padding=...)`, as ResNet's stem uses). Average pooling has no padding:
+//! every window lies inside the image and is divided by `k*k`.
 
 use super::{Context, Layer};
 use crate::engine::Tensor;

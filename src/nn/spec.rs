@@ -134,7 +134,7 @@ pub enum LayerSpec {
 
 /// A model spec that cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SpecError {
+pub enum ModelSpecError {
     #[error("layer {index} ({layer}): {problem}")]
     Layer {
         index: usize,
@@ -551,7 +551,7 @@ impl ModelSpec {
         &self,
         batch: usize,
         eval_batch: usize,
-    ) -> Result<MemoryEstimate, SpecError> {
+    ) -> Result<MemoryEstimate, ModelSpecError> {
         let InputShape {
             channels,
             height,
@@ -567,7 +567,7 @@ impl ModelSpec {
             (0u64, input, 0u64, 0u64);
         let (train, forward) = (batch as u64, batch.max(eval_batch) as u64);
         for (index, spec) in self.layers.iter().enumerate() {
-            let plan = spec.plan(shape).map_err(|problem| SpecError::Layer {
+            let plan = spec.plan(shape).map_err(|problem| ModelSpecError::Layer {
                 index,
                 layer: spec.label(),
                 problem,
@@ -594,9 +594,9 @@ impl ModelSpec {
     }
 
     /// Builds the network with freshly initialized parameters (seeded per parameter name).
-    pub fn build(&self, init: Init, seed: u64) -> Result<Network, SpecError> {
+    pub fn build(&self, init: Init, seed: u64) -> Result<Network, ModelSpecError> {
         if self.layers.is_empty() {
-            return Err(SpecError::Empty);
+            return Err(ModelSpecError::Empty);
         }
         let InputShape {
             channels,
@@ -605,7 +605,7 @@ impl ModelSpec {
         } = self.input;
         for (field, value) in [("channels", channels), ("height", height), ("width", width)] {
             if value == 0 {
-                return Err(SpecError::EmptyInput { field });
+                return Err(ModelSpecError::EmptyInput { field });
             }
         }
         let mut names = HashSet::new();
@@ -614,11 +614,13 @@ impl ModelSpec {
             w: width,
             c: channels,
         };
-        shape.checked_len().map_err(|problem| SpecError::Layer {
-            index: 0,
-            layer: "input".into(),
-            problem,
-        })?;
+        shape
+            .checked_len()
+            .map_err(|problem| ModelSpecError::Layer {
+                index: 0,
+                layer: "input".into(),
+                problem,
+            })?;
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(self.layers.len());
         let mut labels = Vec::with_capacity(self.layers.len());
         let mut index = 0;
@@ -626,11 +628,11 @@ impl ModelSpec {
             let spec = &self.layers[index];
             if let Some(name) = spec.name() {
                 if !names.insert(name.to_string()) {
-                    return Err(SpecError::DuplicateName(name.to_string()));
+                    return Err(ModelSpecError::DuplicateName(name.to_string()));
                 }
             }
-            fn at(index: usize, spec: &LayerSpec) -> impl FnOnce(String) -> SpecError + '_ {
-                move |problem| SpecError::Layer {
+            fn at(index: usize, spec: &LayerSpec) -> impl FnOnce(String) -> ModelSpecError + '_ {
+                move |problem| ModelSpecError::Layer {
                     index,
                     layer: spec.label(),
                     problem,
@@ -666,14 +668,14 @@ impl ModelSpec {
             index += 1;
         }
         let Shape::Flat(classes) = shape else {
-            return Err(SpecError::NotFlatOutput(shape.to_string()));
+            return Err(ModelSpecError::NotFlatOutput(shape.to_string()));
         };
         // Layer names are unique, but a layer `b.conv1` and a block `b` would both own
         // `b.conv1.weight`: parameters are found by name in optimizers and checkpoints.
         let mut param_names = HashSet::new();
         for param in layers.iter().flat_map(|l| l.params()) {
             if !param_names.insert(param.name.as_str()) {
-                return Err(SpecError::DuplicateName(param.name.clone()));
+                return Err(ModelSpecError::DuplicateName(param.name.clone()));
             }
         }
         Ok(Network::new(self.clone(), layers, labels, classes))
@@ -757,11 +759,11 @@ mod tests {
         let bn = || LayerSpec::BatchNorm2d { name: "bn".into() };
         assert_eq!(
             spec(vec![bn(), bn()]).build(Init::Pytorch, 0).err(),
-            Some(SpecError::DuplicateName("bn".into()))
+            Some(ModelSpecError::DuplicateName("bn".into()))
         );
         assert!(matches!(
             spec(vec![bn()]).build(Init::Pytorch, 0).err(),
-            Some(SpecError::NotFlatOutput(_))
+            Some(ModelSpecError::NotFlatOutput(_))
         ));
     }
 
@@ -784,7 +786,10 @@ mod tests {
             LayerSpec::GlobalAvgPool,
         ];
         let err = spec(layers).build(Init::Pytorch, 0).err();
-        assert_eq!(err, Some(SpecError::DuplicateName("b.conv1.weight".into())));
+        assert_eq!(
+            err,
+            Some(ModelSpecError::DuplicateName("b.conv1.weight".into()))
+        );
     }
 
     #[test]
@@ -792,7 +797,7 @@ mod tests {
         let mut empty = spec(vec![LayerSpec::Flatten]);
         empty.input.height = 0;
         let err = empty.build(Init::Pytorch, 0).err();
-        assert_eq!(err, Some(SpecError::EmptyInput { field: "height" }));
+        assert_eq!(err, Some(ModelSpecError::EmptyInput { field: "height" }));
         let huge_padding = spec(vec![
             LayerSpec::Conv2d {
                 name: "c".into(),

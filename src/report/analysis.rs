@@ -20,9 +20,9 @@
 
 use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
-use crate::study::record::{Phase, TrialRecord, TrialState};
 use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
 use crate::train::EpochMetrics;
+use crate::trial::{Phase, TrialRecord, TrialState};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Significance level of the verdicts (family-wise within a group, by Holm's procedure).

@@ -14,8 +14,8 @@ use super::plot::{
 };
 use super::stats::Estimate;
 use super::StudyResults;
-use crate::study::record::{TrialState, WeightHistogram};
 use crate::train::EpochMetrics;
+use crate::trial::{TrialState, WeightHistogram};
 use std::collections::BTreeMap;
 
 /// One figure: file stem, caption and SVG.

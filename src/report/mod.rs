@@ -28,9 +28,9 @@ pub mod table;
 pub mod tables;
 
 use crate::store::{Store, StoreError};
-use crate::study::record::{StudyRecord, TrialRecord};
 use crate::study::spec::StudySpec;
 use crate::train::EpochMetrics;
+use crate::trial::{StudyRecord, TrialRecord};
 use document::Block;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 use super::analysis::{analyze, Verdict};
 use super::*;
 use crate::regularize::{SparsityReport, WeightStats};
-use crate::study::record::{NewTrial, Phase, TrialState, WeightHistogram};
 use crate::study::spec::{Group, Method, PaperValue, Selection};
 use crate::train::{RunConfig, Summary};
+use crate::trial::{NewTrial, Phase, TrialState, WeightHistogram};
 
 /// What one synthetic trial produced.
 struct Outcome {

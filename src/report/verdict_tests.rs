@@ -7,9 +7,9 @@ use super::stats::{holm, paired_t_test, PairedTest};
 use super::*;
 use crate::engine::Rng;
 use crate::regularize::SparsityReport;
-use crate::study::record::{NewTrial, Phase, StudyRecord, TrialRecord, TrialState};
 use crate::study::spec::{Group, Method, Selection};
 use crate::train::{RunConfig, Summary};
+use crate::trial::{NewTrial, Phase, StudyRecord, TrialRecord, TrialState};
 
 /// One run of a hand-made study.
 #[derive(Clone)]

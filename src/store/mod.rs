@@ -10,60 +10,13 @@
 //! the latest attempt of each trial.
 
 mod sqlite;
+mod worker;
 
-use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState, WeightHistogram};
 use crate::train::{EpochMetrics, Summary};
+use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState, WeightHistogram};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Who holds a trial: a name unique among the live workers (host, process and thread) and,
-/// where the worker is a process on this host, its process id, so that a trial held by a
-/// process that no longer exists is reclaimed at once rather than after the heartbeat
-/// timeout.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Worker {
-    pub name: String,
-    pub host: String,
-    pub pid: u32,
-}
-
-impl Worker {
-    /// A worker of this process; `index` tells apart the workers of one process. The name
-    /// is `host:pid:start:index`, where `start` (the process's start time in nanoseconds)
-    /// tells apart two processes that got the same pid, such as a container restarted under
-    /// the same host name.
-    pub fn of_this_process(index: usize) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "localhost".into());
-        let pid = std::process::id();
-        Worker {
-            name: format!("{}:{index}", process_name(&host, pid)),
-            host,
-            pid,
-        }
-    }
-
-    /// The name of the worker's process: its name without the worker index.
-    pub fn process(&self) -> &str {
-        self.name
-            .rsplit_once(':')
-            .map_or(&self.name, |(process, _)| process)
-    }
-}
-
-/// `host:pid:start` of this process, the same for every call.
-fn process_name(host: &str, pid: u32) -> String {
-    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let start = START.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    });
-    format!("{host}:{pid}:{start}")
-}
 
 /// One claim of a trial by a worker: the audit trail's entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -219,6 +172,8 @@ pub struct Outcome {
 }
 
 pub use sqlite::SqliteStore;
+pub(crate) use worker::Holder;
+pub use worker::Worker;
 
 /// Opens the store at `location`: a path to a SQLite file (created if absent), or a
 /// `sqlite://PATH` URL.

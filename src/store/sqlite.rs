@@ -8,9 +8,9 @@
 //! Finished trials are made immutable by triggers in the database, not only by this code, so
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
-use super::{Claim, Created, Outcome, Store, StoreError, StoreIdentity, Worker};
-use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState};
+use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
 use crate::train::{EpochMetrics, RunConfig};
+use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
@@ -274,11 +274,6 @@ impl SqliteStore {
             id,
             conn: Mutex::new(conn),
         })
-    }
-
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `work` on the connection; `what` says, for an error, what was being done.
@@ -904,8 +899,8 @@ fn claim(
 }
 
 /// The lowest-numbered trial that is waiting, or running with a dead holder. Whether a
-/// process is alive can only be asked outside SQL, so the candidates are read and judged here,
-/// inside the caller's transaction.
+/// process is alive can only be asked outside SQL, so the candidates are read here, inside the
+/// caller's transaction, and judged by [`Holder::is_gone`].
 fn claimable(
     conn: &Connection,
     study: &str,
@@ -926,55 +921,11 @@ fn claimable(
             heartbeat: row.get(4)?,
             worker: row.get(5)?,
         };
-        if state == "waiting" || holder.is_dead(claimant, stale_after, now) {
+        if state == "waiting" || holder.is_gone(claimant, stale_after, now) {
             return Ok(Some(row.get(0)?));
         }
     }
     Ok(None)
-}
-
-/// The worker recorded as holding a running trial.
-struct Holder {
-    host: Option<String>,
-    pid: Option<u32>,
-    heartbeat: Option<f64>,
-    worker: Option<String>,
-}
-
-impl Holder {
-    /// Whether the holder is gone: its heartbeat is `stale_after` old or older, or it was a
-    /// process on the claimant's host that no longer exists. A holder of the claimant's own
-    /// process is alive by definition, and only the heartbeat can condemn it; a holder with
-    /// the claimant's pid but another process name was an earlier process that had the same
-    /// pid (a restarted container), and is gone.
-    fn is_dead(&self, claimant: &Worker, stale_after: Duration, now: f64) -> bool {
-        let stale = self
-            .heartbeat
-            .is_none_or(|beat| now - beat >= stale_after.as_secs_f64());
-        stale || self.process_is_gone(claimant)
-    }
-
-    fn process_is_gone(&self, claimant: &Worker) -> bool {
-        match (&self.host, self.pid) {
-            (Some(host), Some(pid)) if *host == claimant.host && pid != claimant.pid => {
-                pid != 0 && !process_exists(pid)
-            }
-            (Some(host), Some(pid)) if *host == claimant.host && pid == claimant.pid => {
-                let mine = format!("{}:", claimant.process());
-                self.worker
-                    .as_deref()
-                    .is_some_and(|w| !w.starts_with(&mine))
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Whether process `pid` exists on this host. Without `/proc` (not Linux) it cannot be told,
-/// and the answer is yes: the heartbeat alone then decides.
-fn process_exists(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 /// Fails unless `trial` is running and held by `worker`; `action` completes the message
@@ -1328,8 +1279,8 @@ fn optional_json<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::regularize::SparsityReport;
-    use crate::study::record::{Phase, WeightHistogram};
     use crate::train::Summary;
+    use crate::trial::{Phase, WeightHistogram};
     use std::collections::BTreeSet;
     use std::sync::Arc;
 

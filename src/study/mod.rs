@@ -1,14 +1,19 @@
 //! Studies: many runs of `regstudy train` compared under one spec, stored, and reported.
 //!
 //! - [`spec`]: the TOML study spec and its expansion into trials;
-//! - [`record`]: what is stored about studies and trials;
 //! - [`select`]: how a method's grid point is chosen, on validation only;
-//! - the runner claims trials from a [`crate::store::Store`] and trains them.
+//! - the runner claims trials from a [`crate::store::Store`] and trains them, keeping what
+//!   it learns in the records of [`crate::trial`].
 
 pub mod name;
 pub mod owner;
 pub mod presets;
-pub mod record;
+
+/// The weight histogram, under the path it has always had; the trial records it belongs to
+/// are in [`crate::trial`].
+pub mod record {
+    pub use crate::trial::WeightHistogram;
+}
 pub mod retry;
 pub mod runner;
 pub mod select;

@@ -5,7 +5,7 @@
 //! of values kept on each grid axis and point list, and a `description` and `note` saying
 //! what the quick form runs.
 
-use crate::study::spec::{SpecError, StudySpec};
+use crate::study::spec::{StudySpec, StudySpecError};
 use std::path::PathBuf;
 
 /// The presets: name and spec text.
@@ -31,9 +31,9 @@ pub struct PresetOptions {
 }
 
 /// The spec text of preset `name` adapted by `options`, and the checked spec.
-pub fn preset(name: &str, options: &PresetOptions) -> Result<(String, StudySpec), SpecError> {
+pub fn preset(name: &str, options: &PresetOptions) -> Result<(String, StudySpec), StudySpecError> {
     let file = PathBuf::from(format!("preset:{name}"));
-    let bad = |field: &str, problem: String| SpecError {
+    let bad = |field: &str, problem: String| StudySpecError {
         file: file.clone(),
         position: None,
         field: field.into(),

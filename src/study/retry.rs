@@ -9,8 +9,8 @@
 //! point the best one, and the trials already run on the old choice would no longer match.
 
 use crate::store::{Store, StoreError};
-use crate::study::record::{Phase, TrialRecord, TrialState};
-use crate::study::spec::{SpecError, StudySpec};
+use crate::study::spec::{StudySpec, StudySpecError};
+use crate::trial::{Phase, TrialRecord, TrialState};
 use std::path::Path;
 
 /// Why trials could not be retried.
@@ -19,7 +19,10 @@ pub enum RetryError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the stored spec of study `{study}` does not read: {source}")]
-    Spec { study: String, source: SpecError },
+    Spec {
+        study: String,
+        source: StudySpecError,
+    },
     #[error(
         "study `{study}`, trial {number}: cannot retry it: it searched method `{method}`, whose \
          point was chosen without it and already used by trials {}; a retry could change that \

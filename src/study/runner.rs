@@ -10,15 +10,15 @@
 //! finds it lost its trial (its heartbeat went stale and another took over) stops at the end
 //! of the epoch instead of writing on.
 
-use crate::checkpoint::read_tensors;
 use crate::data::{self, Dataset, DatasetSpec};
 use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
-use crate::study::record::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
 use crate::study::retry::{retry_failed, Retried, RetryError};
-use crate::study::spec::{SpecError, StudySpec};
+use crate::study::spec::{StudySpec, StudySpecError};
 use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
+use crate::trial::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::weights_file::read_tensors;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -100,7 +100,7 @@ impl RunnerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
     #[error(transparent)]
-    Spec(#[from] SpecError),
+    Spec(#[from] StudySpecError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -198,7 +198,7 @@ pub fn run_study(
 /// of the same trial in this store is its own.
 fn check_run_folders(
     spec: &StudySpec,
-    trials: &[crate::study::record::NewTrial],
+    trials: &[crate::trial::NewTrial],
     store: &StoreIdentity,
 ) -> Result<(), OwnerError> {
     for trial in trials {
@@ -262,7 +262,7 @@ impl WorkerContext<'_> {
 fn load_datasets(
     spec: &StudySpec,
     data_dir: Option<&Path>,
-) -> Result<HashMap<String, Arc<Dataset>>, SpecError> {
+) -> Result<HashMap<String, Arc<Dataset>>, StudySpecError> {
     let mut loaded = HashMap::new();
     for used in spec.datasets() {
         let located = |problem: String| {

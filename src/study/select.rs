@@ -20,10 +20,10 @@
 //! Among eligible points the highest mean score wins (validation accuracy, or the negated
 //! validation loss); ties go to the earlier point.
 
-use super::record::{TrialRecord, TrialState};
 use super::spec::Selection;
 use crate::stats::Estimate;
 use crate::train::{EpochMetrics, Summary};
+use crate::trial::{TrialRecord, TrialState};
 
 /// The validation figures of the weights a trial tested.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,10 +11,10 @@
 use super::early_stop::EarlyStopping;
 use super::metrics::EpochMetrics;
 use super::TrainError;
-use crate::checkpoint::{load_optimizer, load_weights, save_optimizer, save_weights};
 use crate::fsio::write_atomic;
 use crate::nn::Network;
 use crate::optim::Optimizer;
+use crate::weights_file::{load_optimizer, load_weights, save_optimizer, save_weights};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

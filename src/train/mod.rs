@@ -32,8 +32,8 @@ pub use run::{run, EpochCallback, RunOptions};
 
 use std::path::PathBuf;
 
-impl From<crate::nn::SpecError> for TrainError {
-    fn from(error: crate::nn::SpecError) -> Self {
+impl From<crate::nn::ModelSpecError> for TrainError {
+    fn from(error: crate::nn::ModelSpecError) -> Self {
         TrainError::Spec(error)
     }
 }
@@ -47,11 +47,11 @@ pub enum TrainError {
     Data(#[from] crate::data::DataError),
     /// The cause is part of the message, not a source, so it is shown once.
     #[error("--model: {0}")]
-    Spec(crate::nn::SpecError),
+    Spec(crate::nn::ModelSpecError),
     #[error(transparent)]
     Penalty(#[from] crate::regularize::PenaltyError),
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] crate::weights_file::WeightsFileError),
     /// The cause is part of the message, not a source, so it is shown once.
     #[error("{}: {cause}", path.display())]
     Io {

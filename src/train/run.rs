@@ -7,7 +7,6 @@ use super::config::{CheckedRunConfig, ModelSource, NormalizationKind, OptimizerK
 use super::early_stop::EarlyStopping;
 use super::metrics::{self, EpochMetrics, Summary};
 use super::{record, resources, TrainError};
-use crate::checkpoint::{load_weights, save_weights};
 use crate::data::{
     self, split_validation, stratified_subset, Augmentation, BatchLoader, DataIdentity, Dataset,
     ImageSet, LoaderConfig, Normalization,
@@ -19,6 +18,7 @@ use crate::nn::spec::InputShape;
 use crate::nn::{cross_entropy, Context, ModelSpec, Network, ParamKind};
 use crate::optim::{AdamConfig, Optimizer, SgdConfig};
 use crate::regularize::{kernel_sparsity, PenaltyPlan};
+use crate::weights_file::{load_weights, save_weights};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;

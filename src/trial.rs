@@ -1,7 +1,9 @@
 //! What a study stores: the study itself, its trials, and what each trial produced.
 //!
 //! These records are the contract between the runner (which writes them through a
-//! [`crate::store::Store`]), the store, and the report (which reads them).
+//! [`crate::store::Store`]), the store, and the report (which reads them). They sit below
+//! [`crate::study`] and [`crate::store`] alike, so that the store, which the study runner
+//! uses, does not depend on the study module for them.
 
 use crate::train::{RunConfig, Summary};
 use serde::{Deserialize, Serialize};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// A checkpoint that cannot be written or read; every variant names the file. Causes are part
 /// of the message, not sources, so that they are shown once.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub enum WeightsFileError {
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
@@ -61,7 +61,7 @@ fn write_tensors(
     path: &Path,
     tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
     metadata: HashMap<String, String>,
-) -> Result<(), CheckpointError> {
+) -> Result<(), WeightsFileError> {
     let views = tensors
         .iter()
         .map(|(name, shape, bytes)| {
@@ -69,12 +69,12 @@ fn write_tensors(
                 .map(|view| (name.clone(), view))
         })
         .collect::<Result<Vec<_>, _>>();
-    let format = |cause| CheckpointError::Format {
+    let format = |cause| WeightsFileError::Format {
         path: path.into(),
         cause,
     };
     let bytes = safetensors::serialize(views.map_err(format)?, Some(metadata)).map_err(format)?;
-    write_atomic(path, &bytes).map_err(|cause| CheckpointError::Io {
+    write_atomic(path, &bytes).map_err(|cause| WeightsFileError::Io {
         path: path.into(),
         cause,
     })
@@ -86,12 +86,12 @@ pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 /// Reads a whole safetensors file: its tensors as f32 (name -> (shape, values)) and metadata.
 pub fn read_tensors(
     path: &Path,
-) -> Result<(NamedTensors, HashMap<String, String>), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|cause| CheckpointError::Io {
+) -> Result<(NamedTensors, HashMap<String, String>), WeightsFileError> {
+    let bytes = std::fs::read(path).map_err(|cause| WeightsFileError::Io {
         path: path.into(),
         cause,
     })?;
-    let format = |cause| CheckpointError::Format {
+    let format = |cause| WeightsFileError::Format {
         path: path.into(),
         cause,
     };
@@ -103,7 +103,7 @@ pub fn read_tensors(
             if name.ends_with(".num_batches_tracked") {
                 continue;
             }
-            return Err(CheckpointError::Dtype {
+            return Err(WeightsFileError::Dtype {
                 path: path.into(),
                 name,
                 found: format!("{:?}", view.dtype()),
@@ -124,7 +124,7 @@ pub fn save_weights(
     path: &Path,
     params: &[&Param],
     metadata: HashMap<String, String>,
-) -> Result<(), CheckpointError> {
+) -> Result<(), WeightsFileError> {
     let tensors = params
         .iter()
         .map(|p| {
@@ -140,7 +140,7 @@ pub fn save_weights(
 
 /// Loads every parameter and buffer of the network from `path`; the file must hold exactly
 /// those tensors with those shapes (apart from PyTorch's `num_batches_tracked`).
-pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), CheckpointError> {
+pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), WeightsFileError> {
     let (mut tensors, _) = read_tensors(path)?;
     // Every tensor is checked before any parameter changes, so a bad file leaves the network
     // as it was.
@@ -148,12 +148,12 @@ pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), Checkp
     for p in params.iter() {
         let (shape, values) = tensors
             .remove(&p.name)
-            .ok_or_else(|| CheckpointError::Missing {
+            .ok_or_else(|| WeightsFileError::Missing {
                 path: path.into(),
                 name: p.name.clone(),
             })?;
         if shape != p.shape {
-            return Err(CheckpointError::Shape {
+            return Err(WeightsFileError::Shape {
                 path: path.into(),
                 name: p.name.clone(),
                 expected: p.shape.clone(),
@@ -166,7 +166,7 @@ pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), Checkp
         .into_keys()
         .find(|k| !k.ends_with(".num_batches_tracked"))
     {
-        return Err(CheckpointError::Unexpected {
+        return Err(WeightsFileError::Unexpected {
             path: path.into(),
             name,
         });
@@ -178,7 +178,7 @@ pub fn load_weights(path: &Path, params: &mut [&mut Param]) -> Result<(), Checkp
 }
 
 /// Saves an optimizer's state: its slots as tensors, algorithm and step count as metadata.
-pub fn save_optimizer(path: &Path, state: &OptimizerState) -> Result<(), CheckpointError> {
+pub fn save_optimizer(path: &Path, state: &OptimizerState) -> Result<(), WeightsFileError> {
     let tensors = state
         .tensors
         .iter()
@@ -192,20 +192,20 @@ pub fn save_optimizer(path: &Path, state: &OptimizerState) -> Result<(), Checkpo
 }
 
 /// Loads a state written by [`save_optimizer`].
-pub fn load_optimizer(path: &Path) -> Result<OptimizerState, CheckpointError> {
+pub fn load_optimizer(path: &Path) -> Result<OptimizerState, WeightsFileError> {
     let (tensors, metadata) = read_tensors(path)?;
     let field = |name: &str| {
         metadata
             .get(name)
             .cloned()
-            .ok_or(CheckpointError::Metadata {
+            .ok_or(WeightsFileError::Metadata {
                 path: path.into(),
                 field: name.into(),
             })
     };
     let step = field("step")?
         .parse()
-        .map_err(|_| CheckpointError::Metadata {
+        .map_err(|_| WeightsFileError::Metadata {
             path: path.into(),
             field: "step".into(),
         })?;
