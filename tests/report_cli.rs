@@ -1,9 +1,9 @@
 //! `regstudy report` on a fixed store: the tables are checked as exact text against values
 //! worked out by hand, and every file of the report is written.
 
-use regstudy::regularize::{SparsityReport, WeightStats};
+use regstudy::regularize::{SparsityReport, WeightHistogram, WeightStats};
 use regstudy::store::{Outcome, SqliteStore, Store, Worker};
-use regstudy::study::record::{StudyRecord, TrialState, WeightHistogram};
+use regstudy::study::record::{StudyRecord, TrialState};
 use regstudy::study::spec::StudySpec;
 use regstudy::train::{EpochMetrics, Summary};
 use std::path::{Path, PathBuf};

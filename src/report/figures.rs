@@ -14,7 +14,8 @@ use super::plot::{
 };
 use super::stats::Estimate;
 use super::StudyResults;
-use crate::study::record::{TrialState, WeightHistogram};
+use crate::regularize::WeightHistogram;
+use crate::study::record::TrialState;
 use crate::train::EpochMetrics;
 use std::collections::BTreeMap;
 

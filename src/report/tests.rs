@@ -3,8 +3,8 @@
 
 use super::analysis::{analyze, Verdict};
 use super::*;
-use crate::regularize::{SparsityReport, WeightStats};
-use crate::study::record::{NewTrial, Phase, TrialState, WeightHistogram};
+use crate::regularize::{SparsityReport, WeightHistogram, WeightStats};
+use crate::study::record::{NewTrial, Phase, TrialState};
 use crate::study::spec::{Group, Method, PaperValue, Selection};
 use crate::train::{RunConfig, Summary};
 

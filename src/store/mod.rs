@@ -11,7 +11,8 @@
 
 mod sqlite;
 
-use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::regularize::WeightHistogram;
+use crate::study::record::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use crate::train::{EpochMetrics, Summary};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

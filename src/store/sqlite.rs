@@ -1328,7 +1328,8 @@ fn optional_json<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::regularize::SparsityReport;
-    use crate::study::record::{Phase, WeightHistogram};
+    use crate::regularize::WeightHistogram;
+    use crate::study::record::Phase;
     use crate::train::Summary;
     use std::collections::BTreeSet;
     use std::sync::Arc;

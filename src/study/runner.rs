@@ -12,10 +12,11 @@
 
 use crate::checkpoint::read_tensors;
 use crate::data::{self, Dataset, DatasetSpec};
+use crate::regularize::WeightHistogram;
 use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
-use crate::study::record::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::study::record::{Phase, StudyRecord, TrialRecord, TrialState};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{SpecError, StudySpec};
 use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
