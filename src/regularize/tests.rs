@@ -153,8 +153,10 @@ fn every_proximal_step_matches_a_brute_force_minimization_of_its_problem() {
             let mut moved = original.clone();
             let mut distance = 0.0;
             for (k, i) in range.enumerate() {
+                // Both terms at the f32 the value sees, so that rounding adds no noise.
                 moved[pi].value[i] = x[k] as f32;
-                distance += (x[k] - f64::from(original[pi].value[i])).powi(2);
+                let x = f64::from(x[k] as f32);
+                distance += (x - f64::from(original[pi].value[i])).powi(2);
             }
             0.5 * distance + f64::from(lr) * r.value(&refs(&moved))
         };
