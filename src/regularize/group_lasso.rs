@@ -22,7 +22,7 @@
 //! objective; otherwise each weight's share of the penalty is reweighted by `s_g / s_i`,
 //! close to 1 when a group's second moments are alike.
 
-use super::{group_size, FusedTerms, Reach, Regularizer, RegularizerError, StepInfo};
+use super::{group_size, Reach, Regularizer, RegularizerError, StepInfo};
 use crate::nn::Param;
 use crate::optim::StepScale;
 use serde::{Deserialize, Serialize};
@@ -120,10 +120,6 @@ impl Regularizer for GroupLasso {
                 weight * p.value.chunks(group_size(p)).map(norm).sum::<f64>()
             })
             .sum()
-    }
-
-    fn fused(&self, _param: &Param) -> FusedTerms {
-        FusedTerms::default()
     }
 
     fn add_gradient(&self, param: &mut Param) {

@@ -110,8 +110,6 @@ pub enum RegularizerError {
         expected: usize,
         found: usize,
     },
-    #[error("regularizer state has no `{0}`")]
-    MissingTensor(String),
     #[error("regularizer state `{0}` matches no regularizer of this run")]
     UnexpectedTensor(String),
     #[error("regularizer state `{name}` is invalid: {problem}")]

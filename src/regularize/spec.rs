@@ -58,7 +58,9 @@ pub struct PruningSpec {
     /// First pruning step (default 0).
     #[serde(default)]
     pub begin_step: u64,
-    /// Step at which the target is reached (default: the run's last step).
+    /// Step at which the target is reached (default: the run's last step, epochs times
+    /// batches per epoch; resuming with more `--epochs` then stretches the schedule, so give
+    /// it to keep the schedule fixed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_step: Option<u64>,
     /// Steps between prunings (default 100).

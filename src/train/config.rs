@@ -796,4 +796,56 @@ mod tests {
         assert_eq!(back, resolved);
         assert!(toml::from_str::<RunConfig>("dataset = \"mnist\"\nlearning_rate = 0.1\n").is_err());
     }
+
+    #[test]
+    fn regularizers_read_as_one_value_or_a_list_and_round_trip_through_toml() {
+        let one: RunConfig = toml::from_str(
+            "dataset = \"mnist\"\nmodel = \"simple-cnn\"\nregularizers = \"group-lasso:strength=1e-5\"\n",
+        )
+        .unwrap();
+        assert_eq!(one.regularizers.len(), 1);
+        let many: RunConfig = toml::from_str(
+            "dataset = \"mnist\"\nmodel = \"simple-cnn\"\nl2 = 0.001\nregularizers = [\n  { kind = \"group-lasso\", strength = 1e-4, mode = \"prox\", layers = [\"conv1\"] },\n  \"magnitude-pruning:target=0.5,scope=global\",\n]\n",
+        )
+        .unwrap();
+        let checked = many.check().unwrap();
+        assert_eq!(
+            checked.regularizers.kinds(),
+            [
+                RegularizerKind::L2,
+                RegularizerKind::GroupLasso,
+                RegularizerKind::MagnitudePruning
+            ]
+        );
+        let back: RunConfig = toml::from_str(&checked.config.to_toml()).unwrap();
+        assert_eq!(back, checked.config);
+    }
+
+    #[test]
+    fn a_regularizer_kind_given_twice_is_refused_naming_the_option() {
+        let twice = RunConfig {
+            regularizers: vec![
+                "l2:strength=0.1".parse().unwrap(),
+                "l2:strength=0.2".parse().unwrap(),
+            ],
+            ..base()
+        };
+        let e = error_of(twice);
+        assert!(
+            e.starts_with("--regularizers:") && e.contains("l2 can appear once"),
+            "{e}"
+        );
+        let shorthand_too = RunConfig {
+            l1: Some(0.1),
+            regularizers: vec!["l1:strength=0.2,mode=prox".parse().unwrap()],
+            ..base()
+        };
+        let e = error_of(shorthand_too);
+        assert!(e.contains("shorthand"), "{e}");
+        let bad = RunConfig {
+            regularizers: vec!["magnitude-pruning:target=0.5,frequency=0".parse().unwrap()],
+            ..base()
+        };
+        assert!(error_of(bad).contains("frequency must be at least 1"));
+    }
 }
