@@ -613,3 +613,53 @@ fn hook_gradient_matches_finite_differences_of_the_value() {
         }
     }
 }
+
+#[test]
+fn a_study_grid_of_regularizers_makes_one_regularizer_per_point() {
+    let text = r#"name = "structured"
+seeds = 1
+
+[base]
+dataset = "mnist"
+model = "simple-cnn"
+epochs = 1
+
+[[method]]
+name = "none"
+
+[[method]]
+name = "group-lasso"
+grid = { regularizers = ["group-lasso:strength=1e-5,mode=prox", "group-lasso:strength=1e-4,mode=prox"] }
+
+[[method]]
+name = "pruning"
+set = { regularizers = { kind = "magnitude-pruning", target = 0.8 } }
+"#;
+    let spec =
+        crate::study::spec::StudySpec::parse(text, std::path::Path::new("study.toml")).unwrap();
+    let trials = spec.trials();
+    let grid: Vec<_> = trials
+        .iter()
+        .filter(|t| t.method == "group-lasso")
+        .collect();
+    assert_eq!(grid.len(), 2);
+    for (trial, strength) in grid.iter().zip([1e-5f32, 1e-4]) {
+        assert_eq!(trial.config.regularizers.len(), 1);
+        match &trial.config.regularizers[0] {
+            RegularizerSpec::GroupLasso(t) => assert_eq!(t.strength, strength),
+            other => panic!("{other:?}"),
+        }
+        let label = format!("group-lasso:strength={strength:e},mode=prox");
+        assert_eq!(trial.point["regularizers"], serde_json::json!(label));
+    }
+    let pruning = trials.iter().find(|t| t.method == "pruning").unwrap();
+    assert_eq!(
+        pruning.config.regularizers[0].kind(),
+        RegularizerKind::MagnitudePruning
+    );
+    let bad = text.replace("strength=1e-4,mode=prox", "strength=1e-4,mode=fast");
+    let e = crate::study::spec::StudySpec::parse(&bad, std::path::Path::new("study.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("regularizers") && e.contains("fast"), "{e}");
+}
