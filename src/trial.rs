@@ -5,6 +5,7 @@
 //! [`crate::study`] and [`crate::store`] alike, so that the store, which the study runner
 //! uses, does not depend on the study module for them.
 
+use crate::regularize::WeightHistogram;
 use crate::train::{RunConfig, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -169,52 +170,6 @@ pub struct TrialRecord {
     pub histogram: Option<WeightHistogram>,
 }
 
-/// Counts of the final kernel weights by magnitude: `zeros` exact zeros, then
-/// `counts[k]` weights with `10^(log10_min + k*width) <= |w| < 10^(log10_min + (k+1)*width)`
-/// (the first bin also takes everything below it, the last everything above).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WeightHistogram {
-    pub zeros: u64,
-    pub log10_min: f64,
-    pub width: f64,
-    pub counts: Vec<u64>,
-}
-
-impl WeightHistogram {
-    /// Bins of a tenth of a decade from 1e-8 to 10.
-    pub const LOG10_MIN: f64 = -8.0;
-    pub const LOG10_MAX: f64 = 1.0;
-    pub const WIDTH: f64 = 0.1;
-
-    /// The histogram of `weights` on the standard bins.
-    pub fn of<'a>(weights: impl IntoIterator<Item = &'a [f32]>) -> Self {
-        let bins = ((Self::LOG10_MAX - Self::LOG10_MIN) / Self::WIDTH).round() as usize;
-        let mut h = WeightHistogram {
-            zeros: 0,
-            log10_min: Self::LOG10_MIN,
-            width: Self::WIDTH,
-            counts: vec![0; bins],
-        };
-        for values in weights {
-            for &w in values {
-                if w == 0.0 {
-                    h.zeros += 1;
-                    continue;
-                }
-                let position = (f64::from(w.abs()).log10() - h.log10_min) / h.width;
-                let bin = position.floor().clamp(0.0, (bins - 1) as f64) as usize;
-                h.counts[bin] += 1;
-            }
-        }
-        h
-    }
-
-    /// Total number of weights counted.
-    pub fn total(&self) -> u64 {
-        self.zeros + self.counts.iter().sum::<u64>()
-    }
-}
-
 /// A stored study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyRecord {
@@ -237,23 +192,5 @@ mod tests {
             assert_eq!(state.as_str().parse::<TrialState>(), Ok(state));
         }
         assert!("finished".parse::<TrialState>().is_err());
-    }
-
-    #[test]
-    fn the_histogram_puts_each_weight_in_its_decade_tenth() {
-        let weights = [0.0f32, 1e-9, 1.5e-3, -1.5e-3, 0.5, 100.0];
-        let h = WeightHistogram::of([&weights[..]]);
-        assert_eq!(h.zeros, 1);
-        assert_eq!(h.total(), 6);
-        assert_eq!(h.counts[0], 1, "below the range goes to the first bin");
-        // log10(1.5e-3) = -2.82 -> bin floor((-2.82 + 8) / 0.1) = 51
-        assert_eq!(h.counts[51], 2);
-        // log10(0.5) = -0.30 -> bin 76
-        assert_eq!(h.counts[76], 1);
-        assert_eq!(
-            *h.counts.last().unwrap(),
-            1,
-            "above the range goes to the last bin"
-        );
     }
 }

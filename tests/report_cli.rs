@@ -4,11 +4,11 @@
 mod common;
 
 use common::Scratch;
-use regstudy::regularize::{SparsityReport, WeightStats};
+use regstudy::regularize::{SparsityReport, WeightHistogram, WeightStats};
 use regstudy::store::{Outcome, SqliteStore, Store, Worker};
 use regstudy::study::spec::StudySpec;
 use regstudy::train::{EpochMetrics, Summary};
-use regstudy::trial::{StudyRecord, TrialState, WeightHistogram};
+use regstudy::trial::{StudyRecord, TrialState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -177,9 +177,9 @@ fn the_report_of_a_fixed_store_has_exactly_the_hand_computed_tables() {
     // training takes 9 and 9.5 s per epoch (overhead 100 * (9.5 / 9 - 1) = +5.6%).
     let methods = std::fs::read_to_string(out.join("tables/methods.csv")).unwrap();
     let expected = "\
-method,point,chosen on seeds,reported seeds,n,test acc % (mean ± 95% CI),train acc % (eval),val acc %,gap (pp),train acc % (running),zero weights %,|w|<1e-3 %,train s/epoch,overhead %,diverged,p,p (Holm),vs baseline
-none,—,—,0-2,3,72.00 ± 4.97,90.00,70.00,20.00,90.00,0.00,1.00,9.00,—,0 of 3,—,—,baseline
-l2,l2=0.001,0-2,0-2,3,76.33 ± 3.79,85.00,74.00,11.00,85.00,0.00,25.00,9.50,+5.6,0 of 6,0.00587,0.00587,better
+method,point,chosen on seeds,reported seeds,n,test acc % (mean ± 95% CI),train acc % (eval),val acc %,gap (pp),train acc % (running),zero weights %,zero filters/units %,|w|<1e-3 %,train s/epoch,overhead %,diverged,p,p (Holm),vs baseline
+none,—,—,0-2,3,72.00 ± 4.97,90.00,70.00,20.00,90.00,0.00,0.00,1.00,9.00,—,0 of 3,—,—,baseline
+l2,l2=0.001,0-2,0-2,3,76.33 ± 3.79,85.00,74.00,11.00,85.00,0.00,0.00,25.00,9.50,+5.6,0 of 6,0.00587,0.00587,better
 ";
     // RFC 4180: lines end in CRLF.
     assert_eq!(methods, expected.replace('\n', "\r\n"));

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use regstudy::data::DatasetSpec;
 use regstudy::models;
 use regstudy::nn::Init;
-use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind};
+use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind, RegularizerSpec};
 use regstudy::train::config::{NormalizationKind, OptimizerKind, DEFAULT_STRENGTH};
 use regstudy::train::EarlyStopMonitor;
 use regstudy::train::{self, RunConfig, RunOptions};
@@ -65,6 +65,11 @@ pub struct TrainArgs {
     /// name (fc1.weight) or a layer (fc1). Repeatable.
     #[arg(long, value_name = "NAME:l1=X,l2=Y", value_parser = parse_layer_penalty)]
     layer_penalty: Vec<(String, LayerStrength)>,
+    /// A regularizer with its settings, KIND:key=value,... (l1, l2, group-lasso,
+    /// magnitude-pruning; e.g. group-lasso:strength=1e-4,mode=prox or
+    /// magnitude-pruning:target=0.8). Repeatable; each kind once.
+    #[arg(long, value_name = "KIND:key=value,...", value_parser = parse_regularizer)]
+    regularizer: Vec<RegularizerSpec>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
         "Coupled weight decay wd (PyTorch SGD/Adam weight_decay: an L2 penalty of wd/2 on every \
          trainable parameter)", defaults().weight_decay))]
@@ -238,6 +243,10 @@ fn parse_layer_penalty(text: &str) -> Result<(String, LayerStrength), String> {
     Ok((name.to_string(), strength))
 }
 
+fn parse_regularizer(text: &str) -> Result<RegularizerSpec, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
 /// Sets `config.$field` from `args.$field` when given, and notes the option's name.
 macro_rules! overlay {
     ($args:ident, $config:ident, $given:ident; $($field:ident),* $(,)?) => {
@@ -340,6 +349,10 @@ fn apply(args: &TrainArgs, config: &mut RunConfig) -> Result<Vec<&'static str>, 
             .layer_penalties
             .extend(args.layer_penalty.iter().cloned());
         given.push("layer_penalty");
+    }
+    if !args.regularizer.is_empty() {
+        config.regularizers.extend(args.regularizer.iter().cloned());
+        given.push("regularizers");
     }
     Ok(given)
 }

@@ -2,6 +2,7 @@
 
 use super::{
     check_algorithm, soft_threshold, Optimizer, OptimizerState, Slots, StateError, StepHook,
+    StepScale,
 };
 use crate::engine::par::CHUNK;
 use crate::nn::Param;
@@ -130,8 +131,25 @@ impl Optimizer for Adam {
         self.config.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.config.lr = lr;
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// `lr / (sqrt(v_hat) + eps)` per weight, with the denominator of the last step
+    /// (`sqrt(v) / sqrt(1 - b2^t) + eps`, computed as in [`Adam::step`]); `lr` for a parameter
+    /// not stepped yet.
+    fn step_scale(&self, param: &Param) -> StepScale {
+        let c = self.config;
+        let Some(exp_avg_sq) = self.slots.by_param.get(&param.name).and_then(|s| s.get(1)) else {
+            return StepScale::Uniform(c.lr);
+        };
+        let bias_correction2_sqrt = (1.0 - f64::from(c.beta2).powf(self.step as f64)).sqrt() as f32;
+        StepScale::PerWeight(
+            exp_avg_sq
+                .iter()
+                .map(|&v| c.lr / (v.sqrt() / bias_correction2_sqrt + c.eps))
+                .collect(),
+        )
     }
 
     fn state(&self, params: &[&Param]) -> OptimizerState {

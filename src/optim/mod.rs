@@ -116,12 +116,26 @@ pub enum StateError {
     UnexpectedSlot(String),
 }
 
+/// How far a step moves a parameter per unit of gradient: the `s` of a proximal step
+/// `w <- prox_{s * R}(w - s * g)` that matches the optimizer's update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepScale {
+    /// One scale for every weight (SGD: `K * lr`, see [`SgdConfig::prox_scale`]).
+    Uniform(f32),
+    /// A scale per weight, in the order of the parameter's values (Adam:
+    /// `lr / (sqrt(v_hat) + eps)`).
+    PerWeight(Vec<f32>),
+}
+
 /// A gradient-descent optimizer.
 pub trait Optimizer: Send {
     /// Updates every trainable parameter from its gradient, folding in `hook`'s penalties.
     fn step(&mut self, params: &mut [&mut Param], hook: &dyn StepHook);
     fn learning_rate(&self) -> f32;
-    fn set_learning_rate(&mut self, lr: f32);
+    /// Steps taken so far.
+    fn steps(&self) -> u64;
+    /// The scale of the last step on `param`, the one its fused proximal L1 step used.
+    fn step_scale(&self, param: &Param) -> StepScale;
     /// The state, with slots reordered to PyTorch's element order using `params`.
     fn state(&self, params: &[&Param]) -> OptimizerState;
     /// Restores a state saved by [`Optimizer::state`] for the same network.

@@ -2,6 +2,7 @@
 
 use super::{
     check_algorithm, soft_threshold, Optimizer, OptimizerState, Slots, StateError, StepHook,
+    StepScale,
 };
 use crate::engine::par::CHUNK;
 use crate::nn::Param;
@@ -155,8 +156,12 @@ impl Optimizer for Sgd {
         self.config.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f32) {
-        self.config.lr = lr;
+    fn steps(&self) -> u64 {
+        self.step
+    }
+
+    fn step_scale(&self, _param: &Param) -> StepScale {
+        StepScale::Uniform(self.config.prox_scale() * self.config.lr)
     }
 
     fn state(&self, params: &[&Param]) -> OptimizerState {

@@ -171,6 +171,8 @@ pub struct ChosenResult {
     pub train_loss: Option<Estimate>,
     pub val_loss: Option<Estimate>,
     pub zero_fraction: Option<Estimate>,
+    /// Fraction of output groups (conv filters, linear units) whose every weight is 0.
+    pub zero_group_fraction: Option<Estimate>,
     /// Fraction of kernel weights with `|w| < 1e-3`.
     pub below_1e3: Option<Estimate>,
     /// Mean seconds per epoch, all of it (training, validation, statistics).
@@ -571,6 +573,7 @@ fn chosen_result(results: &StudyResults, reported: &[&TrialRecord]) -> Option<Ch
         train_loss: tested(&|m| Some(m.train_data_loss)),
         val_loss: tested(&|m| m.val_loss),
         zero_fraction: summaries(&|s| Some(s.sparsity.overall.zero_fraction)),
+        zero_group_fraction: summaries(&|s| Some(s.sparsity.overall.zero_group_fraction)),
         below_1e3: summaries(&|s| Some(s.sparsity.overall.below_fraction[1])),
         seconds_per_epoch: summaries(&|s| Some(s.mean_epoch_seconds)),
         train_seconds_per_epoch: summaries(&train_seconds),

@@ -14,8 +14,9 @@ use super::plot::{
 };
 use super::stats::Estimate;
 use super::StudyResults;
+use crate::regularize::WeightHistogram;
 use crate::train::EpochMetrics;
-use crate::trial::{TrialState, WeightHistogram};
+use crate::trial::{TrialState};
 use std::collections::BTreeMap;
 
 /// One figure: file stem, caption and SVG.

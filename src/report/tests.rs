@@ -3,10 +3,10 @@
 
 use super::analysis::{analyze, Verdict};
 use super::*;
-use crate::regularize::{SparsityReport, WeightStats};
+use crate::regularize::{SparsityReport, WeightHistogram, WeightStats};
 use crate::study::spec::{Group, Method, PaperValue, Selection};
 use crate::train::{RunConfig, Summary};
-use crate::trial::{NewTrial, Phase, TrialState, WeightHistogram};
+use crate::trial::{NewTrial, Phase, TrialState};
 
 /// What one synthetic trial produced.
 struct Outcome {
@@ -258,11 +258,11 @@ fn the_methods_table_of_the_fixed_study_is_exact() {
     let a = analyze(&r);
     let table = tables::methods(&a.groups[0], "", a.concurrent);
     let expected = "\
-| method | point     | chosen on seeds | reported seeds | n   | test acc % (mean ± 95% CI) | train acc % (eval) | val acc % | gap (pp) | train acc % (running) | zero weights % | \\|w\\|<1e-3 % | train s/epoch | overhead % | diverged | p       | p (Holm) | vs baseline               |
-| ------ | --------- | --------------- | -------------- | --- | -------------------------- | ------------------ | --------- | -------- | --------------------- | -------------- | ------------ | ------------- | ---------- | -------- | ------- | -------- | ------------------------- |
-| none   | —         | —               | 0-2            | 3   | 71.00 ± 2.48               | 81.00              | 70.00     | 11.00    | 81.00                 | 0.00           | 1.00         | 10.00         | —          | 0 of 3   | —       | —        | baseline                  |
-| l1     | l1=0.0001 | 0-2             | 0-2            | 3   | 74.17 ± 2.59               | 79.00              | 75.00     | 4.00     | 79.00                 | 10.00          | 30.00        | 11.00         | +10.0      | 0 of 6   | 0.00276 | 0.00552  | better                    |
-| l2     | l2=0.001  | —               | 0-2            | 3   | 71.00 ± 4.30               | 80.00              | 71.00     | 9.00     | 80.00                 | 0.00           | 2.00         | 10.50         | +5.0       | 0 of 3   | 1.00    | 1.00     | no significant difference |
+| method | point     | chosen on seeds | reported seeds | n   | test acc % (mean ± 95% CI) | train acc % (eval) | val acc % | gap (pp) | train acc % (running) | zero weights % | zero filters/units % | \\|w\\|<1e-3 % | train s/epoch | overhead % | diverged | p       | p (Holm) | vs baseline               |
+| ------ | --------- | --------------- | -------------- | --- | -------------------------- | ------------------ | --------- | -------- | --------------------- | -------------- | -------------------- | ------------ | ------------- | ---------- | -------- | ------- | -------- | ------------------------- |
+| none   | —         | —               | 0-2            | 3   | 71.00 ± 2.48               | 81.00              | 70.00     | 11.00    | 81.00                 | 0.00           | 0.00                 | 1.00         | 10.00         | —          | 0 of 3   | —       | —        | baseline                  |
+| l1     | l1=0.0001 | 0-2             | 0-2            | 3   | 74.17 ± 2.59               | 79.00              | 75.00     | 4.00     | 79.00                 | 10.00          | 0.00                 | 30.00        | 11.00         | +10.0      | 0 of 6   | 0.00276 | 0.00552  | better                    |
+| l2     | l2=0.001  | —               | 0-2            | 3   | 71.00 ± 4.30               | 80.00              | 71.00     | 9.00     | 80.00                 | 0.00           | 0.00                 | 2.00         | 10.50         | +5.0       | 0 of 3   | 1.00    | 1.00     | no significant difference |
 ";
     assert_eq!(table.to_markdown(), expected);
 }

@@ -308,7 +308,7 @@ fn a_point_with_a_diverged_seed_cannot_be_chosen_and_the_table_counts_it() {
         "2 of 3 diverged"
     );
     let row = &tables::methods(&a.groups[0], "", a.concurrent).rows[1];
-    assert_eq!(row[14], "2 of 6");
+    assert_eq!(row[15], "2 of 6");
     let sweep = tables::sweep(&a.groups[0], "");
     assert_eq!(sweep.rows[0][6], "not eligible: 2 of 3 diverged");
     let results = study(&[1e-3, 1e-4], Vec::new(), &runs);
@@ -398,7 +398,7 @@ fn a_method_at_chance_is_flagged_and_not_ranked() {
     assert_eq!(l1.verdict, Verdict::AtChance);
     assert!(l1.result.as_ref().unwrap().at_chance);
     let row = &tables::methods(&a.groups[0], "", a.concurrent).rows[1];
-    assert_eq!(row[17], "at chance: not ranked");
+    assert_eq!(row[18], "at chance: not ranked");
     // A searched point at chance cannot be chosen even when it is the only one left.
     let mut runs = baseline([0.70, 0.71, 0.72]);
     for s in 0..3 {

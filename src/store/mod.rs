@@ -12,8 +12,9 @@
 mod sqlite;
 mod worker;
 
+use crate::regularize::WeightHistogram;
 use crate::train::{EpochMetrics, Summary};
-use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

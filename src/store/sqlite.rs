@@ -1279,8 +1279,9 @@ fn optional_json<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::regularize::SparsityReport;
+    use crate::regularize::WeightHistogram;
     use crate::train::Summary;
-    use crate::trial::{Phase, WeightHistogram};
+    use crate::trial::{Phase};
     use std::collections::BTreeSet;
     use std::sync::Arc;
 

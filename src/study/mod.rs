@@ -9,11 +9,6 @@ pub mod name;
 pub mod owner;
 pub mod presets;
 
-/// The weight histogram, under the path it has always had; the trial records it belongs to
-/// are in [`crate::trial`].
-pub mod record {
-    pub use crate::trial::WeightHistogram;
-}
 pub mod retry;
 pub mod runner;
 pub mod select;

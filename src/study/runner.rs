@@ -11,13 +11,14 @@
 //! of the epoch instead of writing on.
 
 use crate::data::{self, Dataset, DatasetSpec};
+use crate::regularize::WeightHistogram;
 use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{StudySpec, StudySpecError};
 use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
-use crate::trial::{Phase, StudyRecord, TrialRecord, TrialState, WeightHistogram};
+use crate::trial::{Phase, StudyRecord, TrialRecord, TrialState};
 use crate::weights_file::read_tensors;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};

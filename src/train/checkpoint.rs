@@ -1,7 +1,9 @@
 //! The per-epoch checkpoint from which `--resume` continues a run bit for bit.
 //!
 //! `RUN/checkpoint/` holds, after epoch `e`: `weights-e.safetensors` (every parameter and
-//! buffer), `optimizer-e.safetensors` (the optimizer's slots and step), `best-b.safetensors`
+//! buffer), `optimizer-e.safetensors` (the optimizer's slots and step),
+//! `regularizers-e.safetensors` (the regularizers' state, such as pruning masks, when a
+//! regularizer keeps one), `best-b.safetensors`
 //! (the weights of the best epoch `b` so far, when a validation split exists) and
 //! `state.json` ([`TrainState`]: epochs done, the dropout generator, early stopping and the
 //! metrics so far). `state.json` is written last, atomically: it names the files of the
@@ -13,7 +15,8 @@ use super::metrics::EpochMetrics;
 use super::TrainError;
 use crate::fsio::write_atomic;
 use crate::nn::Network;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, OptimizerState};
+use crate::regularize::Regularizers;
 use crate::weights_file::{load_optimizer, load_weights, save_optimizer, save_weights};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -44,6 +47,13 @@ fn optimizer_file(run: &Path, epoch: usize) -> PathBuf {
     dir(run).join(format!("optimizer-{epoch}.safetensors"))
 }
 
+fn regularizers_file(run: &Path, epoch: usize) -> PathBuf {
+    dir(run).join(format!("regularizers-{epoch}.safetensors"))
+}
+
+/// The algorithm name under which the regularizers' tensors are saved.
+const REGULARIZERS: &str = "regularizers";
+
 /// The weights of best epoch `epoch`.
 pub fn best_file(run: &Path, epoch: usize) -> PathBuf {
     dir(run).join(format!("best-{epoch}.safetensors"))
@@ -68,6 +78,7 @@ pub fn save(
     run: &Path,
     net: &Network,
     optimizer: &dyn Optimizer,
+    regularizers: &Regularizers,
     state: &TrainState,
 ) -> Result<(), TrainError> {
     let folder = dir(run);
@@ -76,12 +87,21 @@ pub fn save(
     let params = net.params();
     save_weights(&weights_file(run, e), &params, HashMap::new())?;
     save_optimizer(&optimizer_file(run, e), &optimizer.state(&params))?;
+    if regularizers.has_state() {
+        let saved = OptimizerState {
+            algorithm: REGULARIZERS.into(),
+            step: 0,
+            tensors: regularizers.state(),
+        };
+        save_optimizer(&regularizers_file(run, e), &saved)?;
+    }
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
     let state_path = folder.join("state.json");
     write_atomic(&state_path, &json).map_err(io(&state_path))?;
     let keep = [
         weights_file(run, e),
         optimizer_file(run, e),
+        regularizers_file(run, e),
         state_path,
         best_file(run, state.early_stop.best_epoch().unwrap_or(0)),
     ];
@@ -94,11 +114,12 @@ pub fn save(
     Ok(())
 }
 
-/// Loads the checkpoint into `net` and `optimizer`, returning the state.
+/// Loads the checkpoint into `net`, `optimizer` and `regularizers`, returning the state.
 pub fn load(
     run: &Path,
     net: &mut Network,
     optimizer: &mut dyn Optimizer,
+    regularizers: &mut Regularizers,
 ) -> Result<TrainState, TrainError> {
     let state_path = dir(run).join("state.json");
     let bytes = std::fs::read(&state_path).map_err(|e| {
@@ -114,5 +135,19 @@ pub fn load(
     optimizer
         .load_state(&saved, &net.params())
         .map_err(|e| TrainError::Resume(format!("optimizer state: {e}")))?;
+    if regularizers.has_state() {
+        let path = regularizers_file(run, state.epochs_done);
+        let saved = load_optimizer(&path)?;
+        if saved.algorithm != REGULARIZERS {
+            return Err(TrainError::Resume(format!(
+                "{}: holds `{}` state, expected `{REGULARIZERS}`",
+                path.display(),
+                saved.algorithm
+            )));
+        }
+        regularizers
+            .load_state(&saved.tensors, &net.params())
+            .map_err(|e| TrainError::Resume(format!("{}: {e}", path.display())))?;
+    }
     Ok(state)
 }

@@ -6,7 +6,11 @@ use super::early_stop::EarlyStopMonitor;
 use crate::data::DatasetSpec;
 use crate::models;
 use crate::nn::{Init, ModelSpec};
-use crate::regularize::{L1Mode, LayerStrength, PenaltyKind, PenaltyRule};
+use crate::regularize::spec::{GradientOnly, TermSpec};
+use crate::regularize::{
+    one_or_many, L1Mode, LayerStrength, PenaltyKind, Reach, RegularizerKind, RegularizerPlan,
+    RegularizerSpec,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -149,6 +153,16 @@ pub struct RunConfig {
     /// keep the default. Default: none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub layer_penalties: BTreeMap<String, LayerStrength>,
+    /// Regularizers, each a table tagged by `kind` (`l1`, `l2`, `group-lasso`,
+    /// `magnitude-pruning`) or compact text `KIND:key=value,...`; a single one may stand for
+    /// a list. `penalty`, `l1`, `l2`, `l1_mode`, `layer_penalties`, `penalize_biases` and
+    /// `penalize_norm` are shorthands for `l1` and `l2` entries; a kind may appear once.
+    /// Default: none.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
+    pub regularizers: Vec<RegularizerSpec>,
 }
 
 impl Default for RunConfig {
@@ -186,6 +200,7 @@ impl Default for RunConfig {
             test_subset: None,
             out: None,
             layer_penalties: BTreeMap::new(),
+            regularizers: Vec::new(),
         }
     }
 }
@@ -233,7 +248,8 @@ pub struct CheckedRunConfig {
     pub config: RunConfig,
     pub dataset: DatasetSpec,
     pub model: ModelSource,
-    pub rule: PenaltyRule,
+    /// The regularizers of the shorthands and of `regularizers`, before they meet a network.
+    pub regularizers: RegularizerPlan,
 }
 
 fn non_negative(option: &str, value: f32) -> Result<f32, ConfigError> {
@@ -294,7 +310,7 @@ impl RunConfig {
             .parse()
             .map_err(|e| bad("dataset", format!("{e}")))?;
         let model = check_model(&c.model)?;
-        let rule = check_penalty(&mut c)?;
+        let regularizers = check_penalty(&mut c)?;
         let standard = matches!(&model, ModelSource::Zoo(name) if name == "standard-cnn");
         if let Some(p) = c.dropout {
             if !(0.0..1.0).contains(&p) {
@@ -372,7 +388,7 @@ impl RunConfig {
             config: c,
             dataset,
             model,
-            rule,
+            regularizers,
         })
     }
 }
@@ -408,7 +424,7 @@ fn check_model(model: &str) -> Result<ModelSource, ConfigError> {
 }
 
 /// Resolves the penalty family and strengths (filling `c.penalty`, `c.l1`, `c.l2`).
-fn check_penalty(c: &mut RunConfig) -> Result<PenaltyRule, ConfigError> {
+fn check_penalty(c: &mut RunConfig) -> Result<RegularizerPlan, ConfigError> {
     if let Some(l1) = c.l1 {
         non_negative("l1", l1)?;
     }
@@ -468,15 +484,78 @@ fn check_penalty(c: &mut RunConfig) -> Result<PenaltyRule, ConfigError> {
             }
         }
     }
-    Ok(PenaltyRule {
-        l1: c.l1.unwrap_or(0.0),
-        l2: c.l2.unwrap_or(0.0),
-        mode: c.l1_mode,
+    let mut plan = shorthand_plan(c, kind);
+    plan.members.extend(check_regularizers(c, &plan.kinds())?);
+    Ok(plan)
+}
+
+/// The L1 and L2 regularizers the shorthands name (`penalty`, `l1`, `l2`, `l1_mode`,
+/// `layer_penalties`, `penalize_biases`, `penalize_norm`), resolved by [`check_penalty`].
+fn shorthand_plan(c: &RunConfig, kind: PenaltyKind) -> RegularizerPlan {
+    let reach = |pick: fn(&LayerStrength) -> Option<f32>| Reach {
         biases: c.penalize_biases,
         norm: c.penalize_norm,
-        layers: c.layer_penalties.clone(),
+        layers: Vec::new(),
+        overrides: c
+            .layer_penalties
+            .iter()
+            .map(|(key, s)| (key.clone(), pick(s)))
+            .collect(),
+        option: "--layer-penalty".into(),
+    };
+    let mut members = Vec::new();
+    if kind.has_l1() {
+        let spec = RegularizerSpec::L1(TermSpec {
+            strength: c.l1.unwrap_or(0.0),
+            mode: c.l1_mode,
+            ..TermSpec::default()
+        });
+        members.push((spec, reach(|s| s.l1)));
+    }
+    if kind.has_l2() {
+        let spec = RegularizerSpec::L2(TermSpec::<GradientOnly> {
+            strength: c.l2.unwrap_or(0.0),
+            ..TermSpec::default()
+        });
+        members.push((spec, reach(|s| s.l2)));
+    }
+    RegularizerPlan {
+        members,
         weight_decay: c.weight_decay,
-    })
+    }
+}
+
+/// Checks `c.regularizers` and pairs each with its reach, refusing a kind that `taken` (the
+/// shorthands' kinds) or an earlier entry already has.
+fn check_regularizers(
+    c: &RunConfig,
+    taken: &[RegularizerKind],
+) -> Result<Vec<(RegularizerSpec, Reach)>, ConfigError> {
+    let mut kinds = taken.to_vec();
+    let mut out = Vec::new();
+    for spec in &c.regularizers {
+        let kind = spec.kind();
+        if kinds.contains(&kind) {
+            let by = if taken.contains(&kind) {
+                "the shorthand options (--penalty/--l1/--l2) already add it"
+            } else {
+                "it is given twice"
+            };
+            return Err(bad(
+                "regularizers",
+                format!(
+                    "{} can appear once, but {by}; give one entry with its settings",
+                    kind.name()
+                ),
+            ));
+        }
+        kinds.push(kind);
+        spec.check()
+            .map_err(|problem| bad("regularizers", problem))?;
+        let option = format!("--regularizer {}: layer", kind.name());
+        out.push((spec.clone(), spec.reach(&option)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -504,8 +583,12 @@ mod tests {
         .check()
         .unwrap();
         assert_eq!(checked.config.penalty, Some(PenaltyKind::L1));
-        assert_eq!(checked.rule.l1, 1e-4);
-        assert_eq!(checked.rule.l2, 0.0);
+        let kinds = checked.regularizers.kinds();
+        assert_eq!(kinds, [RegularizerKind::L1]);
+        match &checked.regularizers.members[0].0 {
+            RegularizerSpec::L1(t) => assert_eq!(t.strength, 1e-4),
+            other => panic!("{other:?}"),
+        }
         let checked = RunConfig {
             penalty: Some(PenaltyKind::L1l2),
             ..base()
@@ -712,5 +795,57 @@ mod tests {
         let back: RunConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, resolved);
         assert!(toml::from_str::<RunConfig>("dataset = \"mnist\"\nlearning_rate = 0.1\n").is_err());
+    }
+
+    #[test]
+    fn regularizers_read_as_one_value_or_a_list_and_round_trip_through_toml() {
+        let one: RunConfig = toml::from_str(
+            "dataset = \"mnist\"\nmodel = \"simple-cnn\"\nregularizers = \"group-lasso:strength=1e-5\"\n",
+        )
+        .unwrap();
+        assert_eq!(one.regularizers.len(), 1);
+        let many: RunConfig = toml::from_str(
+            "dataset = \"mnist\"\nmodel = \"simple-cnn\"\nl2 = 0.001\nregularizers = [\n  { kind = \"group-lasso\", strength = 1e-4, mode = \"prox\", layers = [\"conv1\"] },\n  \"magnitude-pruning:target=0.5,scope=global\",\n]\n",
+        )
+        .unwrap();
+        let checked = many.check().unwrap();
+        assert_eq!(
+            checked.regularizers.kinds(),
+            [
+                RegularizerKind::L2,
+                RegularizerKind::GroupLasso,
+                RegularizerKind::MagnitudePruning
+            ]
+        );
+        let back: RunConfig = toml::from_str(&checked.config.to_toml()).unwrap();
+        assert_eq!(back, checked.config);
+    }
+
+    #[test]
+    fn a_regularizer_kind_given_twice_is_refused_naming_the_option() {
+        let twice = RunConfig {
+            regularizers: vec![
+                "l2:strength=0.1".parse().unwrap(),
+                "l2:strength=0.2".parse().unwrap(),
+            ],
+            ..base()
+        };
+        let e = error_of(twice);
+        assert!(
+            e.starts_with("--regularizers:") && e.contains("l2 can appear once"),
+            "{e}"
+        );
+        let shorthand_too = RunConfig {
+            l1: Some(0.1),
+            regularizers: vec!["l1:strength=0.2,mode=prox".parse().unwrap()],
+            ..base()
+        };
+        let e = error_of(shorthand_too);
+        assert!(e.contains("shorthand"), "{e}");
+        let bad = RunConfig {
+            regularizers: vec!["magnitude-pruning:target=0.5,frequency=0".parse().unwrap()],
+            ..base()
+        };
+        assert!(error_of(bad).contains("frequency must be at least 1"));
     }
 }

@@ -49,7 +49,7 @@ pub enum TrainError {
     #[error("--model: {0}")]
     Spec(crate::nn::ModelSpecError),
     #[error(transparent)]
-    Penalty(#[from] crate::regularize::PenaltyError),
+    Regularizer(#[from] crate::regularize::RegularizerError),
     #[error(transparent)]
     Checkpoint(#[from] crate::weights_file::WeightsFileError),
     /// The cause is part of the message, not a source, so it is shown once.

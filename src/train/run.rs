@@ -17,7 +17,7 @@ use crate::models::{self, StandardCnnOptions};
 use crate::nn::spec::InputShape;
 use crate::nn::{cross_entropy, Context, ModelSpec, Network, ParamKind};
 use crate::optim::{AdamConfig, Optimizer, SgdConfig};
-use crate::regularize::{kernel_sparsity, PenaltyPlan};
+use crate::regularize::{kernel_sparsity, Regularizers};
 use crate::weights_file::{load_weights, save_weights};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -119,7 +119,8 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
             data.classes
         )));
     }
-    let plan = PenaltyPlan::new(&checked.rule, &net.params())?;
+    let last_step = (c.epochs * batches_per_epoch(data.train.len(), c.batch_size)) as u64;
+    let mut regularizers = checked.regularizers.build(&net.params(), last_step)?;
     // Batch norm in training mode needs batches of 2 or more images (the loader merges a
     // last batch of one into the batch before; see `LoaderConfig::drop_last`).
     let batch_norm = net.params().iter().any(|p| p.kind == ParamKind::NormScale);
@@ -132,7 +133,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
     }
     let mut optimizer = make_optimizer(c);
     let state = if options.resume {
-        let state = checkpoint::load(&out, &mut net, optimizer.as_mut())?;
+        let state = checkpoint::load(&out, &mut net, optimizer.as_mut(), &mut regularizers)?;
         if !(options.complete_ended && training_ended(&state, c)) {
             check_resumable(&state, c)?;
         }
@@ -154,7 +155,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         config: c,
         net,
         optimizer,
-        plan,
+        regularizers,
         out,
         state,
         threads: pool.threads(),
@@ -396,7 +397,7 @@ struct Trainer<'a> {
     config: &'a RunConfig,
     net: Network,
     optimizer: Box<dyn Optimizer>,
-    plan: PenaltyPlan,
+    regularizers: Regularizers,
     out: PathBuf,
     state: TrainState,
     threads: usize,
@@ -469,7 +470,13 @@ impl Trainer<'_> {
                 status = "early_stopped";
                 self.state.stopped = Some(status.into());
             }
-            checkpoint::save(&self.out, &self.net, self.optimizer.as_ref(), &self.state)?;
+            checkpoint::save(
+                &self.out,
+                &self.net,
+                self.optimizer.as_ref(),
+                &self.regularizers,
+                &self.state,
+            )?;
             if status != "completed" {
                 break;
             }
@@ -492,7 +499,7 @@ impl Trainer<'_> {
             .map_err(EpochEnd::Diverged)?;
         let train_seconds = start.elapsed().as_secs_f64();
         // The penalty part of the objective at the weights this epoch ends with.
-        let penalty = self.plan.value(&self.net.params());
+        let penalty = self.regularizers.value(&self.net.params());
         let val = match val_loader {
             Some(loader) => Some(evaluate(&mut self.net, loader)),
             None => None,
@@ -551,8 +558,9 @@ impl Trainer<'_> {
         }
     }
 
-    /// One pass over the shuffled training set with a gradient step per batch; the penalties
-    /// act inside the optimizer's step through the plan. `Err` on a non-finite loss.
+    /// One pass over the shuffled training set with a gradient step per batch; the
+    /// regularizers add their gradients before the optimizer's step, their element-wise terms
+    /// inside it and their proximal steps and masks after it. `Err` on a non-finite loss.
     fn train_epoch(&mut self, epoch: usize, loader: &mut BatchLoader) -> Result<Pass, String> {
         let bar = progress_bar(self.progress, loader.batches_per_epoch(), epoch);
         let [h, w, ch] = self.net.input_shape();
@@ -572,7 +580,12 @@ impl Trainer<'_> {
                 ));
             }
             self.net.backward(&x, &grad);
-            self.optimizer.step(&mut self.net.params_mut(), &self.plan);
+            let mut params = self.net.params_mut();
+            self.regularizers.add_gradients(&mut params);
+            self.optimizer.step(&mut params, &self.regularizers);
+            self.regularizers
+                .after_step(&mut params, self.optimizer.as_ref());
+            drop(params);
             loss_sum += out.loss * batch.len as f64;
             correct += out.correct;
             seen += batch.len;
@@ -697,6 +710,16 @@ impl Trainer<'_> {
             eprintln!("warning: {e}");
         }
         summary
+    }
+}
+
+/// Batches per epoch of a training set of `images` (as the loader makes them: a last batch
+/// of one image joins the batch before).
+fn batches_per_epoch(images: usize, batch_size: usize) -> usize {
+    if images > 1 && images % batch_size == 1 {
+        images / batch_size
+    } else {
+        images.div_ceil(batch_size)
     }
 }
 

@@ -1,0 +1,58 @@
+//! The L2 penalty `R(w) = sum_p l2_p * sum_i w_pi^2` (Keras's `l2`: no 1/2), over the
+//! parameters its [`Reach`](super::Reach) resolves, `l2_p` the default strength or a per-layer
+//! override. Its gradient `2 * l2 * w` is element-wise, a [`FusedTerms`] that the optimizer
+//! folds into its single pass over each parameter.
+//!
+//! Coupled weight decay `wd` (an optimizer option, PyTorch's `weight_decay`) is the same as an
+//! L2 penalty of `wd / 2` on every trainable parameter; it stays an optimizer option, and
+//! [`Regularizers::value`](super::Regularizers::value) counts it in the objective.
+
+use super::{FusedTerms, Reach, Regularizer, RegularizerError};
+use crate::nn::Param;
+use std::collections::HashMap;
+
+/// `l2 * sum w^2` on the reached parameters.
+#[derive(Clone, Debug, Default)]
+pub struct L2 {
+    strengths: HashMap<String, f32>,
+}
+
+impl L2 {
+    /// Resolves `reach` on `params` with default strength `strength`.
+    pub fn new(strength: f32, reach: &Reach, params: &[&Param]) -> Result<Self, RegularizerError> {
+        Ok(Self {
+            strengths: reach.resolve(strength, params)?,
+        })
+    }
+
+    /// The strength on the parameter named `name` (0 when it is not reached).
+    pub fn strength_of(&self, name: &str) -> f32 {
+        self.strengths.get(name).copied().unwrap_or(0.0)
+    }
+}
+
+impl Regularizer for L2 {
+    fn value(&self, params: &[&Param]) -> f64 {
+        params
+            .iter()
+            .map(|p| {
+                let l2 = f64::from(self.strength_of(&p.name));
+                if l2 == 0.0 {
+                    return 0.0;
+                }
+                l2 * p
+                    .value
+                    .iter()
+                    .map(|&w| f64::from(w) * f64::from(w))
+                    .sum::<f64>()
+            })
+            .sum()
+    }
+
+    fn fused(&self, param: &Param) -> FusedTerms {
+        FusedTerms {
+            l2: self.strength_of(&param.name),
+            ..FusedTerms::default()
+        }
+    }
+}
