@@ -16,7 +16,7 @@ use super::stats::Estimate;
 use super::StudyResults;
 use crate::regularize::WeightHistogram;
 use crate::train::EpochMetrics;
-use crate::trial::{TrialState};
+use crate::trial::TrialState;
 use std::collections::BTreeMap;
 
 /// One figure: file stem, caption and SVG.

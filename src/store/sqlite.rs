@@ -1281,7 +1281,7 @@ mod tests {
     use crate::regularize::SparsityReport;
     use crate::regularize::WeightHistogram;
     use crate::train::Summary;
-    use crate::trial::{Phase};
+    use crate::trial::Phase;
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
