@@ -13,10 +13,8 @@
 //! - [`regularize`]: L1/L2 penalties matched to parameters, and kernel sparsity measures;
 //! - [`train`]: one run of an experiment (`regstudy train`), its config, loop and records;
 //! - [`study`], [`store`], [`report`]: grids of runs over methods, strengths and seeds, kept in
-//!   a crash-safe store and reported with confidence intervals and paired tests;
-//! - [`bench`]: the throughput benchmark that is compared with PyTorch.
+//!   a crash-safe store and reported with confidence intervals and paired tests.
 
-pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod engine;

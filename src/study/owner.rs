@@ -11,7 +11,7 @@
 //! loses nothing. Any other folder is left alone and the trial stops with a message.
 
 use crate::fsio::write_atomic;
-use crate::train::run::OWNER_FILE;
+use crate::train::folder::OWNER_FILE;
 use crate::train::RunConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
