@@ -4,8 +4,9 @@
 use regstudy::checkpoint::{load_optimizer, load_weights, save_optimizer, save_weights};
 use regstudy::engine::{Rng, Tensor, ThreadPool};
 use regstudy::nn::spec::InputShape;
-use regstudy::nn::{cross_entropy, Context, Init, ModelSpec, Network, Param, ParamKind};
+use regstudy::nn::{Context, Init, ModelSpec, Network, Param, ParamKind};
 use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, PenaltyTerms, SgdConfig, StepHook};
+use regstudy::train::TrainStep;
 use std::path::PathBuf;
 
 /// A small network with every kind of layer that has state or randomness.
@@ -59,13 +60,11 @@ fn train_steps(
     steps: u64,
     hook: &dyn StepHook,
 ) {
-    let mut grad = Tensor::default();
+    let mut train_step = TrainStep::new();
     for step in 0..steps {
         let (x, y) = batch(step);
-        let loss = cross_entropy(net.forward(&x, ctx), &y, &mut grad).loss;
-        assert!(loss.is_finite());
-        net.backward(&x, &grad);
-        opt.step(&mut net.params_mut(), hook);
+        let done = train_step.run(net, opt, hook, ctx, &x, &y);
+        assert!(done.is_ok_and(|d| d.loss.is_finite()), "{done:?}");
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod progress;
 mod report;
 mod study;
 mod train;

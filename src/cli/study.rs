@@ -1,12 +1,13 @@
 //! `regstudy study run|status`: run a study's trials from a spec, and see where it stands.
 
+use super::progress::StudyConsole;
 use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::record::TrialState;
 use regstudy::study::retry::{numbers_text, retry_failed, Retried};
-use regstudy::study::runner::{run_study, RunnerConfig};
+use regstudy::study::runner::{run_study, StudyRunOptions};
 use regstudy::study::spec::StudySpec;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,16 +89,20 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn runner_config(&self) -> RunnerConfig {
-        RunnerConfig {
+    pub fn run_options(&self) -> StudyRunOptions {
+        StudyRunOptions {
             workers: self.workers,
             threads: self.threads,
             stale_after: Duration::from_secs(self.stale_after),
             max_attempts: self.max_attempts,
             data_dir: self.data_dir.clone(),
-            progress: !self.quiet,
-            ..RunnerConfig::default()
+            ..StudyRunOptions::default()
         }
+    }
+
+    /// The bar and the per-trial lines, unless `--quiet`.
+    pub fn console(&self) -> StudyConsole {
+        StudyConsole::new(!self.quiet)
     }
 }
 
@@ -123,11 +128,12 @@ fn run_spec(args: RunArgs) -> CommandResult {
         .map_err(|e| format!("{}: cannot read the spec: {e}", args.spec.display()))?;
     let spec = StudySpec::parse(&text, &args.spec)?;
     let store = store::open(&args.store.store)?;
-    let config = RunnerConfig {
+    let options = StudyRunOptions {
         retry_failed: args.retry_failed,
-        ..args.workers.runner_config()
+        ..args.workers.run_options()
     };
-    let done = run_study(&spec, &text, store.as_ref(), &config)?;
+    let console = args.workers.console();
+    let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_retried(&spec.name, &done.retried);
     print_run_end(&spec.name, &args.store.store, &done);
     match failed_trials_error(&spec.name, &args.spec, &args.store.store, &done.failed) {
