@@ -200,4 +200,72 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn only_epochs_threads_and_where_things_are_may_change_on_resume() {
+        let recorded = RunConfig {
+            dataset: "mnist".into(),
+            model: "simple-cnn".into(),
+            out: Some("runs/a".into()),
+            ..RunConfig::default()
+        };
+        let moved = RunConfig {
+            epochs: 30,
+            threads: 4,
+            data_dir: Some("/elsewhere".into()),
+            out: Some("runs/b".into()),
+            ..recorded.clone()
+        };
+        assert_eq!(resume_conflict(&recorded, &moved), None);
+        let smaller = RunConfig {
+            batch_size: 32,
+            ..moved.clone()
+        };
+        assert_eq!(
+            resume_conflict(&recorded, &smaller),
+            Some(SettingChange {
+                key: "batch_size".into(),
+                recorded: "64".into(),
+                wanted: "32".into(),
+            })
+        );
+        let subset = RunConfig {
+            train_subset: Some(100),
+            ..recorded.clone()
+        };
+        let change = resume_conflict(&recorded, &subset).unwrap();
+        assert_eq!(
+            (change.key.as_str(), change.recorded.as_str()),
+            ("train_subset", "unset")
+        );
+    }
+
+    #[test]
+    fn a_run_folder_is_resumable_under_the_same_rule() {
+        let dir = std::env::temp_dir().join(format!("regstudy-resumable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let folder = RunFolder::new(&dir);
+        let config = RunConfig {
+            dataset: "mnist".into(),
+            model: "simple-cnn".into(),
+            ..RunConfig::default()
+        };
+        assert!(folder.resumable_with(&config), "no run was started");
+        folder.create().unwrap();
+        folder.write_config(&config).unwrap();
+        let longer = RunConfig {
+            epochs: 20,
+            threads: 2,
+            ..config.clone()
+        };
+        assert!(folder.resumable_with(&longer));
+        let faster = RunConfig {
+            lr: 0.5,
+            ..config.clone()
+        };
+        assert!(!folder.resumable_with(&faster));
+        std::fs::write(folder.config_file(), "lr = ").unwrap();
+        assert!(!folder.resumable_with(&config), "an unreadable config.toml");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -730,6 +730,153 @@ fn evaluate(net: &mut Network, loader: &mut BatchLoader) -> Pass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+
+    /// A quick MNIST run of simple-cnn into a fresh folder under the temporary folder.
+    fn quick_run(name: &str) -> RunConfig {
+        let out = std::env::temp_dir().join(format!("regstudy-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        RunConfig {
+            dataset: "mnist".into(),
+            data_dir: Some(DATA.into()),
+            model: "simple-cnn".into(),
+            train_subset: Some(300),
+            test_subset: Some(100),
+            val_fraction: 0.1,
+            threads: 1,
+            out: Some(out),
+            ..RunConfig::default()
+        }
+    }
+
+    /// Records, at each finished epoch, the epochs done by the checkpoint on disk.
+    #[derive(Default)]
+    struct CheckpointWitness {
+        folder: Mutex<Option<RunFolder>>,
+        seen: Mutex<Vec<(usize, usize)>>,
+        finished: Mutex<Option<String>>,
+    }
+
+    impl TrainObserver for CheckpointWitness {
+        fn run_started(&self, start: &RunStart) {
+            *self.folder.lock().unwrap() = Some(start.folder.clone());
+        }
+
+        fn epoch_finished(&self, metrics: &EpochMetrics) -> Result<(), String> {
+            let folder = self
+                .folder
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("run_started came first");
+            let state = folder.path().join("checkpoint").join("state.json");
+            let state: TrainState =
+                serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            self.seen
+                .lock()
+                .unwrap()
+                .push((metrics.epoch, state.epochs_done));
+            Ok(())
+        }
+
+        fn run_finished(&self, outcome: &RunOutcome) {
+            *self.finished.lock().unwrap() = Some(outcome.summary().status.clone());
+        }
+    }
+
+    #[test]
+    fn each_finished_epoch_is_told_after_its_checkpoint_is_on_disk() {
+        let config = RunConfig {
+            epochs: 2,
+            ..quick_run("checkpoint-order")
+        };
+        let witness = CheckpointWitness::default();
+        let options = RunOptions {
+            observer: &witness,
+            ..RunOptions::default()
+        };
+        let outcome = run(&config.check().unwrap(), &options).unwrap();
+        assert_eq!(*witness.seen.lock().unwrap(), [(1, 1), (2, 2)]);
+        assert_eq!(
+            witness.finished.lock().unwrap().as_deref(),
+            Some("completed")
+        );
+        let RunOutcome::Completed(report) = outcome else {
+            panic!("expected a completed run, got {outcome:?}");
+        };
+        assert_eq!(report.history.len(), 2);
+        assert_eq!(report.folder.read_summary().unwrap(), report.summary);
+        assert_eq!(report.folder.read_metrics().unwrap(), report.history);
+        assert_eq!(
+            report.folder.read_weight_histogram().unwrap(),
+            report.weights.histogram,
+            "the outcome's histogram is that of the saved weights"
+        );
+        std::fs::remove_dir_all(report.folder.path()).unwrap();
+    }
+
+    #[test]
+    fn an_observer_that_refuses_an_epoch_stops_the_run_with_its_checkpoint_kept() {
+        struct Refuse;
+        impl TrainObserver for Refuse {
+            fn epoch_finished(&self, _: &EpochMetrics) -> Result<(), String> {
+                Err("the trial was taken over".into())
+            }
+        }
+        let config = RunConfig {
+            epochs: 3,
+            ..quick_run("refused")
+        };
+        let options = RunOptions {
+            observer: &Refuse,
+            ..RunOptions::default()
+        };
+        let error = run(&config.check().unwrap(), &options).unwrap_err();
+        assert!(
+            matches!(&error, TrainError::Stopped(m) if m == "the trial was taken over"),
+            "{error}"
+        );
+        let folder = RunFolder::new(config.out.clone().unwrap());
+        assert!(folder.has_checkpoint());
+        assert_eq!(folder.read_metrics().unwrap().len(), 1);
+        std::fs::remove_dir_all(folder.path()).unwrap();
+    }
+
+    #[test]
+    fn a_huge_learning_rate_returns_diverged_with_its_summary_and_weight_statistics() {
+        // SGD at lr 1e6 overflows to a NaN loss within a few batches.
+        let config = RunConfig {
+            optimizer: OptimizerKind::Sgd,
+            lr: 1e6,
+            epochs: 3,
+            ..quick_run("diverged")
+        };
+        let outcome = run(&config.check().unwrap(), &RunOptions::default()).unwrap();
+        let RunOutcome::Diverged(report) = &outcome else {
+            panic!("expected a diverged run, got {outcome:?}");
+        };
+        let summary = &report.summary;
+        assert_eq!(summary.status, "diverged");
+        let message = summary.message.as_deref().unwrap_or_default();
+        assert!(message.contains("loss is"), "{message}");
+        assert_eq!((summary.test_acc, summary.tested_epoch), (None, None));
+        assert_eq!(report.folder.read_summary().unwrap(), *summary);
+        // Statistics of every kernel weight of the last weights, finite or not.
+        let weights = &report.weights;
+        assert!(weights.sparsity.overall.count > 0);
+        assert_eq!(weights.sparsity, summary.sparsity);
+        assert_eq!(weights.histogram.total(), weights.sparsity.overall.count);
+        assert!(!report.folder.weights_file().exists(), "nothing was tested");
+        let error = outcome.clone().into_result().unwrap_err().to_string();
+        assert!(
+            error.starts_with("training diverged: ") && error.contains("summary.json"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(report.folder.path()).unwrap();
+    }
 
     #[test]
     fn the_default_run_folder_is_one_folder_under_runs_whatever_the_model_spec_is_named() {
