@@ -2,6 +2,7 @@
 //! drawn from what the library reports to its observers.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use regstudy::data::DownloadObserver;
 use regstudy::study::record::TrialRecord;
 use regstudy::study::runner::{StudyObserver, TrialReport};
 use regstudy::train::metrics::{console_header, console_line};
@@ -9,12 +10,48 @@ use regstudy::train::{BatchProgress, EpochMetrics, RunOutcome, RunStart, TrainOb
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
+/// A bar on stderr per download (drawn only on a terminal): the file, bytes, speed, eta.
+#[derive(Default)]
+pub struct DownloadBar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl DownloadObserver for DownloadBar {
+    fn download_started(&self, url: &str, bytes: Option<u64>) {
+        let bar = match bytes {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        };
+        let style = ProgressStyle::with_template(
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        );
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+
+    fn download_progressed(&self, bytes: u64) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            bar.inc(bytes);
+        }
+    }
+
+    fn download_ended(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// `regstudy train`'s output: a header and a line per epoch on stdout, a bar over each
 /// epoch's batches on stderr (a terminal only), and the test result at the end.
 pub struct TrainConsole {
     /// Whether to show anything (`--quiet` shows nothing).
     show: bool,
     bar: Mutex<Option<ProgressBar>>,
+    downloads: DownloadBar,
 }
 
 impl TrainConsole {
@@ -22,6 +59,7 @@ impl TrainConsole {
         TrainConsole {
             show,
             bar: Mutex::new(None),
+            downloads: DownloadBar::default(),
         }
     }
 
@@ -110,6 +148,10 @@ impl TrainObserver for TrainConsole {
     fn warning(&self, message: &str) {
         eprintln!("warning: {message}");
     }
+
+    fn downloads(&self) -> &dyn DownloadObserver {
+        &self.downloads
+    }
 }
 
 /// A study's output: an overall bar on stderr (a terminal only) and a line per finished
@@ -118,6 +160,7 @@ pub struct StudyConsole {
     /// Whether to show the bar and the lines (`--quiet` shows neither).
     show: bool,
     bar: Mutex<Option<ProgressBar>>,
+    downloads: DownloadBar,
 }
 
 impl StudyConsole {
@@ -125,6 +168,7 @@ impl StudyConsole {
         StudyConsole {
             show,
             bar: Mutex::new(None),
+            downloads: DownloadBar::default(),
         }
     }
 
@@ -178,5 +222,9 @@ impl StudyObserver for StudyConsole {
         if let Some(bar) = self.bar().take() {
             bar.finish_and_clear();
         }
+    }
+
+    fn downloads(&self) -> &dyn DownloadObserver {
+        &self.downloads
     }
 }

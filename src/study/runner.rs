@@ -10,7 +10,7 @@
 //! finds it lost its trial (its heartbeat went stale and another took over) stops at the end
 //! of the epoch instead of writing on.
 
-use crate::data::{self, Dataset, DatasetSpec};
+use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
 use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
@@ -128,6 +128,11 @@ pub trait StudyObserver: Sync {
 
     /// Every worker has stopped.
     fn study_finished(&self) {}
+
+    /// Told how the downloads of missing data files go, before any trial starts.
+    fn downloads(&self) -> &dyn DownloadObserver {
+        &Unobserved
+    }
 }
 
 /// Watches nothing.
@@ -219,7 +224,7 @@ pub fn run_study(
     let cores = crate::engine::ThreadPool::new(config.threads)
         .map_err(|e| StudyError::Invalid(format!("--threads: {e}")))?
         .threads();
-    let datasets = load_datasets(spec, config.data_dir.as_deref())?;
+    let datasets = load_datasets(spec, config.data_dir.as_deref(), observer.downloads())?;
     let record = StudyRecord {
         name: spec.name.clone(),
         spec: spec_text.to_string(),
@@ -341,6 +346,7 @@ impl WorkerContext<'_> {
 fn load_datasets(
     spec: &StudySpec,
     data_dir: Option<&Path>,
+    downloads: &dyn DownloadObserver,
 ) -> Result<HashMap<String, Arc<Dataset>>, SpecError> {
     let mut loaded = HashMap::new();
     for used in spec.datasets() {
@@ -349,7 +355,8 @@ fn load_datasets(
         };
         let parsed: DatasetSpec = used.dataset.parse().map_err(|e| located(format!("{e}")))?;
         let dir = data_dir.or(used.data_dir.as_deref());
-        let dataset = data::load(&parsed, dir).map_err(|e| located(format!("{e}")))?;
+        let dataset =
+            data::load_observed(&parsed, dir, downloads).map_err(|e| located(format!("{e}")))?;
         loaded.insert(parsed.to_string(), Arc::new(dataset));
     }
     Ok(loaded)

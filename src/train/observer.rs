@@ -4,6 +4,7 @@
 use super::folder::RunFolder;
 use super::metrics::EpochMetrics;
 use super::outcome::RunOutcome;
+use crate::data::{DownloadObserver, Unobserved};
 
 /// A run about to train (its first epoch, or the one after its checkpoint).
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +53,11 @@ pub trait TrainObserver: Sync {
     /// Something went wrong that does not change the run's outcome (its summary could not
     /// be written).
     fn warning(&self, _message: &str) {}
+
+    /// Told how the downloads of missing data files go, before the run starts.
+    fn downloads(&self) -> &dyn DownloadObserver {
+        &Unobserved
+    }
 }
 
 /// Watches nothing.

@@ -92,7 +92,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<RunOutcom
     let c = checked.config();
     let pool =
         ThreadPool::new(c.threads).map_err(|e| TrainError::Invalid(format!("--threads: {e}")))?;
-    let data = prepare_data(checked, options.dataset.as_deref())?;
+    let data = prepare_data(checked, options)?;
     let folder = RunFolder::new(run_folder(c, &spec_name(checked, &data)?));
     if options.resume {
         record::check_resume(&folder, c, &data.identity)?;
@@ -167,16 +167,18 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<RunOutcom
     Ok(outcome)
 }
 
-/// Loads the data set, carves the validation split, applies the subsets.
-fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<Data, TrainError> {
+/// Loads the data set (unless `options` holds it), carves the validation split, applies the
+/// subsets.
+fn prepare_data(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Data, TrainError> {
     let c = checked.config();
     // A study's data set is shared by its trials: borrowed, and only the parts this run
     // keeps are copied.
     let owned;
-    let dataset = match loaded {
+    let dataset = match options.dataset.as_deref() {
         Some(d) if d.identity.spec == checked.dataset().to_string() => d,
         _ => {
-            owned = data::load(checked.dataset(), c.data_dir.as_deref())?;
+            let downloads = options.observer.downloads();
+            owned = data::load_observed(checked.dataset(), c.data_dir.as_deref(), downloads)?;
             &owned
         }
     };
