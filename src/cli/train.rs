@@ -8,7 +8,7 @@ use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind};
 use regstudy::train::config::{NormalizationKind, OptimizerKind};
 use regstudy::train::record::resume_conflict;
 use regstudy::train::EarlyStopMonitor;
-use regstudy::train::{self, RunConfig, RunOptions};
+use regstudy::train::{self, RunConfig, RunFolder, RunOptions};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -285,7 +285,7 @@ fn resume_config(args: &TrainArgs, dir: &Path) -> Result<RunConfig, String> {
         return Err(format!(
             "--resume: {} records its data folder as `{}`, whose name is not valid UTF-8 and \
              was recorded approximately; give the folder again with --data-dir",
-            dir.join("config.toml").display(),
+            RunFolder::new(dir).config_file().display(),
             recorded.data_dir.unwrap_or_default().display()
         ));
     }
