@@ -8,9 +8,10 @@ use regstudy::engine::{Rng, Tensor, ThreadPool};
 use regstudy::models;
 use regstudy::nn::spec::InputShape;
 use regstudy::nn::Param;
-use regstudy::nn::{cross_entropy, Context, Init, Network};
+use regstudy::nn::{Context, Init, Network};
 use regstudy::optim::{AdamConfig, Optimizer};
 use regstudy::regularize::{L1Mode, Reach, Regularizers, L1, L2};
+use regstudy::train::TrainStep;
 use std::time::Instant;
 
 /// Seconds for `steps` training steps of `net` on one synthetic MNIST-shaped batch of 64.
@@ -21,18 +22,16 @@ fn time_steps(net: &mut Network, regularizers: &mut Regularizers, steps: usize) 
     let y: Vec<u32> = (0..64).map(|i| i % 10).collect();
     let mut optimizer = AdamConfig::new(1e-3).init();
     let mut ctx = Context::train(Rng::new(2));
-    let mut grad = Tensor::default();
+    let mut step = TrainStep::new();
     let start = Instant::now();
     for _ in 0..steps {
-        let out = cross_entropy(net.forward(&x, &mut ctx), &y, &mut grad);
-        std::hint::black_box(out.loss);
-        net.backward(&x, &grad);
-        regularized_step(net, &mut optimizer, regularizers);
+        let done = step.run(net, &mut optimizer, regularizers, &mut ctx, &x, &y);
+        std::hint::black_box(done.expect("a finite loss").loss);
     }
     start.elapsed().as_secs_f64()
 }
 
-/// One optimizer step as training takes it.
+/// The optimizer's part of a training step alone, as [`TrainStep`] takes it.
 fn regularized_step(
     net: &mut Network,
     optimizer: &mut dyn Optimizer,

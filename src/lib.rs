@@ -11,15 +11,14 @@
 //! - [`models`]: the source studies' networks as specs;
 //! - [`weights_file`]: weights and optimizer state in the safetensors format (the resume
 //!   checkpoint of a run, which holds such files, is [`train::checkpoint`]);
-//! - [`regularize`]: L1/L2 penalties matched to parameters, and kernel sparsity measures;
+//! - [`regularize`]: the regularizers (L1, L2, group lasso, gradual magnitude pruning), one
+//!   file each behind one trait, and the weight statistics (sparsity, zero filters, histograms);
 //! - [`train`]: one run of an experiment (`regstudy train`), its config, loop and records;
 //! - [`study`], [`store`], [`report`]: grids of runs over methods, strengths and seeds, kept in
 //!   a crash-safe store and reported with confidence intervals and paired tests;
 //! - [`trial`]: the records of studies and trials that the study runner, the store and the
-//!   report share;
-//! - [`bench`]: the throughput benchmark that is compared with PyTorch.
+//!   report share.
 
-pub mod bench;
 pub mod data;
 pub mod engine;
 pub mod export;

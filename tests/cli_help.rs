@@ -7,7 +7,7 @@ mod common;
 use common::{run_offline, stderr, stdout, Scratch};
 use regstudy::data::DatasetSpec;
 use regstudy::models;
-use regstudy::study::runner::RunnerConfig;
+use regstudy::study::runner::StudyRunOptions;
 use regstudy::train::RunConfig;
 
 /// The help of `regstudy ARGS --help`.
@@ -110,7 +110,7 @@ fn train_help_lists_every_zoo_model_and_named_data_set() {
 #[test]
 fn study_run_help_shows_the_runners_defaults() {
     let help = help(&["study", "run"]);
-    let runner = RunnerConfig::default();
+    let runner = StudyRunOptions::default();
     for (name, value) in [
         ("workers", runner.workers.to_string()),
         ("threads", runner.threads.to_string()),

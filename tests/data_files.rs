@@ -18,7 +18,7 @@ fn load(spec: &DatasetSpec, data_dir: &Path) -> Result<Dataset, data::DataError>
     let options = LoadOptions {
         data_dir: Some(data_dir),
         download: false,
-        progress: false,
+        progress: &data::Unobserved,
     };
     data::load_with(spec, &options)
 }

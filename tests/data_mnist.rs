@@ -20,7 +20,7 @@ fn load(spec: DatasetSpec, data_dir: &Path) -> data::Dataset {
     let options = LoadOptions {
         data_dir: Some(data_dir),
         download: false,
-        progress: false,
+        progress: &data::Unobserved,
     };
     data::load_with(&spec, &options).unwrap()
 }

@@ -3,8 +3,10 @@
 
 use regstudy::engine::{Rng, Tensor, ThreadPool};
 use regstudy::nn::spec::InputShape;
-use regstudy::nn::{cross_entropy, Context, Init, ModelSpec, Network, Param, ParamKind};
-use regstudy::optim::{AdamConfig, NoPenalty, Optimizer, PenaltyTerms, SgdConfig, StepHook};
+use regstudy::nn::{Context, Init, ModelSpec, Network, Param, ParamKind};
+use regstudy::optim::{AdamConfig, Optimizer, SgdConfig};
+use regstudy::regularize::{RegularizerPlan, RegularizerSpec, Regularizers};
+use regstudy::train::TrainStep;
 use regstudy::weights_file::{load_optimizer, load_weights, save_optimizer, save_weights};
 use std::path::PathBuf;
 
@@ -57,16 +59,33 @@ fn train_steps(
     opt: &mut dyn Optimizer,
     ctx: &mut Context,
     steps: u64,
-    hook: &dyn StepHook,
+    regularizers: &[&str],
 ) {
-    let mut grad = Tensor::default();
+    let mut regularizers = regularizers_on(net, regularizers);
+    let mut train_step = TrainStep::new();
     for step in 0..steps {
         let (x, y) = batch(step);
-        let loss = cross_entropy(net.forward(&x, ctx), &y, &mut grad).loss;
-        assert!(loss.is_finite());
-        net.backward(&x, &grad);
-        opt.step(&mut net.params_mut(), hook);
+        let done = train_step.run(net, opt, &mut regularizers, ctx, &x, &y);
+        assert!(done.is_ok_and(|d| d.loss.is_finite()), "{done:?}");
     }
+}
+
+/// The regularizers written as `KIND:key=value,...` (none for an empty list), on `net`'s
+/// kernels.
+fn regularizers_on(net: &Network, specs: &[&str]) -> Regularizers {
+    let members = specs
+        .iter()
+        .map(|text| {
+            let spec: RegularizerSpec = text.parse().expect("a regularizer");
+            let reach = spec.reach("regularizer");
+            (spec, reach)
+        })
+        .collect();
+    let plan = RegularizerPlan {
+        members,
+        weight_decay: 0.0,
+    };
+    plan.build(&net.params(), 100).expect("reaches the kernels")
 }
 
 fn values(net: &Network) -> Vec<Vec<f32>> {
@@ -87,7 +106,7 @@ fn the_same_seed_and_thread_count_give_bit_identical_training() {
             let mut net = small_spec().build(Init::Pytorch, 3).unwrap();
             let mut opt = AdamConfig::new(1e-2).init();
             let mut ctx = Context::train(Rng::new(4));
-            train_steps(&mut net, &mut opt, &mut ctx, 5, &NoPenalty);
+            train_steps(&mut net, &mut opt, &mut ctx, 5, &[]);
             values(&net)
         })
     };
@@ -104,7 +123,7 @@ fn training_resumed_from_a_checkpoint_matches_uninterrupted_training() {
     let mut net = spec.build(Init::Pytorch, 1).unwrap();
     let mut opt = SgdConfig::new(0.05).with_momentum(0.9).init();
     let mut ctx = Context::train(Rng::new(2));
-    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &[]);
     save_weights(
         &dir.join("w.safetensors"),
         &net.params(),
@@ -113,7 +132,7 @@ fn training_resumed_from_a_checkpoint_matches_uninterrupted_training() {
     .unwrap();
     save_optimizer(&dir.join("o.safetensors"), &opt.state(&net.params())).unwrap();
     let rng_state = ctx.rng.state();
-    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &[]);
 
     let mut resumed = spec.build(Init::Pytorch, 99).unwrap();
     load_weights(&dir.join("w.safetensors"), &mut resumed.params_mut()).unwrap();
@@ -121,13 +140,7 @@ fn training_resumed_from_a_checkpoint_matches_uninterrupted_training() {
     let state = load_optimizer(&dir.join("o.safetensors")).unwrap();
     resumed_opt.load_state(&state, &resumed.params()).unwrap();
     let mut resumed_ctx = Context::train(Rng::from_state(rng_state));
-    train_steps(
-        &mut resumed,
-        &mut resumed_opt,
-        &mut resumed_ctx,
-        2,
-        &NoPenalty,
-    );
+    train_steps(&mut resumed, &mut resumed_opt, &mut resumed_ctx, 2, &[]);
 
     assert_eq!(values(&net), values(&resumed));
     std::fs::remove_dir_all(dir).unwrap();
@@ -140,7 +153,7 @@ fn adam_resumed_from_its_saved_state_matches_uninterrupted_adam() {
     let mut net = spec.build(Init::Pytorch, 1).unwrap();
     let mut opt = AdamConfig::adamw(1e-2, 0.1).init();
     let mut ctx = Context::train(Rng::new(2));
-    train_steps(&mut net, &mut opt, &mut ctx, 3, &NoPenalty);
+    train_steps(&mut net, &mut opt, &mut ctx, 3, &[]);
     let path = dir.join("o.safetensors");
     save_optimizer(&path, &opt.state(&net.params())).unwrap();
     let mut resumed = AdamConfig::adamw(1e-2, 0.1).init();
@@ -152,8 +165,8 @@ fn adam_resumed_from_its_saved_state_matches_uninterrupted_adam() {
         c.value = p.value.clone();
     }
     let mut copy_ctx = ctx.clone();
-    train_steps(&mut net, &mut opt, &mut ctx, 2, &NoPenalty);
-    train_steps(&mut copy, &mut resumed, &mut copy_ctx, 2, &NoPenalty);
+    train_steps(&mut net, &mut opt, &mut ctx, 2, &[]);
+    train_steps(&mut copy, &mut resumed, &mut copy_ctx, 2, &[]);
     assert_eq!(values(&net), values(&copy));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -213,40 +226,6 @@ fn loading_weights_of_another_model_names_the_file_and_the_tensor() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Proximal L1 on kernels, nothing elsewhere.
-struct ProxL1(f32);
-
-impl StepHook for ProxL1 {
-    fn terms(&self, param: &Param) -> PenaltyTerms {
-        let l1_prox = if param.kind == ParamKind::Kernel {
-            self.0
-        } else {
-            0.0
-        };
-        PenaltyTerms {
-            l1_prox,
-            ..Default::default()
-        }
-    }
-}
-
-/// L2 on kernels, through the gradient.
-struct L2(f32);
-
-impl StepHook for L2 {
-    fn terms(&self, param: &Param) -> PenaltyTerms {
-        let l2 = if param.kind == ParamKind::Kernel {
-            self.0
-        } else {
-            0.0
-        };
-        PenaltyTerms {
-            l2,
-            ..Default::default()
-        }
-    }
-}
-
 fn kernel_zeros(net: &Network) -> (usize, usize) {
     let kernels: Vec<&Param> = net
         .params()
@@ -262,17 +241,17 @@ fn kernel_zeros(net: &Network) -> (usize, usize) {
 
 #[test]
 fn proximal_l1_yields_exact_zeros_and_l2_yields_none() {
-    let run = |hook: &dyn StepHook| {
+    let run = |regularizers: &[&str]| {
         let mut net = small_spec().build(Init::Pytorch, 5).unwrap();
         let mut opt = AdamConfig::new(1e-2).init();
         let mut ctx = Context::train(Rng::new(6));
-        train_steps(&mut net, &mut opt, &mut ctx, 10, hook);
+        train_steps(&mut net, &mut opt, &mut ctx, 10, regularizers);
         kernel_zeros(&net)
     };
-    let (prox_zeros, total) = run(&ProxL1(1.0));
+    let (prox_zeros, total) = run(&["l1:strength=1,mode=prox"]);
     assert!(
         prox_zeros * 10 > total,
         "only {prox_zeros} of {total} kernel weights are zero"
     );
-    assert_eq!(run(&L2(1e-3)).0, 0);
+    assert_eq!(run(&["l2:strength=1e-3"]).0, 0);
 }

@@ -3,8 +3,10 @@
 
 use regstudy::engine::{Rng, Tensor};
 use regstudy::nn::spec::InputShape;
-use regstudy::nn::{cross_entropy, Context, Init};
-use regstudy::optim::{AdamConfig, NoPenalty, Optimizer};
+use regstudy::nn::{Context, Init};
+use regstudy::optim::AdamConfig;
+use regstudy::regularize::Regularizers;
+use regstudy::train::TrainStep;
 
 #[test]
 fn memory_does_not_grow_across_training_steps() {
@@ -33,11 +35,17 @@ fn memory_does_not_grow_across_training_steps() {
     )
     .unwrap();
     let y: Vec<u32> = (0..64).map(|i| i % 10).collect();
-    let mut grad = Tensor::default();
+    let mut train_step = TrainStep::new();
     let mut step = || {
-        cross_entropy(net.forward(&x, &mut ctx), &y, &mut grad);
-        net.backward(&x, &grad);
-        opt.step(&mut net.params_mut(), &NoPenalty);
+        let done = train_step.run(
+            &mut net,
+            &mut opt,
+            &mut Regularizers::default(),
+            &mut ctx,
+            &x,
+            &y,
+        );
+        assert!(done.is_ok(), "{done:?}");
     };
     // The allocator settles over the first steps (each worker thread grows its own arena,
     // and how far depends on the machine), so the measured window starts after a warm-up and

@@ -387,7 +387,7 @@ fn offline(data_dir: &Path) -> LoadOptions<'_> {
     LoadOptions {
         data_dir: Some(data_dir),
         download: false,
-        progress: false,
+        progress: &data::Unobserved,
     }
 }
 

@@ -48,7 +48,7 @@ def main():
         ratios = {"train": [], "infer": []}
         ours_train = []
         for pair in range(args.pairs):
-            ours = run_json([args.regstudy, "bench", model] + timing)
+            ours = run_json([args.regstudy, "bench", "--model", model] + timing)
             theirs = run_json([args.python, args.peer, model] + timing)
             for key in ratios:
                 ratios[key].append(ours[f"{key}_img_per_s"] / theirs[f"{key}_img_per_s"])

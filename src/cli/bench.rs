@@ -1,17 +1,25 @@
-//! `regstudy bench`: throughput of training and inference on synthetic data.
+//! `regstudy bench`: throughput of training steps and inference on synthetic data, timed
+//! exactly like `pytorch_peer.py` (the PyTorch reference) so the two can be compared side by
+//! side. A training step is `train`'s own ([`TrainStep`]), with Adam (lr 1e-3) and no penalty.
 
 use super::CommandResult;
 use clap::Args;
-use regstudy::bench::{self, BenchConfig};
-use regstudy::engine::ThreadPool;
-use std::time::Duration;
+use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::models;
+use regstudy::nn::spec::InputShape;
+use regstudy::nn::{Context, Init, Network};
+use regstudy::optim::AdamConfig;
+use regstudy::regularize::Regularizers;
+use regstudy::train::TrainStep;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Models to time: simple-cnn, levy-initial, levy-new, resnet18.
-    #[arg(default_values_t = vec!["simple-cnn".to_string()])]
+    /// Model to time: simple-cnn, levy-initial, levy-new, resnet18. Repeatable
+    /// [default: simple-cnn].
+    #[arg(long = "model", value_name = "MODEL")]
     models: Vec<String>,
-    /// Seconds of timed training steps (batch --batch, Adam lr 1e-3) per model.
+    /// Seconds of timed training steps (Adam lr 1e-3, batches of --batch-size) per model.
     #[arg(long, default_value_t = 20.0)]
     train_secs: f64,
     /// Seconds of timed inference (batch 256) per model.
@@ -20,15 +28,15 @@ pub struct BenchArgs {
     /// Seconds of untimed warm-up before each measurement.
     #[arg(long, default_value_t = 3.0)]
     warmup_secs: f64,
-    /// Worker threads (0: one per core).
+    /// Worker threads, 0 = one per core [default: 0].
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Print the time spent in each layer's forward and backward pass while training.
     #[arg(long)]
     profile: bool,
-    /// Training batch size.
+    /// Training batch size [default: 64].
     #[arg(long, default_value_t = 64)]
-    batch: usize,
+    batch_size: usize,
 }
 
 fn seconds(option: &str, value: f64) -> Result<Duration, String> {
@@ -37,29 +45,219 @@ fn seconds(option: &str, value: f64) -> Result<Duration, String> {
 }
 
 pub fn run(args: BenchArgs) -> CommandResult {
-    for model in &args.models {
-        if !bench::MODELS.contains(&model.as_str()) {
+    let models = if args.models.is_empty() {
+        vec!["simple-cnn".to_string()]
+    } else {
+        args.models
+    };
+    for model in &models {
+        if !MODELS.contains(&model.as_str()) {
             return Err(format!(
-                "unknown benchmark model `{model}`; expected one of {}",
-                bench::MODELS.join(", ")
+                "--model: unknown benchmark model `{model}`; expected one of {}",
+                MODELS.join(", ")
             )
             .into());
         }
     }
-    if !(1..=4096).contains(&args.batch) {
-        return Err(format!("--batch must be between 1 and 4096, got {}", args.batch).into());
+    if !(1..=4096).contains(&args.batch_size) {
+        return Err(format!(
+            "--batch-size must be between 1 and 4096, got {}",
+            args.batch_size
+        )
+        .into());
     }
     let config = BenchConfig {
-        batch: args.batch,
+        batch: args.batch_size,
         warmup: seconds("warmup-secs", args.warmup_secs)?,
         train: seconds("train-secs", args.train_secs)?,
         infer: seconds("infer-secs", args.infer_secs)?,
         profile: args.profile,
     };
     let pool = ThreadPool::new(args.threads).map_err(|e| format!("--threads: {e}"))?;
-    for model in &args.models {
-        let result = bench::run(model, &config, &pool).ok_or("model failed to build")?;
+    for model in &models {
+        let result = measure(model, &config, &pool).ok_or("model failed to build")?;
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
+}
+
+/// The models `pytorch_peer.py` times.
+const MODELS: [&str; 4] = ["simple-cnn", "levy-initial", "levy-new", "resnet18"];
+
+/// What to time.
+#[derive(Clone, Debug)]
+struct BenchConfig {
+    /// Training batch size (inference always uses 256, as the peer script does).
+    batch: usize,
+    warmup: Duration,
+    pub train: Duration,
+    pub infer: Duration,
+    /// Print the time per layer (forward and backward) of the training steps to stderr.
+    profile: bool,
+}
+
+/// One JSON line of results, with the peer script's fields.
+#[derive(Clone, Debug, serde::Serialize)]
+struct BenchResult {
+    engine: String,
+    model: String,
+    batch: usize,
+    threads: usize,
+    train_img_per_s: f64,
+    infer_img_per_s: f64,
+    /// Peak resident memory of the process so far, in MB (Linux only).
+    peak_rss_mb: Option<f64>,
+}
+
+/// Input side and classes of each benchmark model, as in `pytorch_peer.py`.
+fn shape_of(model: &str) -> (usize, usize) {
+    match model {
+        "levy-initial" | "levy-new" => (64, 200),
+        _ => (32, 10),
+    }
+}
+
+/// A batch of images with their labels.
+type LabelledBatch = (Tensor, Vec<u32>);
+
+/// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
+/// random labels.
+fn setup(model: &str, batch: usize) -> Option<(Network, Vec<LabelledBatch>)> {
+    let (side, classes) = shape_of(model);
+    let input = InputShape {
+        channels: 3,
+        height: side,
+        width: side,
+    };
+    let net = models::by_name(model, input, classes)?
+        .build(Init::Pytorch, 0)
+        .ok()?;
+    let mut rng = Rng::new(42);
+    let batches = (0..8)
+        .map(|_| {
+            let x: Vec<f32> = (0..batch * side * side * 3)
+                .map(|_| rng.next_f32())
+                .collect();
+            let y = (0..batch)
+                .map(|_| rng.below(classes as u64) as u32)
+                .collect();
+            (
+                Tensor::from_vec(&[batch, side, side, 3], x).expect("shape"),
+                y,
+            )
+        })
+        .collect();
+    Some((net, batches))
+}
+
+/// Calls `step` for `warmup`, then counts calls for at least `duration`; returns images/s.
+fn throughput(mut step: impl FnMut(), images: usize, warmup: Duration, duration: Duration) -> f64 {
+    let start = Instant::now();
+    while start.elapsed() < warmup {
+        step();
+    }
+    let (start, mut calls) = (Instant::now(), 0usize);
+    loop {
+        step();
+        calls += 1;
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            return (calls * images) as f64 / elapsed.as_secs_f64();
+        }
+    }
+}
+
+/// Times one model; `None` if the name is not a benchmark model.
+fn measure(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<BenchResult> {
+    let (mut net, batches) = setup(model, config.batch)?;
+    let (train, infer) = pool.install(|| {
+        let mut optimizer = AdamConfig::new(1e-3).init();
+        if config.profile {
+            net.enable_profiling();
+        }
+        let mut ctx = Context::train(Rng::new(7));
+        let mut step = TrainStep::new();
+        let mut i = 0;
+        let train = throughput(
+            || {
+                let (x, y) = &batches[i % batches.len()];
+                i += 1;
+                // Random labels on uniform images keep the loss finite.
+                let done = step.run(
+                    &mut net,
+                    &mut optimizer,
+                    &mut Regularizers::default(),
+                    &mut ctx,
+                    x,
+                    y,
+                );
+                std::hint::black_box(done.map(|d| d.loss).unwrap_or(f64::NAN));
+            },
+            config.batch,
+            config.warmup,
+            config.train,
+        );
+        if let Some(profile) = net.profile() {
+            print_profile(&profile);
+        }
+        let (side, _) = shape_of(model);
+        let mut rng = Rng::new(43);
+        let x = (0..256 * side * side * 3).map(|_| rng.next_f32()).collect();
+        let x = Tensor::from_vec(&[256, side, side, 3], x).expect("shape");
+        let mut eval = Context::eval();
+        let classes = net.classes();
+        let infer = throughput(
+            || {
+                let scores = net.forward(&x, &mut eval);
+                std::hint::black_box(argmax(&scores.data()[..classes]));
+            },
+            256,
+            config.warmup,
+            config.infer,
+        );
+        (train, infer)
+    });
+    Some(BenchResult {
+        engine: format!("regstudy-{}", env!("CARGO_PKG_VERSION")),
+        model: model.into(),
+        batch: config.batch,
+        threads: pool.threads(),
+        train_img_per_s: (train * 10.0).round() / 10.0,
+        infer_img_per_s: (infer * 10.0).round() / 10.0,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+fn print_profile(profile: &[(String, [f64; 2])]) {
+    let total: f64 = profile.iter().map(|(_, t)| t[0] + t[1]).sum();
+    eprintln!(
+        "{:<24} {:>9} {:>9} {:>7}",
+        "layer", "forward", "backward", "share"
+    );
+    for (label, [fwd, bwd]) in profile {
+        let share = 100.0 * (fwd + bwd) / total;
+        eprintln!("{label:<24} {fwd:>8.3}s {bwd:>8.3}s {share:>6.1}%");
+    }
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// The process's peak resident set size (`VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
 }

@@ -1,5 +1,6 @@
 //! `regstudy data ...`: inspect and verify data sets.
 
+use super::progress::DownloadBar;
 use super::CommandResult;
 use clap::Subcommand;
 use regstudy::data::{self, Dataset, DatasetSpec, ImageSet, LoadOptions};
@@ -62,7 +63,7 @@ fn info(spec: &DatasetSpec, data_dir: Option<PathBuf>, json: bool, offline: bool
     let options = LoadOptions {
         data_dir: data_dir.as_deref(),
         download: !offline,
-        progress: true,
+        progress: &DownloadBar::default(),
     };
     let dataset = data::load_with(spec, &options)?;
     if json {

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod docs;
+mod progress;
 mod report;
 mod study;
 mod train;

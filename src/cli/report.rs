@@ -130,7 +130,8 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
         spec_file.display()
     );
     let store = store::open(&args.store.store)?;
-    let done = run_study(&spec, &text, store.as_ref(), &args.workers.runner_config())?;
+    let (options, console) = (args.workers.run_options(), args.workers.console());
+    let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_run_end(&spec.name, &args.store.store, &done);
     // The report is written even when trials failed (it shows what finished); the command
     // still fails, so that a script does not take a partial study for a whole one.

@@ -1,11 +1,12 @@
 //! `regstudy study run|status`: run a study's trials from a spec, and see where it stands.
 
+use super::progress::StudyConsole;
 use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::retry::{numbers_text, retry_failed, Retried};
-use regstudy::study::runner::{run_study, RunnerConfig};
+use regstudy::study::runner::{run_study, StudyRunOptions};
 use regstudy::study::spec::StudySpec;
 use regstudy::trial::TrialState;
 use std::path::PathBuf;
@@ -66,18 +67,18 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Trials trained at the same time in this process; the threads are divided among them.
-    #[arg(long, default_value_t = RunnerConfig::default().workers)]
+    #[arg(long, default_value_t = StudyRunOptions::default().workers)]
     pub workers: usize,
     /// Threads in all (0: one per core).
-    #[arg(long, default_value_t = RunnerConfig::default().threads)]
+    #[arg(long, default_value_t = StudyRunOptions::default().threads)]
     pub threads: usize,
     /// Seconds without a heartbeat after which another worker takes a running trial over
     /// (a trial of a process that is gone from this machine is taken over at once).
-    #[arg(long, default_value_t = RunnerConfig::default().stale_after.as_secs(), value_name = "SECS")]
+    #[arg(long, default_value_t = StudyRunOptions::default().stale_after.as_secs(), value_name = "SECS")]
     pub stale_after: u64,
     /// A trial claimed this many times without finishing (its worker died each time) is
     /// marked failed.
-    #[arg(long, default_value_t = RunnerConfig::default().max_attempts, value_name = "N")]
+    #[arg(long, default_value_t = StudyRunOptions::default().max_attempts, value_name = "N")]
     pub max_attempts: u32,
     /// Folder holding the data sets, for every trial (overrides the spec's data_dir)
     /// [default: the spec's, else $REGSTUDY_DATA, else the user's cache folder].
@@ -89,16 +90,20 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn runner_config(&self) -> RunnerConfig {
-        RunnerConfig {
+    pub fn run_options(&self) -> StudyRunOptions {
+        StudyRunOptions {
             workers: self.workers,
             threads: self.threads,
             stale_after: Duration::from_secs(self.stale_after),
             max_attempts: self.max_attempts,
             data_dir: self.data_dir.clone(),
-            progress: !self.quiet,
-            ..RunnerConfig::default()
+            ..StudyRunOptions::default()
         }
+    }
+
+    /// The bar and the per-trial lines, unless `--quiet`.
+    pub fn console(&self) -> StudyConsole {
+        StudyConsole::new(!self.quiet)
     }
 }
 
@@ -134,11 +139,12 @@ fn run_spec(args: RunArgs) -> CommandResult {
         .map_err(|e| format!("{}: cannot read the spec: {e}", args.spec.display()))?;
     let spec = StudySpec::parse(&text, &args.spec)?;
     let store = store::open(&args.store.store)?;
-    let config = RunnerConfig {
+    let options = StudyRunOptions {
         retry_failed: args.retry_failed,
-        ..args.workers.runner_config()
+        ..args.workers.run_options()
     };
-    let done = run_study(&spec, &text, store.as_ref(), &config)?;
+    let console = args.workers.console();
+    let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_retried(&spec.name, &done.retried);
     print_run_end(&spec.name, &args.store.store, &done);
     match failed_trials_error(&spec.name, &args.spec, &args.store.store, &done.failed) {

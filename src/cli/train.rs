@@ -1,5 +1,6 @@
 //! `regstudy train`: one run of a source-study experiment.
 
+use super::progress::TrainConsole;
 use super::CommandResult;
 use clap::{Args, ValueEnum};
 use regstudy::data::DatasetSpec;
@@ -7,8 +8,9 @@ use regstudy::models;
 use regstudy::nn::Init;
 use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind, RegularizerSpec};
 use regstudy::train::config::{NormalizationKind, OptimizerKind, DEFAULT_STRENGTH};
+use regstudy::train::record::resume_conflict;
 use regstudy::train::EarlyStopMonitor;
-use regstudy::train::{self, RunConfig, RunOptions};
+use regstudy::train::{self, RunConfig, RunFolder, RunOptions};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -21,7 +23,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Continue the run in this folder from its last checkpoint, with its recorded settings;
-    /// only --epochs (to train longer) and --data-dir may be given with it.
+    /// only --epochs (to train longer), --data-dir and --threads may be given with it.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
     #[arg(long, help = dataset_help())]
@@ -370,17 +372,20 @@ pub fn run(args: TrainArgs) -> CommandResult {
         }
     };
     let checked = config.check()?;
+    let console = TrainConsole::new(!args.quiet);
     let options = RunOptions {
         resume,
-        progress: !args.quiet,
+        observer: &console,
         ..RunOptions::default()
     };
-    train::run(&checked, &options)?;
+    // A diverged run is an error here: the command exits non-zero.
+    train::run(&checked, &options)?.into_result()?;
     Ok(())
 }
 
 /// The recorded config of the run in `dir`. Options given with `--resume` must repeat the
-/// recorded values, except --epochs (to train longer) and --data-dir (data that moved).
+/// recorded values, except those [`resume_conflict`] lets change: --epochs (to train
+/// longer), --data-dir (data that moved) and --threads.
 /// Errors name `--resume`, the run folder being what was given.
 fn resume_config(args: &TrainArgs, dir: &Path) -> Result<RunConfig, String> {
     if args.config.is_some() {
@@ -390,31 +395,22 @@ fn resume_config(args: &TrainArgs, dir: &Path) -> Result<RunConfig, String> {
     let mut config = recorded.clone();
     config.out = None;
     apply(args, &mut config)?;
-    let (before, after) = (table(&recorded)?, table(&config)?);
-    let changed = after
-        .iter()
-        .filter(|(key, _)| !matches!(key.as_str(), "epochs" | "data_dir" | "out"))
-        .find(|(key, value)| before.get(key.as_str()) != Some(value));
-    if let Some((key, _)) = changed {
+    if let Some(change) = resume_conflict(&recorded, &config) {
         return Err(format!(
-            "--{}: cannot be changed when resuming; only --epochs and --data-dir may differ from the run's config.toml",
-            key.replace('_', "-")
+            "--{}: cannot be changed when resuming; only --epochs, --data-dir and --threads may differ from the run's config.toml",
+            change.key.replace('_', "-")
         ));
     }
     if args.data_dir.is_none() && recorded.records_lossy_data_dir() {
         return Err(format!(
             "--resume: {} records its data folder as `{}`, whose name is not valid UTF-8 and \
              was recorded approximately; give the folder again with --data-dir",
-            dir.join("config.toml").display(),
+            RunFolder::new(dir).config_file().display(),
             recorded.data_dir.unwrap_or_default().display()
         ));
     }
     config.out = Some(dir.to_path_buf());
     Ok(config)
-}
-
-fn table(config: &RunConfig) -> Result<toml::Table, String> {
-    toml::from_str(&config.to_toml()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -21,8 +21,31 @@ pub struct Remote {
     pub md5: &'static str,
 }
 
+/// Told how each download goes (the command line draws a bar from it; the library does not
+/// print). One download at a time: `download_started`, `download_progressed` as bytes
+/// arrive, `download_ended` whether it succeeded or not.
+pub trait DownloadObserver: Sync {
+    /// A download from `url` starts; `bytes` is its length when the server says it.
+    fn download_started(&self, _url: &str, _bytes: Option<u64>) {}
+
+    /// `bytes` more bytes arrived.
+    fn download_progressed(&self, _bytes: u64) {}
+
+    fn download_ended(&self) {}
+}
+
+/// Watches no download.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unobserved;
+
+impl DownloadObserver for Unobserved {}
+
 /// Downloads `remote` to `destination`, checking its md5 before it takes that name.
-pub fn fetch(remote: &Remote, destination: &Path, progress: bool) -> Result<(), DataError> {
+pub fn fetch(
+    remote: &Remote,
+    destination: &Path,
+    progress: &dyn DownloadObserver,
+) -> Result<(), DataError> {
     let dir = destination.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| DataError::write(dir, e))?;
     let mut reasons = Vec::new();
@@ -42,7 +65,12 @@ pub fn fetch(remote: &Remote, destination: &Path, progress: bool) -> Result<(), 
 }
 
 /// One attempt from one address; the error is a reason for the final message.
-fn fetch_one(url: &str, md5: &str, destination: &Path, progress: bool) -> Result<(), String> {
+fn fetch_one(
+    url: &str,
+    md5: &str,
+    destination: &Path,
+    progress: &dyn DownloadObserver,
+) -> Result<(), String> {
     let config = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .build();
@@ -51,9 +79,10 @@ fn fetch_one(url: &str, md5: &str, destination: &Path, progress: bool) -> Result
     let length = response.body().content_length();
     let mut body = response.into_body().into_reader();
     let mut temp = TempFile::create(destination).map_err(|e| e.to_string())?;
-    let bar = progress_bar(url, length, progress);
-    let found = copy_hashing(&mut body, temp.file(), &bar).map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
+    progress.download_started(url, length);
+    let found = copy_hashing(&mut body, temp.file(), progress);
+    progress.download_ended();
+    let found = found.map_err(|e| e.to_string())?;
     if found != md5 {
         return Err(format!("md5 checksum: expected {md5}, found {found}"));
     }
@@ -64,7 +93,7 @@ fn fetch_one(url: &str, md5: &str, destination: &Path, progress: bool) -> Result
 fn copy_hashing(
     reader: &mut impl Read,
     file: &mut File,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn DownloadObserver,
 ) -> io::Result<String> {
     let mut hasher = Hasher::default();
     let mut buffer = vec![0u8; 1 << 16];
@@ -77,29 +106,10 @@ fn copy_hashing(
         };
         hasher.update(&buffer[..n]);
         file.write_all(&buffer[..n])?;
-        bar.inc(n as u64);
+        progress.download_progressed(n as u64);
     }
     file.sync_all()?;
     Ok(hasher.finish().md5)
-}
-
-/// A progress bar on standard error (drawn only on a terminal).
-fn progress_bar(url: &str, length: Option<u64>, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = match length {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::no_length(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    );
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-    bar
 }
 
 /// A file being written under a temporary name in its destination's folder (so that the
@@ -180,7 +190,9 @@ mod tests {
             md5: "0123",
         };
         let destination = dir.join("x.gz");
-        let err = fetch(&remote, &destination, false).unwrap_err().to_string();
+        let err = fetch(&remote, &destination, &Unobserved)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.gz") && err.contains("md5 0123"), "{err}");
         assert!(err.contains(&destination.display().to_string()), "{err}");
         assert!(!destination.exists());

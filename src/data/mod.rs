@@ -39,7 +39,7 @@ pub use archive::check_member_name;
 pub use augment::Augmentation;
 pub use decode::{decode_image, DecodeBudget, Decoded};
 pub use digest::FileDigest;
-pub use download::Remote;
+pub use download::{DownloadObserver, Remote, Unobserved};
 pub use error::DataError;
 pub use loader::{Batch, BatchLoader, LoaderConfig, Normalization};
 pub use split::{split_validation, stratified_subset};
@@ -247,26 +247,44 @@ impl Source {
 }
 
 /// How [`load_with`] finds its files.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct LoadOptions<'a> {
     /// The data folder; `None` means `REGSTUDY_DATA`, else the platform cache folder.
     pub data_dir: Option<&'a Path>,
     /// Fetch missing official files from their addresses.
     pub download: bool,
-    /// Show a progress bar while downloading (on a terminal only).
-    pub progress: bool,
+    /// Told how downloads go (the command line draws a bar).
+    pub progress: &'a dyn download::DownloadObserver,
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("data_dir", &self.data_dir)
+            .field("download", &self.download)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Loads a data set, downloading missing official files unless the environment variable
 /// `REGSTUDY_OFFLINE` is set to a value other than `0`.
 pub fn load(spec: &DatasetSpec, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
+    load_observed(spec, data_dir, &download::Unobserved)
+}
+
+/// [`load`], telling `progress` how downloads go.
+pub fn load_observed(
+    spec: &DatasetSpec,
+    data_dir: Option<&Path>,
+    progress: &dyn download::DownloadObserver,
+) -> Result<Dataset, DataError> {
     let offline = std::env::var("REGSTUDY_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
     load_with(
         spec,
         &LoadOptions {
             data_dir,
             download: !offline,
-            progress: true,
+            progress,
         },
     )
 }
@@ -467,7 +485,7 @@ mod tests {
         let options = LoadOptions {
             data_dir: Some(&dir),
             download: false,
-            progress: false,
+            progress: &download::Unobserved,
         };
         let err = load_with(&DatasetSpec::Mnist, &options)
             .unwrap_err()

@@ -447,7 +447,7 @@ fn shorthand(
         layer_penalties: overrides.iter().map(|(k, s)| (k.to_string(), *s)).collect(),
         ..Default::default()
     };
-    config.check().unwrap().regularizers
+    config.check().unwrap().regularizers().clone()
 }
 
 fn terms(set: &Regularizers, ps: &[Param], name: &str) -> crate::optim::PenaltyTerms {

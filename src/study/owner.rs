@@ -11,7 +11,7 @@
 //! loses nothing. Any other folder is left alone and the trial stops with a message.
 
 use crate::fsio::write_atomic;
-use crate::train::run::OWNER_FILE;
+use crate::train::folder::OWNER_FILE;
 use crate::train::RunConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -135,7 +135,7 @@ fn unowned(folder: &Path, config: &RunConfig) -> Result<Standing, OwnerError> {
 /// Whether the run in `folder` was started with `config` (apart from threads, which change
 /// with `--workers`, and where the data is read from).
 pub fn same_settings(folder: &Path, config: &RunConfig) -> bool {
-    let Ok(recorded) = RunConfig::from_file(&folder.join("config.toml")) else {
+    let Ok(recorded) = RunConfig::from_run_folder(folder) else {
         return false;
     };
     let comparable = |c: &RunConfig| RunConfig {

@@ -10,19 +10,17 @@
 //! finds it lost its trial (its heartbeat went stale and another took over) stops at the end
 //! of the epoch instead of writing on.
 
-use crate::data::{self, Dataset, DatasetSpec};
-use crate::regularize::WeightHistogram;
+use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
 use crate::store::StoreIdentity;
 use crate::store::{Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{StudySpec, StudySpecError};
-use crate::train::{self, EpochMetrics, RunOptions, Summary, TrainError};
+use crate::train::{
+    self, EpochMetrics, RunFolder, RunOptions, RunOutcome, TrainError, TrainObserver,
+};
 use crate::trial::{Phase, StudyRecord, TrialRecord, TrialState};
-use crate::weights_file::read_tensors;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,9 +29,10 @@ use std::time::{Duration, Instant};
 /// The most workers one process runs.
 pub const MAX_WORKERS: usize = 256;
 
-/// How a study is run.
+/// How a study is run: workers, threads, and how long a silent worker's trial waits before
+/// another takes it over (not part of the study's identity).
 #[derive(Clone, Debug)]
-pub struct RunnerConfig {
+pub struct StudyRunOptions {
     /// Trials trained at the same time. Default: 1.
     pub workers: usize,
     /// Threads shared among the workers (each gets `threads / workers`, at least 1);
@@ -50,28 +49,25 @@ pub struct RunnerConfig {
     /// Where the data sets are, for every trial (not part of the study's identity).
     /// Default: each trial's `data_dir`.
     pub data_dir: Option<PathBuf>,
-    /// Draw an overall bar (on a terminal) and print a line per finished trial.
-    pub progress: bool,
     /// Give every failed trial a new attempt before running (`--retry-failed`).
     pub retry_failed: bool,
 }
 
-impl Default for RunnerConfig {
+impl Default for StudyRunOptions {
     fn default() -> Self {
-        RunnerConfig {
+        StudyRunOptions {
             workers: 1,
             threads: 0,
             stale_after: Duration::from_secs(120),
             heartbeat_every: Duration::from_secs(5),
             max_attempts: 5,
             data_dir: None,
-            progress: true,
             retry_failed: false,
         }
     }
 }
 
-impl RunnerConfig {
+impl StudyRunOptions {
     /// Rejects settings under which workers would take each other's trials or cannot start.
     fn check(&self) -> Result<(), StudyError> {
         if self.workers == 0 || self.workers > MAX_WORKERS {
@@ -114,6 +110,91 @@ pub enum StudyError {
     Invalid(String),
 }
 
+/// Told what a study run does. The library does not print: the command line draws the
+/// overall bar and prints a line per finished trial from these calls. Calls come from the
+/// workers' threads.
+pub trait StudyObserver: Sync {
+    /// Before the first trial: `finished` of `total` trials are finished already.
+    fn study_started(&self, _total: usize, _finished: usize) {}
+
+    /// A trial finished `epoch` of its `epochs` (and it is recorded in the store).
+    fn trial_epoch(&self, _trial: &TrialRecord, _epoch: usize, _epochs: usize) {}
+
+    /// A trial's outcome was recorded.
+    fn trial_finished(&self, _report: &TrialReport) {}
+
+    /// Something went wrong that the study survives (a heartbeat or an epoch not stored).
+    fn warning(&self, _message: &str) {}
+
+    /// Every worker has stopped.
+    fn study_finished(&self) {}
+
+    /// Told how the downloads of missing data files go, before any trial starts.
+    fn downloads(&self) -> &dyn DownloadObserver {
+        &Unobserved
+    }
+}
+
+/// Watches nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SilentStudy;
+
+impl StudyObserver for SilentStudy {}
+
+/// A trial whose outcome was just recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct TrialReport<'a> {
+    /// Trials finished so far, this one included (by any worker of this process, plus
+    /// those finished before it started).
+    pub finished: usize,
+    /// Trials in the study.
+    pub total: usize,
+    pub trial: &'a TrialRecord,
+    pub outcome: &'a Outcome,
+    /// Whether the trial is a confirmation run of a study that confirms.
+    pub confirmation: bool,
+}
+
+impl TrialReport<'_> {
+    /// The progress line: `[   3/12] trial 3: GROUP METHOD POINT seed S: test  97.50%  1.20 s/epoch`.
+    pub fn line(&self) -> String {
+        let t = &self.trial.trial;
+        let point: Vec<String> = t.point.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let name = [t.group.as_str(), t.method.as_str(), &point.join(",")]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let outcome = self.outcome;
+        let result = match (&outcome.summary, outcome.state) {
+            (Some(s), TrialState::Done) => format!(
+                "test {:6.2}%  {:6.2} s/epoch",
+                100.0 * s.test_acc.unwrap_or(f64::NAN),
+                s.mean_epoch_seconds
+            ),
+            _ => format!(
+                "{}: {}",
+                outcome.state,
+                outcome.message.clone().unwrap_or_default()
+            ),
+        };
+        let phase = if self.confirmation {
+            " (confirmation)"
+        } else {
+            ""
+        };
+        let retry = match self.trial.retry {
+            0 => String::new(),
+            k => format!(" (retry {k})"),
+        };
+        format!(
+            "[{:>4}/{}] trial {}{retry}: {name} seed {}{phase}: {result}",
+            self.finished, self.total, t.number, t.seed
+        )
+    }
+}
+
 /// What a call to [`run_study`] did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StudyRun {
@@ -135,14 +216,15 @@ pub fn run_study(
     spec: &StudySpec,
     spec_text: &str,
     store: &dyn Store,
-    config: &RunnerConfig,
+    config: &StudyRunOptions,
+    observer: &dyn StudyObserver,
 ) -> Result<StudyRun, StudyError> {
     let start = Instant::now();
     config.check()?;
     let cores = crate::engine::ThreadPool::new(config.threads)
         .map_err(|e| StudyError::Invalid(format!("--threads: {e}")))?
         .threads();
-    let datasets = load_datasets(spec, config.data_dir.as_deref())?;
+    let datasets = load_datasets(spec, config.data_dir.as_deref(), observer.downloads())?;
     let record = StudyRecord {
         name: spec.name.clone(),
         spec: spec_text.to_string(),
@@ -164,20 +246,21 @@ pub fn run_study(
         .filter(|(state, _)| state.is_finished())
         .map(|(_, n)| n)
         .sum::<usize>();
-    let bar = overall_bar(config.progress, total, finished);
+    observer.study_started(total, finished);
     let context = WorkerContext {
         spec,
         store,
         datasets,
-        bar: bar.clone(),
+        observer,
         threads_each: (cores / config.workers).max(1),
         config,
         total,
         identity: store.identity(),
         finished: AtomicUsize::new(finished),
     };
-    let finished_here = run_workers(&context)?;
-    bar.finish_and_clear();
+    let finished_here = run_workers(&context);
+    observer.study_finished();
+    let finished_here = finished_here?;
     let failed = store
         .trials(&spec.name)?
         .iter()
@@ -217,7 +300,7 @@ fn check_run_folders(
             // Any attempt: every attempt's folder of this trial is an earlier one.
             retry: u32::MAX,
         };
-        owner::standing(out, &owner, &checked.config)?;
+        owner::standing(out, &owner, checked.config())?;
     }
     Ok(())
 }
@@ -227,13 +310,13 @@ struct WorkerContext<'a> {
     spec: &'a StudySpec,
     store: &'a dyn Store,
     datasets: HashMap<String, Arc<Dataset>>,
-    bar: ProgressBar,
+    observer: &'a dyn StudyObserver,
     threads_each: usize,
-    config: &'a RunnerConfig,
+    config: &'a StudyRunOptions,
     total: usize,
     /// The store's identity, recorded as the owner of each run folder.
     identity: StoreIdentity,
-    /// Trials finished so far (by any worker of any process), for the progress lines.
+    /// Trials finished so far, for the progress lines.
     finished: AtomicUsize,
 }
 
@@ -263,6 +346,7 @@ impl WorkerContext<'_> {
 fn load_datasets(
     spec: &StudySpec,
     data_dir: Option<&Path>,
+    downloads: &dyn DownloadObserver,
 ) -> Result<HashMap<String, Arc<Dataset>>, StudySpecError> {
     let mut loaded = HashMap::new();
     for used in spec.datasets() {
@@ -271,7 +355,8 @@ fn load_datasets(
         };
         let parsed: DatasetSpec = used.dataset.parse().map_err(|e| located(format!("{e}")))?;
         let dir = data_dir.or(used.data_dir.as_deref());
-        let dataset = data::load(&parsed, dir).map_err(|e| located(format!("{e}")))?;
+        let dataset =
+            data::load_observed(&parsed, dir, downloads).map_err(|e| located(format!("{e}")))?;
         loaded.insert(parsed.to_string(), Arc::new(dataset));
     }
     Ok(loaded)
@@ -285,7 +370,7 @@ fn run_workers(context: &WorkerContext) -> Result<usize, StoreError> {
     let stop = AtomicBool::new(false);
     let beat = context.config.heartbeat_every;
     std::thread::scope(|scope| {
-        let heart = scope.spawn(|| heartbeat(context.store, &ids, beat, &stop));
+        let heart = scope.spawn(|| heartbeat(context, &ids, beat, &stop));
         let handles: Vec<_> = ids
             .iter()
             .map(|worker| scope.spawn(|| work(context, worker)))
@@ -303,7 +388,7 @@ fn run_workers(context: &WorkerContext) -> Result<usize, StoreError> {
 }
 
 /// Refreshes the workers' heartbeats until `stop`.
-fn heartbeat(store: &dyn Store, workers: &[Worker], every: Duration, stop: &AtomicBool) {
+fn heartbeat(context: &WorkerContext, workers: &[Worker], every: Duration, stop: &AtomicBool) {
     let tick = Duration::from_millis(100);
     let mut since = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
@@ -312,8 +397,9 @@ fn heartbeat(store: &dyn Store, workers: &[Worker], every: Duration, stop: &Atom
         if since >= every {
             since = Duration::ZERO;
             for worker in workers {
-                if let Err(e) = store.heartbeat(worker) {
-                    eprintln!("warning: heartbeat of {}: {e}", worker.name);
+                if let Err(e) = context.store.heartbeat(worker) {
+                    let message = format!("heartbeat of {}: {e}", worker.name);
+                    context.observer.warning(&message);
                 }
             }
         }
@@ -325,34 +411,38 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
     let (store, config) = (context.store, context.config);
     let mut finished = 0;
     while let Some(trial) = next_trial(context, worker)? {
-        let outcome = if trial.attempts > config.max_attempts {
-            failed(format!(
+        let end = if trial.attempts > config.max_attempts {
+            TrialEnd::failed(format!(
                 "its worker stopped during each of {} attempts (killed, or out of memory?)",
                 config.max_attempts
             ))
         } else {
             run_trial(context, worker, &trial)
         };
-        if let Some(out) = &trial.trial.config.out {
-            if outcome.state != TrialState::Failed {
-                sync_epochs(store, &trial, worker, out);
-            }
+        if let Some(history) = &end.history {
+            sync_epochs(context, &trial, worker, history);
         }
+        let outcome = end.outcome;
         match record_outcome(store, trial.id, worker, outcome.clone()) {
             // Another worker took the trial over (this one's heartbeat went stale): its
             // result stands, this one is dropped.
             Err(StoreError::Trial { message, .. }) => {
-                eprintln!(
-                    "warning: trial {}: result not recorded: {message}",
+                context.observer.warning(&format!(
+                    "trial {}: result not recorded: {message}",
                     trial.trial.number
-                );
+                ));
                 continue;
             }
             other => other?,
         }
         finished += 1;
-        context.bar.inc(1);
-        report_line(context, &trial, &outcome);
+        context.observer.trial_finished(&TrialReport {
+            finished: context.finished.fetch_add(1, Ordering::Relaxed) + 1,
+            total: context.total,
+            trial: &trial,
+            outcome: &outcome,
+            confirmation: trial.trial.phase == Phase::Confirm && context.spec.confirms(),
+        });
     }
     Ok(finished)
 }
@@ -405,36 +495,23 @@ fn add_later_trials(store: &dyn Store, spec: &StudySpec) -> Result<usize, StoreE
     store.add_trials(&spec.name, &later)
 }
 
-/// Makes the stored epochs those of the run folder, the record of the attempt that
-/// finished (an earlier attempt may have recorded epochs the last one did not reach).
-fn sync_epochs(store: &dyn Store, record: &TrialRecord, worker: &Worker, out: &Path) {
-    let trial = record.id;
-    let path = out.join("metrics.jsonl");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        // The run ended before its first epoch: there is nothing to sync.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            eprintln!(
-                "warning: trial {}: cannot read {}: {e}; the epochs recorded while it trained \
-                 are kept",
-                record.trial.number,
-                path.display()
-            );
-            return;
-        }
-    };
-    let epochs: Vec<EpochMetrics> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
+/// Makes the stored epochs those of the run that finished (an earlier attempt may have
+/// recorded epochs the last one did not reach).
+fn sync_epochs(
+    context: &WorkerContext,
+    record: &TrialRecord,
+    worker: &Worker,
+    epochs: &[EpochMetrics],
+) {
+    let (store, trial) = (context.store, record.id);
     let synced = store.reset_epochs(trial, worker).and_then(|()| {
         epochs
             .iter()
             .try_for_each(|m| store.record_epoch(trial, worker, m))
     });
     if let Err(e) = synced {
-        eprintln!("warning: trial {}: {e}", record.trial.number);
+        let message = format!("trial {}: {e}", record.trial.number);
+        context.observer.warning(&message);
     }
 }
 
@@ -464,9 +541,51 @@ fn record_outcome(
     }
 }
 
+/// How a trial's attempt ended: the outcome to record, and the epochs of the run it
+/// finished, which replace those recorded while it trained (`None`: keep those).
+struct TrialEnd {
+    outcome: Outcome,
+    history: Option<Vec<EpochMetrics>>,
+}
+
+impl TrialEnd {
+    fn failed(message: String) -> Self {
+        TrialEnd {
+            outcome: Outcome {
+                state: TrialState::Failed,
+                summary: None,
+                message: Some(message),
+                histogram: None,
+            },
+            history: None,
+        }
+    }
+
+    /// A run that went to its end. A diverged run is recorded without a histogram: its
+    /// weights are not the tested ones, and may not be finite.
+    fn finished(outcome: RunOutcome) -> Self {
+        let diverged = matches!(outcome, RunOutcome::Diverged(_));
+        let report = outcome.into_report();
+        let (state, message, histogram) = if diverged {
+            (TrialState::Diverged, Some(report.divergence()), None)
+        } else {
+            (TrialState::Done, None, Some(report.weights.histogram))
+        };
+        TrialEnd {
+            outcome: Outcome {
+                state,
+                summary: Some(report.summary),
+                message,
+                histogram,
+            },
+            history: Some(report.history),
+        }
+    }
+}
+
 /// Trains one trial (continuing its run folder if an earlier attempt left a checkpoint) and
 /// says how it ended. Never panics: a panic in training becomes a failed trial.
-fn run_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> Outcome {
+fn run_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> TrialEnd {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train_trial(context, worker, trial)
     }));
@@ -476,20 +595,46 @@ fn run_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> O
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into());
-        failed(format!("training panicked: {what}"))
+        TrialEnd::failed(format!("training panicked: {what}"))
     })
 }
 
-fn failed(message: String) -> Outcome {
-    Outcome {
-        state: TrialState::Failed,
-        summary: None,
-        message: Some(message),
-        histogram: None,
+/// Records each epoch of a trial in the store as it finishes (after its checkpoint), and
+/// stops the run when the trial was taken over.
+struct EpochRecorder<'a> {
+    context: &'a WorkerContext<'a>,
+    worker: &'a Worker,
+    trial: &'a TrialRecord,
+    epochs: usize,
+    /// Epochs this attempt finished.
+    finished: AtomicUsize,
+}
+
+impl TrainObserver for EpochRecorder<'_> {
+    fn epoch_finished(&self, m: &EpochMetrics) -> Result<(), String> {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        let (context, trial) = (self.context, self.trial);
+        context.observer.trial_epoch(trial, m.epoch, self.epochs);
+        match context.store.record_epoch(trial.id, self.worker, m) {
+            Err(StoreError::Trial { message, .. }) => Err(message),
+            Err(e) => {
+                let message = format!("trial {}: {e}", trial.trial.number);
+                context.observer.warning(&message);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        let number = self.trial.trial.number;
+        self.context
+            .observer
+            .warning(&format!("trial {number}: {message}"));
     }
 }
 
-fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> Outcome {
+fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> TrialEnd {
     let mut config = trial.trial.config.clone();
     config.threads = context.threads_each;
     if let Some(dir) = &context.config.data_dir {
@@ -497,21 +642,21 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     }
     let checked = match config.check() {
         Ok(checked) => checked,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return TrialEnd::failed(e.to_string()),
     };
     let Some(out) = config.out.clone() else {
-        return failed("the trial has no run folder".into());
+        return TrialEnd::failed("the trial has no run folder".into());
     };
+    let folder = RunFolder::new(out);
     let owner = context.owner_of(trial);
-    let clear = || clear_folder(context.store, trial.id, worker, &out, &owner);
-    let taken = match owner::standing(&out, &owner, &checked.config) {
-        Err(e) => return failed(context.stopped_by_folder(trial, &e)),
+    let clear = || clear_folder(context.store, trial.id, worker, &folder, &owner);
+    let taken = match owner::standing(folder.path(), &owner, checked.config()) {
+        Err(e) => return TrialEnd::failed(context.stopped_by_folder(trial, &e)),
         Ok(Standing::EarlierAttempt) => clear(),
-        Ok(Standing::Free | Standing::ThisAttempt) => owner::write(&out, &owner)
+        Ok(Standing::Free | Standing::ThisAttempt) => owner::write(folder.path(), &owner)
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                let started = out.join("config.toml").exists();
-                if !started || owner::same_settings(&out, &checked.config) {
+                if folder.resumable_with(checked.config()) {
                     Ok(())
                 } else {
                     clear()
@@ -519,49 +664,41 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
             }),
     };
     if let Err(message) = taken {
-        return failed(message);
+        return TrialEnd::failed(message);
     }
-    if let Some(summary) = finished_run(&out) {
-        return done(summary, &out);
+    if let Some(end) = finished_run(context, trial, &folder) {
+        return end;
     }
-    let resume = out.join("checkpoint").is_dir();
+    let resume = folder.has_checkpoint();
     if !resume {
         // An earlier attempt died before its first checkpoint: nothing to keep.
         if let Err(message) = clear() {
-            return failed(message);
+            return TrialEnd::failed(message);
         }
     }
-    let epochs_here = AtomicUsize::new(0);
-    let epochs = config.epochs;
-    let record_epoch = |m: &EpochMetrics| {
-        epochs_here.fetch_add(1, Ordering::Relaxed);
-        let number = trial.trial.number;
-        context
-            .bar
-            .set_message(format!("trial {number}: epoch {}/{epochs}", m.epoch));
-        match context.store.record_epoch(trial.id, worker, m) {
-            Err(StoreError::Trial { message, .. }) => Err(message),
-            Err(e) => {
-                eprintln!("warning: trial {number}: {e}");
-                Ok(())
-            }
-            Ok(()) => Ok(()),
-        }
+    let recorder = EpochRecorder {
+        context,
+        worker,
+        trial,
+        epochs: config.epochs,
+        finished: AtomicUsize::new(0),
     };
     let options = RunOptions {
         resume,
-        progress: false,
-        dataset: context.datasets.get(&checked.dataset.to_string()).cloned(),
-        on_epoch: Some(&record_epoch),
+        dataset: context
+            .datasets
+            .get(&checked.dataset().to_string())
+            .cloned(),
+        observer: &recorder,
         complete_ended: true,
     };
     let result = match train::run(&checked, &options) {
         // The checkpoint could not be read (torn by a kill): start the trial again.
         Err(TrainError::Resume(_) | TrainError::Checkpoint(_))
-            if options.resume && epochs_here.load(Ordering::Relaxed) == 0 =>
+            if options.resume && recorder.finished.load(Ordering::Relaxed) == 0 =>
         {
             if let Err(message) = clear() {
-                return failed(message);
+                return TrialEnd::failed(message);
             }
             let fresh = RunOptions {
                 resume: false,
@@ -571,7 +708,10 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
         }
         other => other,
     };
-    outcome_of(result, &out)
+    match result {
+        Ok(outcome) => TrialEnd::finished(outcome),
+        Err(e) => TrialEnd::failed(e.to_string()),
+    }
 }
 
 /// Empties a run folder of this trial that cannot be continued, keeping its owner record,
@@ -580,121 +720,50 @@ fn clear_folder(
     store: &dyn Store,
     trial: i64,
     worker: &Worker,
-    out: &Path,
+    folder: &RunFolder,
     owner: &Owner,
 ) -> Result<(), String> {
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .map_err(|e| format!("{}: cannot clear for a fresh start: {e}", out.display()))?;
-    }
-    owner::write(out, owner).map_err(|e| e.to_string())?;
+    folder.remove().map_err(|e| {
+        format!(
+            "{}: cannot clear for a fresh start: {e}",
+            folder.path().display()
+        )
+    })?;
+    owner::write(folder.path(), owner).map_err(|e| e.to_string())?;
     store.reset_epochs(trial, worker).map_err(|e| e.to_string())
 }
 
-/// The summary of a run folder whose run finished (the worker died between the end of
-/// training and recording it): it is taken as is.
-fn finished_run(out: &Path) -> Option<Summary> {
-    let summary: Summary =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).ok()?).ok()?;
-    let complete = summary.status != "diverged" && out.join("weights.safetensors").is_file();
-    complete.then_some(summary)
-}
-
-fn done(summary: Summary, out: &Path) -> Outcome {
-    Outcome {
-        state: TrialState::Done,
-        histogram: kernel_histogram(&out.join("weights.safetensors")),
-        summary: Some(summary),
-        message: None,
+/// The end of a run folder whose run finished (the worker died between the end of training
+/// and recording it): it is taken as is. `None` when the run did not finish, or diverged
+/// (it is trained again).
+fn finished_run(
+    context: &WorkerContext,
+    trial: &TrialRecord,
+    folder: &RunFolder,
+) -> Option<TrialEnd> {
+    let summary = folder.read_summary().ok()?;
+    if summary.status == "diverged" || !folder.weights_file().is_file() {
+        return None;
     }
-}
-
-/// The outcome of a finished `train::run`.
-fn outcome_of(result: Result<Summary, TrainError>, out: &Path) -> Outcome {
-    match result {
-        Ok(summary) => done(summary, out),
-        Err(TrainError::Diverged(message)) => Outcome {
-            state: TrialState::Diverged,
-            summary: std::fs::read(out.join("summary.json"))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
-            message: Some(message),
-            histogram: None,
+    let history = match folder.read_metrics() {
+        Ok(history) => Some(history),
+        Err(e) => {
+            let number = trial.trial.number;
+            context.observer.warning(&format!(
+                "trial {number}: {e}; the epochs recorded while it trained are kept"
+            ));
+            None
+        }
+    };
+    Some(TrialEnd {
+        outcome: Outcome {
+            state: TrialState::Done,
+            histogram: folder.read_weight_histogram().ok(),
+            summary: Some(summary),
+            message: None,
         },
-        Err(e) => failed(e.to_string()),
-    }
-}
-
-/// Magnitudes of the kernels (tensors of rank 2 and more: convolution and linear weights)
-/// in a weights file.
-fn kernel_histogram(weights: &Path) -> Option<WeightHistogram> {
-    let (tensors, _) = read_tensors(weights).ok()?;
-    let kernels = tensors
-        .values()
-        .filter(|(shape, _)| shape.len() >= 2)
-        .map(|(_, values)| values.as_slice());
-    Some(WeightHistogram::of(kernels))
-}
-
-/// The line printed when a trial finishes.
-fn report_line(context: &WorkerContext, trial: &TrialRecord, outcome: &Outcome) {
-    if !context.config.progress {
-        return;
-    }
-    let t = &trial.trial;
-    let point: Vec<String> = t.point.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let name = [t.group.as_str(), t.method.as_str(), &point.join(",")]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let result = match (&outcome.summary, outcome.state) {
-        (Some(s), TrialState::Done) => format!(
-            "test {:6.2}%  {:6.2} s/epoch",
-            100.0 * s.test_acc.unwrap_or(f64::NAN),
-            s.mean_epoch_seconds
-        ),
-        _ => format!(
-            "{}: {}",
-            outcome.state,
-            outcome.message.clone().unwrap_or_default()
-        ),
-    };
-    let phase = match t.phase {
-        Phase::Confirm if context.spec.confirms() => " (confirmation)",
-        _ => "",
-    };
-    let retry = match trial.retry {
-        0 => String::new(),
-        k => format!(" (retry {k})"),
-    };
-    let finished = context.finished.fetch_add(1, Ordering::Relaxed) + 1;
-    let line = format!(
-        "[{finished:>4}/{}] trial {}{retry}: {name} seed {}{phase}: {result}",
-        context.total, t.number, t.seed
-    );
-    if context.bar.is_hidden() {
-        println!("{line}");
-    } else {
-        context.bar.println(line);
-    }
-}
-
-/// The overall bar: finished trials out of all.
-fn overall_bar(show: bool, total: usize, finished: usize) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "study [{bar:30}] {pos}/{len} trials {msg} ({elapsed}, eta {eta})",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_position(finished as u64);
-    bar
+        history,
+    })
 }
 
 fn unix_now() -> f64 {
@@ -709,20 +778,20 @@ mod tests {
 
     #[test]
     fn a_stale_limit_under_three_heartbeats_is_refused() {
-        let config = RunnerConfig {
+        let config = StudyRunOptions {
             stale_after: Duration::from_secs(10),
-            ..RunnerConfig::default()
+            ..StudyRunOptions::default()
         };
         let err = config.check().unwrap_err().to_string();
         assert!(
             err.starts_with("--stale-after: expected at least 15 s"),
             "{err}"
         );
-        let none = RunnerConfig {
+        let none = StudyRunOptions {
             workers: 0,
-            ..RunnerConfig::default()
+            ..StudyRunOptions::default()
         };
         assert!(none.check().is_err());
-        assert!(RunnerConfig::default().check().is_ok());
+        assert!(StudyRunOptions::default().check().is_ok());
     }
 }

@@ -245,11 +245,32 @@ pub enum ModelSource {
 /// (`config.penalty`, `config.l1`, `config.l2` are filled in) and its parts parsed.
 #[derive(Clone, Debug)]
 pub struct CheckedRunConfig {
-    pub config: RunConfig,
-    pub dataset: DatasetSpec,
-    pub model: ModelSource,
+    config: RunConfig,
+    dataset: DatasetSpec,
+    model: ModelSource,
+    regularizers: RegularizerPlan,
+}
+
+impl CheckedRunConfig {
+    /// The settings, defaults resolved.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The parsed `dataset`.
+    pub fn dataset(&self) -> &DatasetSpec {
+        &self.dataset
+    }
+
+    /// The parsed `model`: a zoo name, or the spec file's contents.
+    pub fn model(&self) -> &ModelSource {
+        &self.model
+    }
+
     /// The regularizers of the shorthands and of `regularizers`, before they meet a network.
-    pub regularizers: RegularizerPlan,
+    pub fn regularizers(&self) -> &RegularizerPlan {
+        &self.regularizers
+    }
 }
 
 fn non_negative(option: &str, value: f32) -> Result<f32, ConfigError> {
@@ -271,11 +292,11 @@ impl RunConfig {
 
     /// Reads the `config.toml` of the run folder `dir` given with `--resume`.
     pub fn from_run_folder(dir: &Path) -> Result<Self, ConfigError> {
-        Self::read(&dir.join("config.toml"), "resume")
+        super::RunFolder::new(dir).read_config("resume")
     }
 
     /// Reads a settings file; errors name `option`, the file and the cause.
-    fn read(path: &Path, option: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn read(path: &Path, option: &str) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| bad(option, format!("cannot read {}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| bad(option, format!("{}: {e}", path.display())))

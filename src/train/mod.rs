@@ -3,7 +3,7 @@
 //! A run trains one network on one data set under one regularization and records, per epoch,
 //! the training loss split into data and penalty terms, training and validation accuracy, the
 //! generalization gap, kernel sparsity and norms per layer, and throughput; at the end it
-//! evaluates the test set once. Everything goes to a run folder:
+//! evaluates the test set once. Everything goes to a run folder ([`RunFolder`]):
 //!
 //! | file | content |
 //! |---|---|
@@ -15,20 +15,29 @@
 //! | `weights.safetensors` | the final weights (PyTorch names and layouts) |
 //! | `checkpoint/` | the last epoch's checkpoint, see [`checkpoint`] |
 //!
-//! [`config`] holds the settings, [`run`] the loop.
+//! [`config`] holds the settings, [`run`] the loop, [`step`] one training step; [`run()`]
+//! returns a [`RunOutcome`] and tells a [`TrainObserver`] what it does.
 
 pub mod checkpoint;
 pub mod config;
 pub mod early_stop;
+pub mod folder;
 pub mod metrics;
+pub mod observer;
+pub mod outcome;
 pub mod record;
 pub mod resources;
 pub mod run;
+pub mod step;
 
 pub use config::{CheckedRunConfig, ConfigError, ModelSource, RunConfig};
 pub use early_stop::{EarlyStopMonitor, EarlyStopping};
+pub use folder::{RunFolder, WeightStatistics};
 pub use metrics::{EpochMetrics, Summary};
-pub use run::{run, EpochCallback, RunOptions};
+pub use observer::{BatchProgress, RunStart, Silent, TrainObserver};
+pub use outcome::{RunOutcome, RunReport};
+pub use run::{run, RunOptions};
+pub use step::{NonFiniteLoss, StepResult, TrainStep};
 
 use std::path::PathBuf;
 
@@ -68,10 +77,14 @@ pub enum TrainError {
     /// the folder is sound; it must not be continued, nor cleared.
     #[error("cannot resume {}: {problem}", dir.display())]
     Mismatch { dir: PathBuf, problem: String },
-    /// The caller asked the run to stop (see [`run::EpochCallback`]).
+    /// A record in the run folder that cannot be read back.
+    #[error("{}: {problem}", path.display())]
+    Unreadable { path: PathBuf, problem: String },
+    /// The observer asked the run to stop (see [`TrainObserver::epoch_finished`]).
     #[error("stopped: {0}")]
     Stopped(String),
-    /// A non-finite loss; the run folder's `summary.json` has status `diverged`.
+    /// A non-finite loss, for callers that treat divergence as a failure (see
+    /// [`RunOutcome::into_result`]); the run folder's `summary.json` has status `diverged`.
     #[error("training diverged: {0}")]
     Diverged(String),
 }

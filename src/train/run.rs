@@ -2,27 +2,27 @@
 //! folder, then per epoch train, validate, measure, checkpoint; at the end restore the best
 //! weights (with early stopping), test once, and write the summary.
 
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::TrainState;
 use super::config::{CheckedRunConfig, ModelSource, NormalizationKind, OptimizerKind, RunConfig};
 use super::early_stop::EarlyStopping;
-use super::metrics::{self, EpochMetrics, Summary};
+use super::folder::{RunFolder, WeightStatistics};
+use super::metrics::{EpochMetrics, Summary};
+use super::observer::{BatchProgress, RunStart, Silent, TrainObserver};
+use super::outcome::{RunOutcome, RunReport};
+use super::step::{NonFiniteLoss, TrainStep};
 use super::{record, resources, TrainError};
 use crate::data::{
     self, split_validation, stratified_subset, Augmentation, BatchLoader, DataIdentity, Dataset,
     ImageSet, LoaderConfig, Normalization,
 };
 use crate::engine::{Rng, Tensor, ThreadPool};
-use crate::fsio::write_atomic;
 use crate::models::{self, StandardCnnOptions};
 use crate::nn::spec::InputShape;
 use crate::nn::{cross_entropy, Context, ModelSpec, Network, ParamKind};
 use crate::optim::{AdamConfig, Optimizer, SgdConfig};
-use crate::regularize::{kernel_sparsity, Regularizers};
-use crate::weights_file::{load_weights, save_weights};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use crate::regularize::{kernel_sparsity, Regularizers, SparsityReport};
+use serde_json::json;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,36 +37,39 @@ const TRAIN_EVAL_STREAM: u64 = 0x5452_4556;
 /// statistics).
 const EVAL_BATCH: usize = 256;
 
-/// Called with each epoch's record once it is written to the run folder; an `Err` stops the
-/// run with [`TrainError::Stopped`] (a study's worker that lost its trial).
-pub type EpochCallback<'a> = &'a (dyn Fn(&EpochMetrics) -> Result<(), String> + Sync);
-
 /// How [`run`] behaves beyond its config.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RunOptions<'a> {
     /// Continue the run in `config.out` from its checkpoint.
     pub resume: bool,
-    /// Show a progress bar (on a terminal only) and print one line per epoch to stdout.
-    pub progress: bool,
     /// The data set, already loaded (a study loads each data set once for all its trials);
     /// used when its spec is the config's, else the data set is loaded.
     pub dataset: Option<Arc<Dataset>>,
-    /// Told about every epoch (a study records them in its store).
-    pub on_epoch: Option<EpochCallback<'a>>,
+    /// Told about the run's progress: the command line's bars and lines, a study's store.
+    pub observer: &'a dyn TrainObserver,
     /// With `resume`: when the checkpoint's training had ended (the process stopped before
     /// the test and the summary), test and write the summary instead of refusing.
     pub complete_ended: bool,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions {
+            resume: false,
+            dataset: None,
+            observer: &Silent,
+            complete_ended: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("resume", &self.resume)
-            .field("progress", &self.progress)
             .field("dataset", &self.dataset.as_ref().map(|d| &d.identity.spec))
-            .field("on_epoch", &self.on_epoch.is_some())
             .field("complete_ended", &self.complete_ended)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,17 +85,17 @@ struct Data {
     normalization: Normalization,
 }
 
-/// Runs (or resumes) the experiment and returns its summary, also written to the run folder.
-/// A non-finite loss ends the run with status `diverged` in `summary.json` and
-/// [`TrainError::Diverged`].
-pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, TrainError> {
-    let c = &checked.config;
+/// Runs (or resumes) the experiment and says how it ended; the summary is also written to
+/// the run folder. A non-finite loss ends the run as [`RunOutcome::Diverged`], with status
+/// `diverged` in `summary.json`.
+pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<RunOutcome, TrainError> {
+    let c = checked.config();
     let pool =
         ThreadPool::new(c.threads).map_err(|e| TrainError::Invalid(format!("--threads: {e}")))?;
-    let data = prepare_data(checked, options.dataset.as_deref())?;
-    let out = run_folder(c, &spec_name(checked, &data)?);
+    let data = prepare_data(checked, options)?;
+    let folder = RunFolder::new(run_folder(c, &spec_name(checked, &data)?));
     if options.resume {
-        record::check_resume(&out, c, &data.identity)?;
+        record::check_resume(&folder, c, &data.identity)?;
     }
     if data.train.is_empty() {
         return Err(TrainError::Invalid(format!(
@@ -120,7 +123,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         )));
     }
     let last_step = (c.epochs * batches_per_epoch(data.train.len(), c.batch_size)) as u64;
-    let mut regularizers = checked.regularizers.build(&net.params(), last_step)?;
+    let mut regularizers = checked.regularizers().build(&net.params(), last_step)?;
     // Batch norm in training mode needs batches of 2 or more images (the loader merges a
     // last batch of one into the batch before; see `LoaderConfig::drop_last`).
     let batch_norm = net.params().iter().any(|p| p.kind == ParamKind::NormScale);
@@ -133,15 +136,15 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
     }
     let mut optimizer = make_optimizer(c);
     let state = if options.resume {
-        let state = checkpoint::load(&out, &mut net, optimizer.as_mut(), &mut regularizers)?;
+        let state = folder.load_checkpoint(&mut net, optimizer.as_mut(), &mut regularizers)?;
         if !(options.complete_ended && training_ended(&state, c)) {
             check_resumable(&state, c)?;
         }
-        write(&out.join("config.toml"), c.to_toml().as_bytes())?;
-        record::update(&out, c, &data.identity)?;
+        folder.write_config(c)?;
+        record::update(&folder, c, &data.identity)?;
         state
     } else {
-        create_run_folder(&out, checked, &spec, &net, &data, pool.threads())?;
+        create_run_folder(&folder, checked, &spec, &net, &data, pool.threads())?;
         TrainState {
             epochs_done: 0,
             dropout_rng: Rng::derive(c.seed, DROPOUT_STREAM).state(),
@@ -151,29 +154,32 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Summary, 
         }
     };
     let mut trainer = Trainer {
-        on_epoch: options.on_epoch,
+        observer: options.observer,
         config: c,
         net,
         optimizer,
         regularizers,
-        out,
+        folder,
         state,
         threads: pool.threads(),
-        progress: options.progress,
     };
-    pool.install(|| trainer.run(&data))
+    let outcome = pool.install(|| trainer.run(&data))?;
+    options.observer.run_finished(&outcome);
+    Ok(outcome)
 }
 
-/// Loads the data set, carves the validation split, applies the subsets.
-fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<Data, TrainError> {
-    let c = &checked.config;
+/// Loads the data set (unless `options` holds it), carves the validation split, applies the
+/// subsets.
+fn prepare_data(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Data, TrainError> {
+    let c = checked.config();
     // A study's data set is shared by its trials: borrowed, and only the parts this run
     // keeps are copied.
     let owned;
-    let dataset = match loaded {
-        Some(d) if d.identity.spec == checked.dataset.to_string() => d,
+    let dataset = match options.dataset.as_deref() {
+        Some(d) if d.identity.spec == checked.dataset().to_string() => d,
         _ => {
-            owned = data::load(&checked.dataset, c.data_dir.as_deref())?;
+            let downloads = options.observer.downloads();
+            owned = data::load_observed(checked.dataset(), c.data_dir.as_deref(), downloads)?;
             &owned
         }
     };
@@ -211,13 +217,13 @@ fn prepare_data(checked: &CheckedRunConfig, loaded: Option<&Dataset>) -> Result<
 /// The network's spec: a zoo model sized from the data (with the standard CNN's switches), or
 /// the user's spec, which must fit the data.
 fn model_spec(checked: &CheckedRunConfig, data: &Data) -> Result<ModelSpec, TrainError> {
-    let c = &checked.config;
+    let c = checked.config();
     let input = InputShape {
         channels: data.train.channels,
         height: data.train.height,
         width: data.train.width,
     };
-    let spec = match &checked.model {
+    let spec = match checked.model() {
         ModelSource::Zoo(name) if name == "standard-cnn" => {
             let options = StandardCnnOptions {
                 batch_norm: c.batch_norm,
@@ -261,7 +267,7 @@ fn make_optimizer(c: &RunConfig) -> Box<dyn Optimizer> {
 
 /// The model's name, for the default run folder: the zoo name, or the spec file's `name`.
 fn spec_name(checked: &CheckedRunConfig, data: &Data) -> Result<String, TrainError> {
-    Ok(match &checked.model {
+    Ok(match checked.model() {
         ModelSource::File(spec) => spec.name.clone(),
         ModelSource::Zoo(_) => model_spec(checked, data)?.name,
     })
@@ -293,51 +299,32 @@ fn safe_name(text: &str) -> String {
         .collect()
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |cause| TrainError::Io {
-        path: path.into(),
-        cause,
-    }
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    write_atomic(path, bytes).map_err(io(path))
-}
-
-/// The file a study writes in a run folder before training starts, recording which store
-/// and trial own the folder; a folder that holds only it is empty.
-pub const OWNER_FILE: &str = "owner.json";
-
 /// Creates a new run folder with the resolved config, the run's identity and the model.
 fn create_run_folder(
-    out: &Path,
+    folder: &RunFolder,
     checked: &CheckedRunConfig,
     spec: &ModelSpec,
     net: &Network,
     data: &Data,
     threads: usize,
 ) -> Result<(), TrainError> {
-    let occupied = out
-        .read_dir()
-        .is_ok_and(|entries| entries.flatten().any(|e| e.file_name() != OWNER_FILE));
-    if occupied {
+    if folder.holds_run() {
+        let out = folder.path().display();
         return Err(TrainError::Invalid(format!(
-            "--out: {} already holds files; choose another folder, or continue it with --resume {}",
-            out.display(),
-            out.display()
+            "--out: {out} already holds files; choose another folder, or continue it with --resume {out}"
         )));
     }
-    std::fs::create_dir_all(out).map_err(io(out))?;
-    let mut config = checked.config.clone();
-    config.out = Some(out.to_path_buf());
-    write(&out.join("config.toml"), config.to_toml().as_bytes())?;
-    let model =
-        toml::to_string(spec).map_err(|e| TrainError::Invalid(format!("model spec: {e}")))?;
-    write(&out.join("model.toml"), model.as_bytes())?;
-    let run = serde_json::json!({
+    folder.create()?;
+    let config = RunConfig {
+        out: Some(folder.path().to_path_buf()),
+        ..checked.config().clone()
+    };
+    folder.write_config(&config)?;
+    folder.write_model(spec)?;
+    let record = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "threads": threads,
-        "seed": checked.config.seed,
+        "seed": config.seed,
         "data": data.identity,
         "config": config,
         "train_images": data.train.len(),
@@ -349,8 +336,7 @@ fn create_run_folder(
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>(),
     });
-    let json = serde_json::to_vec_pretty(&run).expect("run info serializes");
-    write(&out.join("run.json"), &json)
+    folder.write_run_record(&record)
 }
 
 /// Whether the checkpoint's training is over: stopped early, or every epoch done.
@@ -379,8 +365,6 @@ fn check_resumable(state: &TrainState, c: &RunConfig) -> Result<(), TrainError> 
 enum EpochEnd {
     /// A non-finite loss, with the message saying where.
     Diverged(String),
-    /// The epoch callback asked to stop.
-    Stopped(String),
     /// Writing the run folder failed.
     Error(TrainError),
 }
@@ -398,17 +382,35 @@ struct Trainer<'a> {
     net: Network,
     optimizer: Box<dyn Optimizer>,
     regularizers: Regularizers,
-    out: PathBuf,
+    folder: RunFolder,
     state: TrainState,
     threads: usize,
-    progress: bool,
-    on_epoch: Option<EpochCallback<'a>>,
+    observer: &'a dyn TrainObserver,
+}
+
+/// How training ended, before the test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Completed,
+    EarlyStopped,
+}
+
+impl Ending {
+    /// The summary's `status`.
+    fn status(self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::EarlyStopped => "early_stopped",
+        }
+    }
 }
 
 impl Trainer<'_> {
     /// Trains the remaining epochs, then tests and writes the summary.
-    fn run(&mut self, data: &Data) -> Result<Summary, TrainError> {
+    fn run(&mut self, data: &Data) -> Result<RunOutcome, TrainError> {
         let c = self.config;
+        // Augmentation: a random horizontal flip and a shift of up to 4 pixels per image,
+        // the usual CIFAR-10 recipe.
         let augmentation = if c.augment {
             Augmentation {
                 horizontal_flip: true,
@@ -422,10 +424,12 @@ impl Trainer<'_> {
             LoaderConfig {
                 batch_size: c.batch_size,
                 shuffle: true,
+                // A last batch of one image is merged into the batch before (batch norm).
                 drop_last: false,
                 seed: c.seed,
                 normalization: data.normalization.clone(),
                 augmentation,
+                // Batches prepared ahead by the loader's thread while the step runs.
                 prefetch: 2,
             },
         )?;
@@ -446,14 +450,16 @@ impl Trainer<'_> {
             }
             None => None,
         };
-        if self.progress {
-            println!("{}", metrics::console_header());
-        }
-        let mut status = match self.state.stopped.as_deref() {
-            Some("early_stopped") => "early_stopped",
-            _ => "completed",
+        self.observer.run_started(&RunStart {
+            folder: &self.folder,
+            epochs_done: self.state.epochs_done,
+            epochs: c.epochs,
+        });
+        let mut ending = match self.state.stopped.as_deref() {
+            Some("early_stopped") => Ending::EarlyStopped,
+            _ => Ending::Completed,
         };
-        while status == "completed" && self.state.epochs_done < c.epochs {
+        while ending == Ending::Completed && self.state.epochs_done < c.epochs {
             let epoch = self.state.epochs_done + 1;
             match self.epoch(
                 epoch,
@@ -461,31 +467,32 @@ impl Trainer<'_> {
                 val_loader.as_mut(),
                 train_eval_loader.as_mut(),
             ) {
-                Err(EpochEnd::Diverged(message)) => return self.diverged(message),
-                Err(EpochEnd::Stopped(message)) => return Err(TrainError::Stopped(message)),
+                Err(EpochEnd::Diverged(message)) => return Ok(self.diverged(message)),
                 Err(EpochEnd::Error(e)) => return Err(e),
                 Ok(()) => {}
             }
             if self.state.early_stop.should_stop() {
-                status = "early_stopped";
-                self.state.stopped = Some(status.into());
+                ending = Ending::EarlyStopped;
+                self.state.stopped = Some(ending.status().into());
             }
-            checkpoint::save(
-                &self.out,
+            self.folder.save_checkpoint(
                 &self.net,
                 self.optimizer.as_ref(),
                 &self.regularizers,
                 &self.state,
             )?;
-            if status != "completed" {
-                break;
-            }
+            // Told only now, so that what the observer keeps never runs ahead of the
+            // checkpoint a resumed run continues from.
+            let finished = self.state.history.last().expect("the epoch was recorded");
+            self.observer
+                .epoch_finished(finished)
+                .map_err(TrainError::Stopped)?;
         }
-        self.finish(status, data, eval_config)
+        self.finish(ending, data, eval_config)
     }
 
     /// One epoch: train, validate, measure (the fixed training subset in evaluation mode
-    /// too), record. `Err` carries a divergence message.
+    /// too), record in `metrics.jsonl`. `Err` carries a divergence message.
     fn epoch(
         &mut self,
         epoch: usize,
@@ -514,7 +521,9 @@ impl Trainer<'_> {
             let monitored = self.config.early_stop_monitor.value(v.loss, penalty);
             let improved = self.state.early_stop.update(epoch, monitored);
             if improved && self.config.patience.is_some() {
-                checkpoint::save_best(&self.out, &self.net, epoch).map_err(EpochEnd::Error)?;
+                self.folder
+                    .save_best(&self.net, epoch)
+                    .map_err(EpochEnd::Error)?;
             }
         }
         let train_eval = match train_eval_loader {
@@ -546,56 +555,53 @@ impl Trainer<'_> {
             images_per_s: train.images as f64 / train_seconds,
             sparsity,
         };
-        if self.progress {
-            println!("{}", metrics::console_line(&m));
-        }
         self.state.history.push(m);
         self.state.epochs_done = epoch;
-        self.write_metrics().map_err(EpochEnd::Error)?;
-        match (&self.on_epoch, self.state.history.last()) {
-            (Some(tell), Some(m)) => tell(m).map_err(EpochEnd::Stopped),
-            _ => Ok(()),
-        }
+        self.folder
+            .write_metrics(&self.state.history)
+            .map_err(EpochEnd::Error)
     }
 
     /// One pass over the shuffled training set with a gradient step per batch; the
     /// regularizers add their gradients before the optimizer's step, their element-wise terms
     /// inside it and their proximal steps and masks after it. `Err` on a non-finite loss.
     fn train_epoch(&mut self, epoch: usize, loader: &mut BatchLoader) -> Result<Pass, String> {
-        let bar = progress_bar(self.progress, loader.batches_per_epoch(), epoch);
+        let batches = loader.batches_per_epoch();
+        self.observer.epoch_started(epoch, batches);
         let [h, w, ch] = self.net.input_shape();
+        // Dropout draws continue the generator of the epoch before (kept in the checkpoint).
         let mut ctx = Context::train(Rng::from_state(self.state.dropout_rng));
-        let mut grad = Tensor::default();
+        let mut step = TrainStep::new();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (i, batch) in loader.epoch(epoch as u64 - 1).enumerate() {
             let x = Tensor::from_vec(&[batch.len, h, w, ch], batch.images)
                 .expect("the loader's batches have the data's shape");
-            let out = cross_entropy(self.net.forward(&x, &mut ctx), &batch.labels, &mut grad);
-            if !out.loss.is_finite() {
-                bar.finish_and_clear();
-                return Err(format!(
-                    "the training loss is {} at epoch {epoch}, batch {} (try a lower --lr)",
-                    out.loss,
-                    i + 1
-                ));
-            }
-            self.net.backward(&x, &grad);
-            let mut params = self.net.params_mut();
-            self.regularizers.add_gradients(&mut params);
-            self.optimizer.step(&mut params, &self.regularizers);
-            self.regularizers
-                .after_step(&mut params, self.optimizer.as_ref());
-            drop(params);
-            loss_sum += out.loss * batch.len as f64;
-            correct += out.correct;
-            seen += batch.len;
-            bar.inc(1);
-            if i % 20 == 0 {
-                let acc = 100.0 * correct as f64 / seen as f64;
-                bar.set_message(format!("loss {:.4} acc {acc:.2}%", loss_sum / seen as f64));
-            }
+            let done = step
+                .run(
+                    &mut self.net,
+                    self.optimizer.as_mut(),
+                    &mut self.regularizers,
+                    &mut ctx,
+                    &x,
+                    &batch.labels,
+                )
+                .map_err(|NonFiniteLoss(loss)| {
+                    format!(
+                        "the training loss is {loss} at epoch {epoch}, batch {} (try a lower --lr)",
+                        i + 1
+                    )
+                })?;
+            loss_sum += done.loss * done.images as f64;
+            correct += done.correct;
+            seen += done.images;
+            self.observer.batch_done(&BatchProgress {
+                epoch,
+                batch: i + 1,
+                batches,
+                mean_loss: loss_sum / seen as f64,
+                accuracy: correct as f64 / seen as f64,
+            });
         }
-        bar.finish_and_clear();
         self.state.dropout_rng = ctx.rng.state();
         let n = seen.max(1) as f64;
         Ok(Pass {
@@ -605,68 +611,56 @@ impl Trainer<'_> {
         })
     }
 
-    /// Rewrites `metrics.jsonl` and `metrics.csv` from the history.
-    fn write_metrics(&self) -> Result<(), TrainError> {
-        let history = &self.state.history;
-        write(
-            &self.out.join("metrics.jsonl"),
-            metrics::jsonl(history).as_bytes(),
-        )?;
-        write(
-            &self.out.join("metrics.csv"),
-            metrics::csv(history).as_bytes(),
-        )
-    }
-
     /// Restores the best weights (with early stopping), tests once, saves the final weights
     /// and the summary.
     fn finish(
         &mut self,
-        status: &str,
+        ending: Ending,
         data: &Data,
         eval_config: LoaderConfig,
-    ) -> Result<Summary, TrainError> {
+    ) -> Result<RunOutcome, TrainError> {
         if let (Some(_), Some(best)) = (self.config.patience, self.state.early_stop.best_epoch()) {
-            load_weights(
-                &checkpoint::best_file(&self.out, best),
-                &mut self.net.params_mut(),
-            )?;
+            self.folder.load_best(&mut self.net, best)?;
         }
         let mut test_loader = BatchLoader::new(Arc::clone(&data.test), eval_config)?;
         let test = evaluate(&mut self.net, &mut test_loader);
-        let metadata = HashMap::from([(
-            "regstudy_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        )]);
-        save_weights(
-            &self.out.join("weights.safetensors"),
-            &self.net.params(),
-            metadata,
-        )?;
-        let summary = self.summary(status, None, Some(&test));
-        if self.progress {
-            println!(
-                "test loss {:.4}, test accuracy {:.2}% ({status}; {})",
-                test.loss,
-                100.0 * test.acc,
-                self.out.display()
-            );
-        }
-        Ok(summary)
+        self.folder.write_weights(&self.net)?;
+        let report = self.report(ending.status(), None, Some(&test));
+        Ok(match ending {
+            Ending::Completed => RunOutcome::Completed(report),
+            Ending::EarlyStopped => RunOutcome::EarlyStopped(report),
+        })
     }
 
-    /// Records a diverged run and reports it.
-    fn diverged(&mut self, message: String) -> Result<Summary, TrainError> {
-        self.summary("diverged", Some(message.clone()), None);
-        Err(TrainError::Diverged(format!(
-            "{message}; summary in {}",
-            self.out.join("summary.json").display()
-        )))
+    /// Records a diverged run.
+    fn diverged(&mut self, message: String) -> RunOutcome {
+        RunOutcome::Diverged(self.report("diverged", Some(message), None))
     }
 
-    /// Builds and writes `summary.json` (a write failure is reported on stderr only, so it
+    /// Builds the report and writes `summary.json` (a write failure is only a warning, so it
     /// does not hide the run's outcome).
-    fn summary(&self, status: &str, message: Option<String>, test: Option<&Pass>) -> Summary {
+    fn report(&self, status: &str, message: Option<String>, test: Option<&Pass>) -> RunReport {
+        let weights = WeightStatistics::of(&self.net.params());
+        let summary = self.summary(status, message, test, weights.sparsity.clone());
+        if let Err(e) = self.folder.write_summary(&summary) {
+            self.observer.warning(&e.to_string());
+        }
+        RunReport {
+            folder: self.folder.clone(),
+            summary,
+            weights,
+            history: self.state.history.clone(),
+        }
+    }
+
+    /// The run's summary.
+    fn summary(
+        &self,
+        status: &str,
+        message: Option<String>,
+        test: Option<&Pass>,
+        sparsity: SparsityReport,
+    ) -> Summary {
         let history = &self.state.history;
         let best_val_acc = history
             .iter()
@@ -678,7 +672,7 @@ impl Trainer<'_> {
         // the last epoch's.
         let restored = self.config.patience.and(self.state.early_stop.best_epoch());
         let tested_epoch = test.and(restored.or(history.last().map(|m| m.epoch)));
-        let summary = Summary {
+        Summary {
             status: status.into(),
             message,
             test_acc: test.map(|t| t.acc),
@@ -698,18 +692,12 @@ impl Trainer<'_> {
                 / history.len().max(1) as f64,
             mean_train_seconds: history.iter().map(|m| m.train_seconds).sum::<f64>()
                 / history.len().max(1) as f64,
-            sparsity: kernel_sparsity(&self.net.params()),
+            sparsity,
             seed: self.config.seed,
             threads: self.threads,
             version: env!("CARGO_PKG_VERSION").into(),
             classes: self.net.classes(),
-        };
-        let mut json = serde_json::to_vec_pretty(&summary).expect("summary serializes");
-        json.push(b'\n');
-        if let Err(e) = write(&self.out.join("summary.json"), &json) {
-            eprintln!("warning: {e}");
         }
-        summary
     }
 }
 
@@ -757,25 +745,156 @@ fn evaluate(net: &mut Network, loader: &mut BatchLoader) -> Pass {
         images: seen,
     }
 }
-
-/// A bar over the epoch's batches with live loss and accuracy, drawn on a terminal only.
-fn progress_bar(show: bool, batches: usize, epoch: usize) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(epoch.to_string());
-    bar
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+
+    /// A quick MNIST run of simple-cnn into a fresh folder under the temporary folder.
+    fn quick_run(name: &str) -> RunConfig {
+        let out = std::env::temp_dir().join(format!("regstudy-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        RunConfig {
+            dataset: "mnist".into(),
+            data_dir: Some(DATA.into()),
+            model: "simple-cnn".into(),
+            train_subset: Some(300),
+            test_subset: Some(100),
+            val_fraction: 0.1,
+            threads: 1,
+            out: Some(out),
+            ..RunConfig::default()
+        }
+    }
+
+    /// Records, at each finished epoch, the epochs done by the checkpoint on disk.
+    #[derive(Default)]
+    struct CheckpointWitness {
+        folder: Mutex<Option<RunFolder>>,
+        seen: Mutex<Vec<(usize, usize)>>,
+        finished: Mutex<Option<String>>,
+    }
+
+    impl TrainObserver for CheckpointWitness {
+        fn run_started(&self, start: &RunStart) {
+            *self.folder.lock().unwrap() = Some(start.folder.clone());
+        }
+
+        fn epoch_finished(&self, metrics: &EpochMetrics) -> Result<(), String> {
+            let folder = self
+                .folder
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("run_started came first");
+            let state = folder.path().join("checkpoint").join("state.json");
+            let state: TrainState =
+                serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            self.seen
+                .lock()
+                .unwrap()
+                .push((metrics.epoch, state.epochs_done));
+            Ok(())
+        }
+
+        fn run_finished(&self, outcome: &RunOutcome) {
+            *self.finished.lock().unwrap() = Some(outcome.summary().status.clone());
+        }
+    }
+
+    #[test]
+    fn each_finished_epoch_is_told_after_its_checkpoint_is_on_disk() {
+        let config = RunConfig {
+            epochs: 2,
+            ..quick_run("checkpoint-order")
+        };
+        let witness = CheckpointWitness::default();
+        let options = RunOptions {
+            observer: &witness,
+            ..RunOptions::default()
+        };
+        let outcome = run(&config.check().unwrap(), &options).unwrap();
+        assert_eq!(*witness.seen.lock().unwrap(), [(1, 1), (2, 2)]);
+        assert_eq!(
+            witness.finished.lock().unwrap().as_deref(),
+            Some("completed")
+        );
+        let RunOutcome::Completed(report) = outcome else {
+            panic!("expected a completed run, got {outcome:?}");
+        };
+        assert_eq!(report.history.len(), 2);
+        assert_eq!(report.folder.read_summary().unwrap(), report.summary);
+        assert_eq!(report.folder.read_metrics().unwrap(), report.history);
+        assert_eq!(
+            report.folder.read_weight_histogram().unwrap(),
+            report.weights.histogram,
+            "the outcome's histogram is that of the saved weights"
+        );
+        std::fs::remove_dir_all(report.folder.path()).unwrap();
+    }
+
+    #[test]
+    fn an_observer_that_refuses_an_epoch_stops_the_run_with_its_checkpoint_kept() {
+        struct Refuse;
+        impl TrainObserver for Refuse {
+            fn epoch_finished(&self, _: &EpochMetrics) -> Result<(), String> {
+                Err("the trial was taken over".into())
+            }
+        }
+        let config = RunConfig {
+            epochs: 3,
+            ..quick_run("refused")
+        };
+        let options = RunOptions {
+            observer: &Refuse,
+            ..RunOptions::default()
+        };
+        let error = run(&config.check().unwrap(), &options).unwrap_err();
+        assert!(
+            matches!(&error, TrainError::Stopped(m) if m == "the trial was taken over"),
+            "{error}"
+        );
+        let folder = RunFolder::new(config.out.clone().unwrap());
+        assert!(folder.has_checkpoint());
+        assert_eq!(folder.read_metrics().unwrap().len(), 1);
+        std::fs::remove_dir_all(folder.path()).unwrap();
+    }
+
+    #[test]
+    fn a_huge_learning_rate_returns_diverged_with_its_summary_and_weight_statistics() {
+        // SGD at lr 1e6 overflows to a NaN loss within a few batches.
+        let config = RunConfig {
+            optimizer: OptimizerKind::Sgd,
+            lr: 1e6,
+            epochs: 3,
+            ..quick_run("diverged")
+        };
+        let outcome = run(&config.check().unwrap(), &RunOptions::default()).unwrap();
+        let RunOutcome::Diverged(report) = &outcome else {
+            panic!("expected a diverged run, got {outcome:?}");
+        };
+        let summary = &report.summary;
+        assert_eq!(summary.status, "diverged");
+        let message = summary.message.as_deref().unwrap_or_default();
+        assert!(message.contains("loss is"), "{message}");
+        assert_eq!((summary.test_acc, summary.tested_epoch), (None, None));
+        assert_eq!(report.folder.read_summary().unwrap(), *summary);
+        // Statistics of every kernel weight of the last weights, finite or not.
+        let weights = &report.weights;
+        assert!(weights.sparsity.overall.count > 0);
+        assert_eq!(weights.sparsity, summary.sparsity);
+        assert_eq!(weights.histogram.total(), weights.sparsity.overall.count);
+        assert!(!report.folder.weights_file().exists(), "nothing was tested");
+        let error = outcome.clone().into_result().unwrap_err().to_string();
+        assert!(
+            error.starts_with("training diverged: ") && error.contains("summary.json"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(report.folder.path()).unwrap();
+    }
 
     #[test]
     fn the_default_run_folder_is_one_folder_under_runs_whatever_the_model_spec_is_named() {
