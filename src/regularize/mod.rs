@@ -63,8 +63,8 @@ pub use reach::{covers, Reach, ReachError};
 pub use set::{RegularizerPlan, Regularizers};
 pub use spec::{one_or_many, RegularizerKind, RegularizerSpec, SpecParseError};
 pub use weight_stats::{
-    kernel_histogram, kernel_sparsity, LayerStats, SparsityReport, WeightHistogram, WeightStats,
-    THRESHOLDS,
+    kernel_histogram, kernel_sparsity, LayerStats, SparsityReport, WeightHistogram,
+    WeightStatistics, WeightStats, THRESHOLDS,
 };
 
 use crate::nn::Param;

@@ -185,6 +185,24 @@ pub fn kernel_histogram(params: &[&Param]) -> WeightHistogram {
     )
 }
 
+/// Sparsity and magnitudes of a network's kernels (convolution and linear weights), as a run
+/// ends: what its summary, the study's record and the report show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightStatistics {
+    pub sparsity: SparsityReport,
+    pub histogram: WeightHistogram,
+}
+
+impl WeightStatistics {
+    /// The statistics of `params`' kernels.
+    pub fn of(params: &[&Param]) -> Self {
+        WeightStatistics {
+            sparsity: kernel_sparsity(params),
+            histogram: kernel_histogram(params),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,9 @@ use super::metrics::{self, EpochMetrics, Summary};
 use super::record::resume_conflict;
 use super::TrainError;
 use crate::fsio::{is_atomic_write_leftover, write_atomic};
-use crate::nn::{ModelSpec, Network, Param};
+use crate::nn::{ModelSpec, Network};
 use crate::optim::Optimizer;
-use crate::regularize::{kernel_sparsity, Regularizers, SparsityReport, WeightHistogram};
+use crate::regularize::{Regularizers, WeightHistogram};
 use crate::weights_file::{read_tensors, save_weights};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -44,31 +44,6 @@ const SUMMARY_FILE: &str = "summary.json";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunFolder {
     dir: PathBuf,
-}
-
-/// Sparsity and magnitudes of a network's kernels (convolution and linear weights).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WeightStatistics {
-    pub sparsity: SparsityReport,
-    pub histogram: WeightHistogram,
-}
-
-impl WeightStatistics {
-    /// The statistics of `params`' kernels.
-    pub fn of(params: &[&Param]) -> Self {
-        WeightStatistics {
-            sparsity: kernel_sparsity(params),
-            histogram: WeightHistogram::of(kernels(params)),
-        }
-    }
-}
-
-/// The kernels among `params`: tensors of rank 2 and more, as in a weights file.
-fn kernels<'a>(params: &'a [&'a Param]) -> impl Iterator<Item = &'a [f32]> {
-    params
-        .iter()
-        .filter(|p| p.shape.len() >= 2)
-        .map(|p| p.value.as_slice())
 }
 
 fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> TrainError {
@@ -301,7 +276,7 @@ impl RunFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::regularize::WeightStats;
+    use crate::regularize::{SparsityReport, WeightStats};
 
     fn scratch(name: &str) -> RunFolder {
         let dir =

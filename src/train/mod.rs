@@ -32,7 +32,7 @@ pub mod step;
 
 pub use config::{CheckedRunConfig, ConfigError, ModelSource, RunConfig};
 pub use early_stop::{EarlyStopMonitor, EarlyStopping};
-pub use folder::{RunFolder, WeightStatistics};
+pub use folder::RunFolder;
 pub use metrics::{EpochMetrics, Summary};
 pub use observer::{BatchProgress, RunStart, Silent, TrainObserver};
 pub use outcome::{RunOutcome, RunReport};

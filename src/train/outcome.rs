@@ -1,9 +1,10 @@
 //! How a run ended, as a value: [`RunOutcome`] carries everything a caller records (the
 //! summary, the weight statistics, the epochs), so nobody reads the run folder back.
 
-use super::folder::{RunFolder, WeightStatistics};
+use super::folder::RunFolder;
 use super::metrics::{EpochMetrics, Summary};
 use super::TrainError;
+use crate::regularize::WeightStatistics;
 
 /// What a finished run left: its folder, summary, final weights' statistics and epochs.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,7 +5,7 @@
 use super::checkpoint::TrainState;
 use super::config::{CheckedRunConfig, ModelSource, NormalizationKind, OptimizerKind, RunConfig};
 use super::early_stop::EarlyStopping;
-use super::folder::{RunFolder, WeightStatistics};
+use super::folder::RunFolder;
 use super::metrics::{EpochMetrics, Summary};
 use super::observer::{BatchProgress, RunStart, Silent, TrainObserver};
 use super::outcome::{RunOutcome, RunReport};
@@ -20,6 +20,7 @@ use crate::models::{self, StandardCnnOptions};
 use crate::nn::spec::InputShape;
 use crate::nn::{cross_entropy, Context, ModelSpec, Network, ParamKind};
 use crate::optim::{AdamConfig, Optimizer, SgdConfig};
+use crate::regularize::WeightStatistics;
 use crate::regularize::{kernel_sparsity, Regularizers, SparsityReport};
 use serde_json::json;
 use std::path::PathBuf;
