@@ -1,6 +1,7 @@
 //! The per-epoch checkpoint from which `--resume` continues a run bit for bit.
 //!
-//! `RUN/checkpoint/` holds, after epoch `e`: `weights-e.safetensors` (every parameter and
+//! A run's checkpoint folder ([`super::RunFolder::checkpoint_dir`], `RUN/checkpoint/`) holds,
+//! after epoch `e`: `weights-e.safetensors` (every parameter and
 //! buffer), `optimizer-e.safetensors` (the optimizer's slots and step),
 //! `regularizers-e.safetensors` (the regularizers' state, such as pruning masks, when a
 //! regularizer keeps one), `best-b.safetensors`
@@ -35,28 +36,24 @@ pub struct TrainState {
     pub history: Vec<EpochMetrics>,
 }
 
-fn dir(run: &Path) -> PathBuf {
-    run.join("checkpoint")
+fn weights_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("weights-{epoch}.safetensors"))
 }
 
-fn weights_file(run: &Path, epoch: usize) -> PathBuf {
-    dir(run).join(format!("weights-{epoch}.safetensors"))
+fn optimizer_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("optimizer-{epoch}.safetensors"))
 }
 
-fn optimizer_file(run: &Path, epoch: usize) -> PathBuf {
-    dir(run).join(format!("optimizer-{epoch}.safetensors"))
-}
-
-fn regularizers_file(run: &Path, epoch: usize) -> PathBuf {
-    dir(run).join(format!("regularizers-{epoch}.safetensors"))
+fn regularizers_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("regularizers-{epoch}.safetensors"))
 }
 
 /// The algorithm name under which the regularizers' tensors are saved.
 const REGULARIZERS: &str = "regularizers";
 
 /// The weights of best epoch `epoch`.
-pub fn best_file(run: &Path, epoch: usize) -> PathBuf {
-    dir(run).join(format!("best-{epoch}.safetensors"))
+pub fn best_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("best-{epoch}.safetensors"))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -67,46 +64,45 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 }
 
 /// Saves the weights of a new best epoch (before [`save`] commits it).
-pub fn save_best(run: &Path, net: &Network, epoch: usize) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir(run)).map_err(io(&dir(run)))?;
-    save_weights(&best_file(run, epoch), &net.params(), HashMap::new())?;
+pub fn save_best(dir: &Path, net: &Network, epoch: usize) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    save_weights(&best_file(dir, epoch), &net.params(), HashMap::new())?;
     Ok(())
 }
 
 /// Writes the checkpoint of `state.epochs_done` and removes older files.
 pub fn save(
-    run: &Path,
+    dir: &Path,
     net: &Network,
     optimizer: &dyn Optimizer,
     regularizers: &Regularizers,
     state: &TrainState,
 ) -> Result<(), TrainError> {
-    let folder = dir(run);
-    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let e = state.epochs_done;
     let params = net.params();
-    save_weights(&weights_file(run, e), &params, HashMap::new())?;
-    save_optimizer(&optimizer_file(run, e), &optimizer.state(&params))?;
+    save_weights(&weights_file(dir, e), &params, HashMap::new())?;
+    save_optimizer(&optimizer_file(dir, e), &optimizer.state(&params))?;
     if regularizers.has_state() {
         let saved = OptimizerState {
             algorithm: REGULARIZERS.into(),
             step: 0,
             tensors: regularizers.state(),
         };
-        save_optimizer(&regularizers_file(run, e), &saved)?;
+        save_optimizer(&regularizers_file(dir, e), &saved)?;
     }
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    let state_path = folder.join("state.json");
+    let state_path = dir.join("state.json");
     write_atomic(&state_path, &json).map_err(io(&state_path))?;
     let keep = [
-        weights_file(run, e),
-        optimizer_file(run, e),
-        regularizers_file(run, e),
+        weights_file(dir, e),
+        optimizer_file(dir, e),
+        regularizers_file(dir, e),
         state_path,
-        best_file(run, state.early_stop.best_epoch().unwrap_or(0)),
+        best_file(dir, state.early_stop.best_epoch().unwrap_or(0)),
     ];
-    for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
-        let path = entry.map_err(io(&folder))?.path();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
         if !keep.contains(&path) {
             let _ = std::fs::remove_file(&path);
         }
@@ -116,12 +112,12 @@ pub fn save(
 
 /// Loads the checkpoint into `net`, `optimizer` and `regularizers`, returning the state.
 pub fn load(
-    run: &Path,
+    dir: &Path,
     net: &mut Network,
     optimizer: &mut dyn Optimizer,
     regularizers: &mut Regularizers,
 ) -> Result<TrainState, TrainError> {
-    let state_path = dir(run).join("state.json");
+    let state_path = dir.join("state.json");
     let bytes = std::fs::read(&state_path).map_err(|e| {
         TrainError::Resume(format!(
             "{}: {e} (no epoch of this run has finished)",
@@ -130,13 +126,13 @@ pub fn load(
     })?;
     let state: TrainState = serde_json::from_slice(&bytes)
         .map_err(|e| TrainError::Resume(format!("{}: {e}", state_path.display())))?;
-    load_weights(&weights_file(run, state.epochs_done), &mut net.params_mut())?;
-    let saved = load_optimizer(&optimizer_file(run, state.epochs_done))?;
+    load_weights(&weights_file(dir, state.epochs_done), &mut net.params_mut())?;
+    let saved = load_optimizer(&optimizer_file(dir, state.epochs_done))?;
     optimizer
         .load_state(&saved, &net.params())
         .map_err(|e| TrainError::Resume(format!("optimizer state: {e}")))?;
     if regularizers.has_state() {
-        let path = regularizers_file(run, state.epochs_done);
+        let path = regularizers_file(dir, state.epochs_done);
         let saved = load_optimizer(&path)?;
         if saved.algorithm != REGULARIZERS {
             return Err(TrainError::Resume(format!(

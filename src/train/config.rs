@@ -59,8 +59,9 @@ pub struct RunConfig {
         serialize_with = "path_as_text"
     )]
     pub data_dir: Option<PathBuf>,
-    /// A zoo model (`simple-cnn`, `levy-initial`, `levy-new`, `resnet18`, `standard-cnn`) or
-    /// the path of a model spec file (`.toml`). Required.
+    /// A zoo model (one of [`models::NAMES`]: `simple-cnn`, `levy-initial`, `levy-new`,
+    /// `resnet18`, `resnet18-imagenet`, `standard-cnn`) or the path of a model spec file
+    /// (`.toml`). Required.
     pub model: String,
     /// Weight initialization: `pytorch` (default) or `keras`.
     pub init: Init,

@@ -68,6 +68,11 @@ impl RunFolder {
         self.dir.join(CONFIG_FILE)
     }
 
+    /// The folder of the per-epoch checkpoint (see [`super::checkpoint`]).
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_DIR)
+    }
+
     pub fn run_record_file(&self) -> PathBuf {
         self.dir.join(RUN_RECORD_FILE)
     }
@@ -107,7 +112,7 @@ impl RunFolder {
 
     /// Whether an epoch's checkpoint may be here to continue from.
     pub fn has_checkpoint(&self) -> bool {
-        self.dir.join(CHECKPOINT_DIR).is_dir()
+        self.checkpoint_dir().is_dir()
     }
 
     /// Creates the folder (and its parents).
@@ -246,7 +251,7 @@ impl RunFolder {
         regularizers: &Regularizers,
         state: &TrainState,
     ) -> Result<(), TrainError> {
-        checkpoint::save(&self.dir, net, optimizer, regularizers, state)
+        checkpoint::save(&self.checkpoint_dir(), net, optimizer, regularizers, state)
     }
 
     /// Loads the last checkpoint into `net`, `optimizer` and `regularizers` (see
@@ -257,17 +262,17 @@ impl RunFolder {
         optimizer: &mut dyn Optimizer,
         regularizers: &mut Regularizers,
     ) -> Result<TrainState, TrainError> {
-        checkpoint::load(&self.dir, net, optimizer, regularizers)
+        checkpoint::load(&self.checkpoint_dir(), net, optimizer, regularizers)
     }
 
     /// Saves the weights of a new best epoch (see [`checkpoint::save_best`]).
     pub fn save_best(&self, net: &Network, epoch: usize) -> Result<(), TrainError> {
-        checkpoint::save_best(&self.dir, net, epoch)
+        checkpoint::save_best(&self.checkpoint_dir(), net, epoch)
     }
 
     /// Loads the weights of best epoch `epoch` into `net`.
     pub fn load_best(&self, net: &mut Network, epoch: usize) -> Result<(), TrainError> {
-        let path = checkpoint::best_file(&self.dir, epoch);
+        let path = checkpoint::best_file(&self.checkpoint_dir(), epoch);
         crate::weights_file::load_weights(&path, &mut net.params_mut())?;
         Ok(())
     }

@@ -790,7 +790,7 @@ mod tests {
                 .unwrap()
                 .clone()
                 .expect("run_started came first");
-            let state = folder.path().join("checkpoint").join("state.json");
+            let state = folder.checkpoint_dir().join("state.json");
             let state: TrainState =
                 serde_json::from_slice(&std::fs::read(&state).map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
