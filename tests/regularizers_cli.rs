@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{regstudy, Scratch, DATA};
+use common::{assert_success, summary, train_mnist, Scratch};
 use regstudy::weights_file::read_tensors;
 use std::path::Path;
 use std::process::Output;
@@ -15,35 +15,23 @@ fn out_dir(name: &str) -> Scratch {
 
 /// Runs `regstudy train` on a small part of MNIST with `args`, quietly and offline.
 fn train(args: &[&str]) -> Output {
-    regstudy()
-        .args(["train", "--dataset", "mnist", "--data-dir", DATA, "--quiet"])
-        .args([
-            "--model",
-            "simple-cnn",
-            "--threads",
-            "2",
-            "--train-subset",
-            "640",
-        ])
-        .args(["--val-fraction", "0.02", "--test-subset", "200"])
-        .args(args)
-        .env("REGSTUDY_OFFLINE", "1")
-        .output()
-        .expect("the binary runs")
+    let small = [
+        "--model",
+        "simple-cnn",
+        "--threads",
+        "2",
+        "--train-subset",
+        "640",
+        "--val-fraction",
+        "0.02",
+        "--test-subset",
+        "200",
+    ];
+    train_mnist(&[&small[..], args].concat())
 }
 
 fn train_ok(args: &[&str]) {
-    let out = train(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn summary(run: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).unwrap()
+    assert_success(&train(args));
 }
 
 /// The kernels of the final weights: name, PyTorch shape, values.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Scratch, DATA};
+use common::{summary, Scratch, DATA};
 use regstudy::data::{
     self, split_validation, stratified_subset, BatchLoader, DatasetSpec, LoaderConfig,
 };
@@ -22,26 +22,11 @@ fn out_dir(name: &str) -> Scratch {
 
 /// Runs `regstudy train` on MNIST with `args`, quietly and offline.
 fn train(args: &[&str]) -> Output {
-    common::regstudy()
-        .args(["train", "--dataset", "mnist", "--data-dir", DATA, "--quiet"])
-        .args(args)
-        .env("REGSTUDY_OFFLINE", "1")
-        .output()
-        .expect("the binary runs")
+    common::train_mnist(args)
 }
 
 fn train_ok(args: &[&str]) {
-    let out = train(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn summary(run: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).unwrap()
+    common::assert_success(&train(args));
 }
 
 /// The lines of `metrics.jsonl`.

@@ -223,26 +223,7 @@ fn optional_kinds(params: &[&Param]) -> (&'static str, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn params() -> Vec<Param> {
-        vec![
-            Param::new(
-                "conv1.weight".into(),
-                ParamKind::Kernel,
-                &[3],
-                vec![0.5, -1.0, 0.0],
-            ),
-            Param::new("conv1.bias".into(), ParamKind::Bias, &[2], vec![2.0, -2.0]),
-            Param::new(
-                "fc.weight".into(),
-                ParamKind::Kernel,
-                &[2],
-                vec![3.0, -0.25],
-            ),
-            Param::new("bn.weight".into(), ParamKind::NormScale, &[1], vec![1.0]),
-            Param::new("bn.running_var".into(), ParamKind::Buffer, &[1], vec![9.0]),
-        ]
-    }
+    use crate::regularize::tests::penalty_params as params;
 
     #[test]
     fn layers_limit_the_reach_to_the_parameters_their_keys_cover() {

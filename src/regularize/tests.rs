@@ -454,7 +454,8 @@ fn terms(set: &Regularizers, ps: &[Param], name: &str) -> crate::optim::PenaltyT
     set.terms(ps.iter().find(|p| p.name == name).unwrap())
 }
 
-fn penalty_params() -> Vec<Param> {
+/// A few parameters of every kind, shared by the reach and penalty tests.
+pub(crate) fn penalty_params() -> Vec<Param> {
     vec![
         Param::new(
             "conv1.weight".into(),

@@ -29,6 +29,27 @@ pub fn run_offline<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .expect("the regstudy binary runs")
 }
 
+/// Runs `regstudy train` on the MNIST of [`DATA`], quietly and offline, with `args`.
+pub fn train_mnist(args: &[&str]) -> Output {
+    regstudy()
+        .args(["train", "--dataset", "mnist", "--data-dir", DATA, "--quiet"])
+        .args(args)
+        .env("REGSTUDY_OFFLINE", "1")
+        .output()
+        .expect("the regstudy binary runs")
+}
+
+/// Asserts that a process succeeded, showing its standard error if it did not.
+pub fn assert_success(output: &Output) {
+    assert!(output.status.success(), "{}", stderr(output));
+}
+
+/// The `summary.json` of the run folder `run`.
+pub fn summary(run: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(run.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
 /// A process's standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
