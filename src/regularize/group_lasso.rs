@@ -22,11 +22,10 @@
 //! objective; otherwise each weight's share of the penalty is reweighted by `s_g / s_i`,
 //! close to 1 when a group's second moments are alike.
 
-use super::{group_size, Reach, Regularizer, RegularizerError, StepInfo};
+use super::{group_size, Reach, Regularizer, RegularizerError, StepInfo, Strengths};
 use crate::nn::Param;
 use crate::optim::StepScale;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// How group lasso is minimized.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +41,7 @@ pub enum GroupMode {
 /// `lambda * sum_g sqrt(|g|) ||w_g||` on the reached parameters.
 #[derive(Clone, Debug, Default)]
 pub struct GroupLasso {
-    strengths: HashMap<String, f32>,
+    strengths: Strengths,
     mode: GroupMode,
 }
 
@@ -75,14 +74,9 @@ impl GroupLasso {
         })
     }
 
-    /// The strength on the parameter named `name` (0 when it is not reached).
-    pub fn strength_of(&self, name: &str) -> f32 {
-        self.strengths.get(name).copied().unwrap_or(0.0)
-    }
-
     /// `lambda * sqrt(|g|)` of `param`'s groups.
     fn group_weight(&self, param: &Param) -> f64 {
-        f64::from(self.strength_of(&param.name)) * (group_size(param) as f64).sqrt()
+        f64::from(self.strengths.of(&param.name)) * (group_size(param) as f64).sqrt()
     }
 
     fn prox(&self, param: &mut Param, step: &StepInfo) {

@@ -18,14 +18,13 @@
 //! pass over each parameter: the proximal step is `FusedTerms::l1_prox`, which the optimizer
 //! applies with its own step scale.
 
-use super::{FusedTerms, L1Mode, Reach, Regularizer, RegularizerError};
+use super::{FusedTerms, L1Mode, Reach, Regularizer, RegularizerError, Strengths};
 use crate::nn::Param;
-use std::collections::HashMap;
 
 /// `l1 * sum|w|` on the reached parameters.
 #[derive(Clone, Debug, Default)]
 pub struct L1 {
-    strengths: HashMap<String, f32>,
+    strengths: Strengths,
     mode: L1Mode,
 }
 
@@ -42,11 +41,6 @@ impl L1 {
             mode,
         })
     }
-
-    /// The strength on the parameter named `name` (0 when it is not reached).
-    pub fn strength_of(&self, name: &str) -> f32 {
-        self.strengths.get(name).copied().unwrap_or(0.0)
-    }
 }
 
 impl Regularizer for L1 {
@@ -54,7 +48,7 @@ impl Regularizer for L1 {
         params
             .iter()
             .map(|p| {
-                let l1 = f64::from(self.strength_of(&p.name));
+                let l1 = f64::from(self.strengths.of(&p.name));
                 if l1 == 0.0 {
                     return 0.0;
                 }
@@ -64,7 +58,7 @@ impl Regularizer for L1 {
     }
 
     fn fused(&self, param: &Param) -> FusedTerms {
-        let l1 = self.strength_of(&param.name);
+        let l1 = self.strengths.of(&param.name);
         match self.mode {
             L1Mode::Subgradient => FusedTerms {
                 l1,

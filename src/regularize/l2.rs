@@ -7,14 +7,13 @@
 //! L2 penalty of `wd / 2` on every trainable parameter; it stays an optimizer option, and
 //! [`Regularizers::value`](super::Regularizers::value) counts it in the objective.
 
-use super::{FusedTerms, Reach, Regularizer, RegularizerError};
+use super::{FusedTerms, Reach, Regularizer, RegularizerError, Strengths};
 use crate::nn::Param;
-use std::collections::HashMap;
 
 /// `l2 * sum w^2` on the reached parameters.
 #[derive(Clone, Debug, Default)]
 pub struct L2 {
-    strengths: HashMap<String, f32>,
+    strengths: Strengths,
 }
 
 impl L2 {
@@ -24,11 +23,6 @@ impl L2 {
             strengths: reach.resolve(strength, params)?,
         })
     }
-
-    /// The strength on the parameter named `name` (0 when it is not reached).
-    pub fn strength_of(&self, name: &str) -> f32 {
-        self.strengths.get(name).copied().unwrap_or(0.0)
-    }
 }
 
 impl Regularizer for L2 {
@@ -36,7 +30,7 @@ impl Regularizer for L2 {
         params
             .iter()
             .map(|p| {
-                let l2 = f64::from(self.strength_of(&p.name));
+                let l2 = f64::from(self.strengths.of(&p.name));
                 if l2 == 0.0 {
                     return 0.0;
                 }
@@ -51,7 +45,7 @@ impl Regularizer for L2 {
 
     fn fused(&self, param: &Param) -> FusedTerms {
         FusedTerms {
-            l2: self.strength_of(&param.name),
+            l2: self.strengths.of(&param.name),
             ..FusedTerms::default()
         }
     }

@@ -99,7 +99,11 @@ impl MagnitudePruning {
         reach: &Reach,
         params: &[&Param],
     ) -> Result<Self, RegularizerError> {
-        let reached = reach.resolve(1.0, params)?.into_keys().collect();
+        let reached = reach
+            .resolve(1.0, params)?
+            .names()
+            .map(String::from)
+            .collect();
         Ok(Self {
             schedule,
             scope,

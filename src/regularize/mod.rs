@@ -59,7 +59,7 @@ pub use l1::L1;
 pub use l2::L2;
 pub use magnitude_pruning::{MagnitudePruning, PruningSchedule, PruningScope};
 pub use penalty::{L1Mode, LayerStrength, PenaltyKind};
-pub use reach::{covers, Reach, ReachError};
+pub use reach::{covers, Reach, ReachError, Strengths};
 pub use set::{RegularizerPlan, Regularizers};
 pub use spec::{one_or_many, RegularizerKind, RegularizerSpec, SpecParseError};
 pub use weight_stats::{

@@ -65,22 +65,20 @@ impl Reach {
     /// no name, or one that would act on nothing because it matches only buffers, or (as a
     /// prefix) only parameters the regularizer does not act on, or (as an override) only
     /// parameters that a longer key takes.
-    pub fn resolve(
-        &self,
-        default: f32,
-        params: &[&Param],
-    ) -> Result<HashMap<String, f32>, ReachError> {
+    pub fn resolve(&self, default: f32, params: &[&Param]) -> Result<Strengths, ReachError> {
         for key in &self.layers {
             self.check_reach(key, params, false)?;
         }
         for key in self.overrides.keys() {
             self.check_reach(key, params, true)?;
         }
-        Ok(params
-            .iter()
-            .filter(|p| p.kind.is_trainable())
-            .filter_map(|p| self.strength_of(p, default).map(|s| (p.name.clone(), s)))
-            .collect())
+        Ok(Strengths(
+            params
+                .iter()
+                .filter(|p| p.kind.is_trainable())
+                .filter_map(|p| self.strength_of(p, default).map(|s| (p.name.clone(), s)))
+                .collect(),
+        ))
     }
 
     fn acts_on(&self, kind: ParamKind) -> bool {
@@ -220,6 +218,35 @@ fn optional_kinds(params: &[&Param]) -> (&'static str, &'static str) {
     }
 }
 
+/// The strength of every parameter a [`Reach`] reaches, by parameter name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Strengths(HashMap<String, f32>);
+
+impl Strengths {
+    /// The strength on the parameter named `name`, if it is reached.
+    pub fn get(&self, name: &str) -> Option<f32> {
+        self.0.get(name).copied()
+    }
+
+    /// The strength on the parameter named `name` (0 when it is not reached).
+    pub fn of(&self, name: &str) -> f32 {
+        self.get(name).unwrap_or(0.0)
+    }
+
+    /// The names of the reached parameters.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +262,7 @@ mod tests {
         };
         let strengths = reach.resolve(0.1, &refs).unwrap();
         assert_eq!(strengths.len(), 1);
-        assert_eq!(strengths["fc.weight"], 0.1);
+        assert_eq!(strengths.of("fc.weight"), 0.1);
         let reach = Reach {
             layers: vec!["head".into()],
             ..Reach::kernels("regularizer l1")
@@ -257,8 +284,8 @@ mod tests {
             ..Reach::kernels("regularizer l2")
         };
         let strengths = reach.resolve(0.1, &refs).unwrap();
-        assert_eq!(strengths.get("conv1.weight"), Some(&0.1));
-        assert_eq!(strengths.get("bn.weight"), Some(&0.5));
+        assert_eq!(strengths.get("conv1.weight"), Some(0.1));
+        assert_eq!(strengths.get("bn.weight"), Some(0.5));
         assert_eq!(strengths.get("conv1.bias"), None);
         assert_eq!(strengths.get("fc.weight"), None);
     }
