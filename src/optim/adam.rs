@@ -7,6 +7,7 @@ use super::{
 use crate::engine::par::CHUNK;
 use crate::nn::Param;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Settings of [`Adam`]; defaults are PyTorch's (`betas = (0.9, 0.999)`, `eps = 1e-8`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,18 +139,13 @@ impl Optimizer for Adam {
     /// `lr / (sqrt(v_hat) + eps)` per weight, with the denominator of the last step
     /// (`sqrt(v) / sqrt(1 - b2^t) + eps`, computed as in [`Adam::step`]); `lr` for a parameter
     /// not stepped yet.
-    fn step_scale(&self, param: &Param) -> StepScale {
-        let c = self.config;
-        let Some(exp_avg_sq) = self.slots.by_param.get(&param.name).and_then(|s| s.get(1)) else {
-            return StepScale::Uniform(c.lr);
-        };
-        let bias_correction2_sqrt = (1.0 - f64::from(c.beta2).powf(self.step as f64)).sqrt() as f32;
-        StepScale::PerWeight(
-            exp_avg_sq
-                .iter()
-                .map(|&v| c.lr / (v.sqrt() / bias_correction2_sqrt + c.eps))
-                .collect(),
-        )
+    fn step_scale(&self, param: &Param) -> StepScale<'_> {
+        match self.slots.by_param.get(&param.name).and_then(|s| s.get(1)) {
+            Some(exp_avg_sq) => {
+                StepScale::Adaptive(AdaptiveScale::new(&self.config, exp_avg_sq, self.step))
+            }
+            None => StepScale::Uniform(self.config.lr),
+        }
     }
 
     fn state(&self, params: &[&Param]) -> OptimizerState {
@@ -165,5 +161,45 @@ impl Optimizer for Adam {
         self.slots.import(&SLOT_NAMES, state, params)?;
         self.step = state.step;
         Ok(())
+    }
+}
+
+/// Adam's per-weight scale `s_i = lr / d_i`, `d_i = sqrt(v_i) / sqrt(1 - b2^t) + eps`, read
+/// from the second moments in place, in the order of the parameter's values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveScale<'a> {
+    lr: f32,
+    exp_avg_sq: &'a [f32],
+    bias_correction2_sqrt: f32,
+    eps: f32,
+}
+
+impl<'a> AdaptiveScale<'a> {
+    /// The scales of `exp_avg_sq` (Adam's `v`) after step `step` with `config`.
+    pub fn new(config: &AdamConfig, exp_avg_sq: &'a [f32], step: u64) -> Self {
+        let bias_correction2_sqrt = (1.0 - f64::from(config.beta2).powf(step as f64)).sqrt();
+        Self {
+            lr: config.lr,
+            exp_avg_sq,
+            bias_correction2_sqrt: bias_correction2_sqrt as f32,
+            eps: config.eps,
+        }
+    }
+
+    /// `d_i`, computed exactly as in [`Adam`]'s step.
+    fn denominator(&self, i: usize) -> f32 {
+        self.exp_avg_sq[i].sqrt() / self.bias_correction2_sqrt + self.eps
+    }
+
+    /// `s_i = lr / d_i`.
+    pub fn at(&self, i: usize) -> f32 {
+        self.lr / self.denominator(i)
+    }
+
+    /// `lr / mean_{i in range} d_i`.
+    pub(super) fn harmonic_mean(&self, range: Range<usize>) -> f64 {
+        let n = range.len() as f64;
+        let sum: f64 = range.map(|i| f64::from(self.denominator(i))).sum();
+        f64::from(self.lr) * n / sum
     }
 }

@@ -16,11 +16,12 @@
 mod adam;
 mod sgd;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{Adam, AdamConfig, AdaptiveScale};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::nn::Param;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// Per-parameter penalty coefficients that an optimizer folds into its update.
 ///
@@ -118,13 +119,34 @@ pub enum StateError {
 
 /// How far a step moves a parameter per unit of gradient: the `s` of a proximal step
 /// `w <- prox_{s * R}(w - s * g)` that matches the optimizer's update.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepScale {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepScale<'a> {
     /// One scale for every weight (SGD: `K * lr`, see [`SgdConfig::prox_scale`]).
     Uniform(f32),
-    /// A scale per weight, in the order of the parameter's values (Adam:
-    /// `lr / (sqrt(v_hat) + eps)`).
-    PerWeight(Vec<f32>),
+    /// A scale per weight (Adam: `lr / (sqrt(v_hat) + eps)`).
+    Adaptive(AdaptiveScale<'a>),
+}
+
+impl StepScale<'_> {
+    /// The scale of the parameter's `i`-th value.
+    pub fn at(&self, i: usize) -> f32 {
+        match self {
+            Self::Uniform(s) => *s,
+            Self::Adaptive(a) => a.at(i),
+        }
+    }
+
+    /// One scale for the values in `range`, for an operator that needs a single one (a
+    /// group's proximal step): the harmonic mean of their scales, `n / sum_i 1/s_i`, which for
+    /// Adam is `lr / mean_i d_i`. A weight that has had no gradient has `d_i = eps` and
+    /// `s_i = lr / eps`; in the arithmetic mean that one weight would outweigh all others (by
+    /// 1e5 at `eps = 1e-8`), in the harmonic mean it adds at most a factor `n / (n - 1)`.
+    pub fn of_range(&self, range: Range<usize>) -> f64 {
+        match self {
+            Self::Uniform(s) => f64::from(*s),
+            Self::Adaptive(a) => a.harmonic_mean(range),
+        }
+    }
 }
 
 /// A gradient-descent optimizer.
@@ -135,7 +157,7 @@ pub trait Optimizer: Send {
     /// Steps taken so far.
     fn steps(&self) -> u64;
     /// The scale of the last step on `param`, the one its fused proximal L1 step used.
-    fn step_scale(&self, param: &Param) -> StepScale;
+    fn step_scale(&self, param: &Param) -> StepScale<'_>;
     /// The state, with slots reordered to PyTorch's element order using `params`.
     fn state(&self, params: &[&Param]) -> OptimizerState;
     /// Restores a state saved by [`Optimizer::state`] for the same network.

@@ -160,7 +160,7 @@ impl Optimizer for Sgd {
         self.step
     }
 
-    fn step_scale(&self, _param: &Param) -> StepScale {
+    fn step_scale(&self, _param: &Param) -> StepScale<'_> {
         StepScale::Uniform(self.config.prox_scale() * self.config.lr)
     }
 

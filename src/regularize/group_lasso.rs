@@ -13,18 +13,21 @@
 //!   minimizer of `1/2 ||x - w_g||^2 + t_g ||x||` with a uniform step scale `s_g` (SGD:
 //!   `s_g = K * lr`, as for proximal L1). A group whose norm is at most `t_g` becomes exactly 0.
 //!
-//! Under Adam each weight has its own scale `s_i = lr / (sqrt(v_hat_i) + eps)` and the
-//! preconditioned group prox has no closed form. The rule used is the group's mean scale,
-//! `s_g = mean_{i in g} s_i`. Its fixed points, with `D = diag(s_i)` and `grad_g` the smooth
-//! gradient: a nonzero group is fixed when `grad_g = -lambda * sqrt(|g|) * s_g * D^-1 *
-//! w_g / ||w_g||`, a zero group when `||D grad_g|| <= s_g * lambda * sqrt(|g|)`. When a
-//! group's scales are equal (`D = s_g I`) these are exactly the optimality conditions of the
-//! objective; otherwise each weight's share of the penalty is reweighted by `s_g / s_i`,
-//! close to 1 when a group's second moments are alike.
+//! Under Adam each weight has its own scale `s_i = lr / d_i`, `d_i = sqrt(v_hat_i) + eps`, and
+//! the preconditioned group prox has no closed form. The rule used is the group's harmonic mean
+//! scale, `s_g = lr / mean_{i in g} d_i` ([`crate::optim::StepScale::of_range`]). Its fixed points, with
+//! `D = diag(s_i)` and `grad_g` the smooth gradient: a nonzero group is fixed when `grad_g =
+//! -lambda * sqrt(|g|) * s_g * D^-1 * w_g / ||w_g||`, a zero group when `||D grad_g|| <= s_g *
+//! lambda * sqrt(|g|)`. When a group's scales are equal (`D = s_g I`) these are exactly the
+//! optimality conditions of the objective; otherwise each weight's share of the penalty is
+//! reweighted by `s_g / s_i = d_i / mean d`, close to 1 when a group's second moments are
+//! alike. The harmonic mean, not the arithmetic one, because a weight that has had no
+//! gradient (an input that a ReLU keeps at 0) has `d_i = eps` and `s_i = lr / eps`: in an
+//! arithmetic mean that one weight would set the threshold and zero a group that the data
+//! still pulls on, and a zeroed group behind a ReLU gets no gradient to leave 0.
 
 use super::{group_size, Reach, Regularizer, RegularizerError, StepInfo, Strengths};
 use crate::nn::Param;
-use crate::optim::StepScale;
 use serde::{Deserialize, Serialize};
 
 /// How group lasso is minimized.
@@ -85,19 +88,9 @@ impl GroupLasso {
             return;
         }
         let size = group_size(param);
-        match step.scale(param) {
-            StepScale::Uniform(s) => {
-                let t = f64::from(s) * weight;
-                for g in param.value.chunks_mut(size) {
-                    group_soft_threshold(g, t);
-                }
-            }
-            StepScale::PerWeight(scales) => {
-                for (g, s) in param.value.chunks_mut(size).zip(scales.chunks(size)) {
-                    let mean = s.iter().map(|&v| f64::from(v)).sum::<f64>() / s.len() as f64;
-                    group_soft_threshold(g, mean * weight);
-                }
-            }
+        let scale = step.scale(param);
+        for (i, g) in param.value.chunks_mut(size).enumerate() {
+            group_soft_threshold(g, scale.of_range(i * size..(i + 1) * size) * weight);
         }
     }
 }

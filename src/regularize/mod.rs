@@ -89,7 +89,7 @@ impl<'a> StepInfo<'a> {
     }
 
     /// The scale of `param`'s step: multiplied by a gradient it gives the step's change.
-    pub fn scale(&self, param: &Param) -> StepScale {
+    pub fn scale(&self, param: &Param) -> StepScale<'a> {
         self.optimizer.step_scale(param)
     }
 }

@@ -248,39 +248,67 @@ fn group_prox_zeroes_whole_filters() {
     assert_eq!((report.overall.groups, report.overall.zero_groups), (5, 2));
 }
 
-#[test]
-fn under_adam_the_group_prox_uses_the_groups_mean_step_scale() {
+/// One Adam step on a single linear unit with weights `w` and gradients `grad` under group
+/// lasso prox at `lambda`; returns the weights before the prox, after it, and the scales.
+fn adam_group_prox(w: &[f32], grad: &[f32], lambda: f32) -> (Vec<f64>, Vec<f32>, Vec<f32>) {
     let mut ps = vec![Param::new(
         "fc.weight".into(),
         ParamKind::Kernel,
-        &[1, 2],
-        vec![1.0, 1.0],
+        &[1, w.len()],
+        w.to_vec(),
     )];
     let reach = Reach::kernels("test");
     let mut set = Regularizers::new(
         vec![Box::new(
-            GroupLasso::new(0.1, GroupMode::Prox, &reach, &refs(&ps)).unwrap(),
+            GroupLasso::new(lambda, GroupMode::Prox, &reach, &refs(&ps)).unwrap(),
         )],
         0.0,
     );
     let mut adam = crate::optim::AdamConfig::new(0.01).init();
-    ps[0].grad = vec![1.0, 4.0];
+    ps[0].grad = grad.to_vec();
     let mut params: Vec<&mut Param> = ps.iter_mut().collect();
     adam.step(&mut params, &set);
-    let crate::optim::StepScale::PerWeight(scales) = adam.step_scale(params[0]) else {
+    let crate::optim::StepScale::Adaptive(scale) = adam.step_scale(params[0]) else {
         panic!("Adam's scale is per weight");
     };
+    let scales: Vec<f32> = (0..w.len()).map(|i| scale.at(i)).collect();
+    let stepped: Vec<f64> = params[0].value.iter().map(|&v| f64::from(v)).collect();
+    set.after_step(&mut params, &adam);
+    (stepped, params[0].value.clone(), scales)
+}
+
+/// `max(0, 1 - t / ||w||) * w`, in f64.
+fn shrunk(w: &[f64], t: f64) -> Vec<f64> {
+    let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+    w.iter().map(|v| v * (1.0 - t / norm).max(0.0)).collect()
+}
+
+#[test]
+fn under_adam_the_group_prox_uses_the_harmonic_mean_of_the_groups_step_scales() {
+    let (stepped, after, scales) = adam_group_prox(&[1.0, 1.0], &[1.0, 4.0], 0.1);
     // After one step v_hat = g^2: scales lr / (|g| + eps).
     assert!(
         (scales[0] - 0.01).abs() < 1e-6 && (scales[1] - 0.0025).abs() < 1e-6,
         "{scales:?}"
     );
-    let w: Vec<f64> = params[0].value.iter().map(|&v| f64::from(v)).collect();
-    set.after_step(&mut params, &adam);
-    let norm = (w[0] * w[0] + w[1] * w[1]).sqrt();
-    let t = f64::from(scales[0] + scales[1]) / 2.0 * 0.1 * 2f64.sqrt();
-    for (got, before) in params[0].value.iter().zip(&w) {
-        assert!((f64::from(*got) - before * (1.0 - t / norm)).abs() < 1e-7);
+    // lr / mean(|g| + eps) = 0.01 / 2.5.
+    let t = 0.004 * 0.1 * 2f64.sqrt();
+    for (got, want) in after.iter().zip(shrunk(&stepped, t)) {
+        assert!((f64::from(*got) - want).abs() < 1e-7, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn under_adam_a_weight_without_gradient_does_not_zero_its_group() {
+    // The third weight has had no gradient: its scale is lr / eps = 1e6, and an arithmetic
+    // mean of the scales (3.3e5) would zero the group at once.
+    let (stepped, after, scales) = adam_group_prox(&[1.0, 1.0, 1.0], &[1.0, 1.0, 0.0], 0.1);
+    assert!(scales[2] > 1e5, "{scales:?}");
+    assert!(after.iter().all(|&w| w != 0.0), "{after:?}");
+    // lr / mean(1, 1, eps) = 0.015.
+    let t = 0.015 * 0.1 * 3f64.sqrt();
+    for (got, want) in after.iter().zip(shrunk(&stepped, t)) {
+        assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
     }
 }
 
