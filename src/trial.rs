@@ -168,6 +168,10 @@ pub struct TrialRecord {
     pub message: Option<String>,
     /// Magnitudes of the final kernel weights, for a done trial.
     pub histogram: Option<WeightHistogram>,
+    /// Seconds since the holder's last heartbeat, by the store's clock, for a running
+    /// trial: what `study status` shows to tell a live worker from a dead one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_age: Option<f64>,
 }
 
 /// A stored study.

@@ -132,7 +132,7 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     let store = store::open(&args.store.store)?;
     let (options, console) = (args.workers.run_options(), args.workers.console());
     let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
-    print_run_end(&spec.name, &args.store.store, &done);
+    print_run_end(&spec.name, &store.identity().location, &done);
     // The report is written even when trials failed (it shows what finished); the command
     // still fails, so that a script does not take a partial study for a whole one.
     write_and_show(
@@ -141,7 +141,12 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
         &out,
         &[(&spec_name, text.as_bytes())],
     )?;
-    match failed_trials_error(&spec.name, &spec_file, &args.store.store, &done.failed) {
+    match failed_trials_error(
+        &spec.name,
+        &spec_file,
+        &store.identity().location,
+        &done.failed,
+    ) {
         Some(message) => Err(message.into()),
         None => Ok(()),
     }

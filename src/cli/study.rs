@@ -1,12 +1,13 @@
-//! `regstudy study run|status`: run a study's trials from a spec, and see where it stands.
+//! `regstudy study run|create|work|status|retry`: run a study's trials from a spec (on one
+//! machine, or created once and worked on by many), and see where it stands.
 
 use super::progress::StudyConsole;
 use super::CommandResult;
 use clap::{Args, Subcommand};
-use regstudy::store::{self, Store};
+use regstudy::store::{self, Created, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::retry::{numbers_text, retry_failed, Retried};
-use regstudy::study::runner::{run_study, StudyRunOptions};
+use regstudy::study::runner::{create_study, run_study, StudyRunOptions};
 use regstudy::study::spec::StudySpec;
 use regstudy::trial::TrialState;
 use std::path::PathBuf;
@@ -15,7 +16,14 @@ use std::time::Duration;
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
     /// Run the trials of a study spec (TOML); rerun the same command to resume after a crash.
+    /// The same as `study create` followed by `study work` on this machine.
     Run(RunArgs),
+    /// Store a study and its trials without running any, before workers are started on
+    /// other machines; a second create of the same spec changes nothing.
+    Create(CreateArgs),
+    /// Claim, train and record trials of a stored study until none is left; any number of
+    /// workers, on any machines that reach the store, share the study.
+    Work(WorkArgs),
     /// Count each study's trials by state, and list the running and failed ones.
     Status(StatusArgs),
     /// Give failed trials a new attempt, trained at the next `study run` of the study's spec;
@@ -26,10 +34,12 @@ pub enum StudyCommand {
 /// Where the studies are kept.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The study store: a SQLite file (created if absent) or sqlite://PATH.
+    /// The study store: a SQLite file (created if absent), sqlite://PATH, or a PostgreSQL
+    /// database, postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=MODE&sslrootcert=PATH]
+    /// (the password also from $PGPASSWORD), which workers on many machines can share.
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "STORE",
         env = "REGSTUDY_STORE",
         default_value = "regstudy.db"
     )]
@@ -48,6 +58,25 @@ pub struct RunArgs {
     /// in the store), then run.
     #[arg(long)]
     retry_failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The study spec file.
+    spec: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The study, as `study create` stored it.
+    #[arg(value_name = "NAME")]
+    study: StudyName,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    workers: WorkerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +150,8 @@ impl StudyCommand {
     pub fn data_dir_mut(&mut self) -> Option<&mut Option<PathBuf>> {
         match self {
             StudyCommand::Run(args) => Some(&mut args.workers.data_dir),
-            StudyCommand::Status(_) | StudyCommand::Retry(_) => None,
+            StudyCommand::Work(args) => Some(&mut args.workers.data_dir),
+            StudyCommand::Create(_) | StudyCommand::Status(_) | StudyCommand::Retry(_) => None,
         }
     }
 }
@@ -129,6 +159,8 @@ impl StudyCommand {
 pub fn run(command: StudyCommand) -> CommandResult {
     match command {
         StudyCommand::Run(args) => run_spec(args),
+        StudyCommand::Create(args) => create(args),
+        StudyCommand::Work(args) => work(args),
         StudyCommand::Status(args) => status(args),
         StudyCommand::Retry(args) => retry(args),
     }
@@ -146,11 +178,61 @@ fn run_spec(args: RunArgs) -> CommandResult {
     let console = args.workers.console();
     let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_retried(&spec.name, &done.retried);
-    print_run_end(&spec.name, &args.store.store, &done);
-    match failed_trials_error(&spec.name, &args.spec, &args.store.store, &done.failed) {
+    print_run_end(&spec.name, &store.identity().location, &done);
+    match failed_trials_error(
+        &spec.name,
+        &args.spec,
+        &store.identity().location,
+        &done.failed,
+    ) {
         Some(message) => Err(message.into()),
         None => Ok(()),
     }
+}
+
+fn create(args: CreateArgs) -> CommandResult {
+    let text = std::fs::read_to_string(&args.spec)
+        .map_err(|e| format!("{}: cannot read the spec: {e}", args.spec.display()))?;
+    let spec = StudySpec::parse(&text, &args.spec)?;
+    let store = store::open(&args.store.store)?;
+    let created = create_study(&spec, &text, store.as_ref())?;
+    let name = &spec.name;
+    let location = store.identity().location;
+    match created {
+        Created::New => println!(
+            "study {name}: created in {location} with {} trials",
+            store.counts(name)?.values().sum::<usize>()
+        ),
+        Created::Existing => println!("study {name}: already in {location}, unchanged"),
+    }
+    println!("work on it, on any machine that reaches the store: regstudy study work {name} --store STORE");
+    Ok(())
+}
+
+fn work(args: WorkArgs) -> CommandResult {
+    let store = store::open_existing_writable(&args.store.store)?;
+    let name = args.study.as_str();
+    let record = store.study(name)?;
+    let origin = PathBuf::from(format!("study {name} in {}", store.identity().location));
+    let spec = StudySpec::parse(&record.spec, &origin)?;
+    let console = args.workers.console();
+    let done = run_study(
+        &spec,
+        &record.spec,
+        store.as_ref(),
+        &args.workers.run_options(),
+        &console,
+    )?;
+    print_run_end(name, &store.identity().location, &done);
+    if done.failed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "study {name}: {} failed (see why with `regstudy study status {name} --store STORE`); \
+         once the cause is fixed, `regstudy study retry {name} --store STORE` and work again",
+        trials_text(&done.failed)
+    )
+    .into())
 }
 
 /// The error a study run ends with when trials failed: which ones, where to see why, and how
@@ -206,7 +288,7 @@ fn retry(args: RetryArgs) -> CommandResult {
             "study {study}: {} will run again at the next `regstudy study run` of its spec \
              with --store {} (the failed attempts stay in the store)",
             trials_text(&retried.numbers),
-            args.store.store
+            store.identity().location
         );
     }
     for why in &retried.kept {
@@ -241,7 +323,7 @@ fn status(args: StatusArgs) -> CommandResult {
         None => store.studies()?,
     };
     if studies.is_empty() {
-        println!("no studies in {}", args.store.store);
+        println!("no studies in {}", store.identity().location);
     }
     println!(
         "{:<28} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
@@ -277,12 +359,17 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
             TrialState::Running => {
                 let epochs = store.epochs(trial.id)?.len();
                 println!(
-                    "  running: trial {}{} ({name}, seed {}), {epochs}/{} epochs done, on {}",
+                    "  running: trial {}{} ({name}, seed {}), {epochs}/{} epochs done, on {} \
+                     (claim {}, heartbeat {})",
                     t.number,
                     retry_text(trial.retry),
                     t.seed,
                     t.config.epochs,
-                    trial.worker.as_deref().unwrap_or("?")
+                    trial.worker.as_deref().unwrap_or("?"),
+                    trial.attempts,
+                    trial
+                        .heartbeat_age
+                        .map_or("never".into(), |age| format!("{age:.0} s ago"))
                 );
             }
             TrialState::Failed | TrialState::Diverged => println!(

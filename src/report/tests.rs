@@ -169,6 +169,7 @@ fn add(
         summary: Some(summary(&o, seed)),
         message: None,
         histogram: Some(WeightHistogram::of([&weights[..]])),
+        heartbeat_age: None,
     });
 }
 

@@ -177,6 +177,7 @@ fn add(results: &mut StudyResults, number: usize, r: &Run) {
         summary,
         message: None,
         histogram: None,
+        heartbeat_age: None,
     });
     results.epochs.insert(id, epochs);
 }

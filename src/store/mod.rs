@@ -1,4 +1,5 @@
-//! Where studies live: the [`Store`] trait and its SQLite implementation.
+//! Where studies live: the [`Store`] trait, with a SQLite store (one machine, the default)
+//! and a PostgreSQL store (many machines).
 //!
 //! The split follows Optuna's: a *study* is a named set of trials, a *trial* one run of the
 //! training with fixed settings, and the *storage* is all that workers share. Any number of
@@ -9,6 +10,11 @@
 //! retried as a new attempt (a new row after the failed one), and the study's results read
 //! the latest attempt of each trial.
 
+#[cfg(test)]
+mod contract;
+mod postgres;
+mod postgres_url;
+mod rows;
 mod sqlite;
 mod worker;
 
@@ -172,13 +178,21 @@ pub struct Outcome {
     pub histogram: Option<WeightHistogram>,
 }
 
+pub use self::postgres::{OpenMode, PostgresStore};
+pub use postgres_url::{PostgresUrl, SslMode, UrlError};
 pub use sqlite::SqliteStore;
 pub(crate) use worker::Holder;
 pub use worker::Worker;
 
-/// Opens the store at `location`: a path to a SQLite file (created if absent), or a
-/// `sqlite://PATH` URL.
+/// Opens the store at `location`, creating it if absent: a `postgres://` (or
+/// `postgresql://`) URL, a path to a SQLite file, or a `sqlite://PATH` URL.
 pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if postgres_url::is_postgres(location) {
+        return Ok(Box::new(PostgresStore::open(
+            postgres_url(location)?,
+            OpenMode::Create,
+        )?));
+    }
     Ok(Box::new(SqliteStore::open(sqlite_path(location)?)?))
 }
 
@@ -186,6 +200,12 @@ pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
 /// (`study status`, `report`, `export`): read-only, so nothing is created or changed, and a
 /// store on a read-only filesystem can be read. A missing store is an error.
 pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if postgres_url::is_postgres(location) {
+        return Ok(Box::new(PostgresStore::open(
+            postgres_url(location)?,
+            OpenMode::ReadOnly,
+        )?));
+    }
     Ok(Box::new(SqliteStore::open_read_only(sqlite_path(
         location,
     )?)?))
@@ -194,6 +214,12 @@ pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
 /// Opens an existing store at `location` to change it (`study retry`): as [`open`], but a
 /// missing store is an error rather than created.
 pub fn open_existing_writable(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if postgres_url::is_postgres(location) {
+        return Ok(Box::new(PostgresStore::open(
+            postgres_url(location)?,
+            OpenMode::Existing,
+        )?));
+    }
     let path = sqlite_path(location)?;
     if !path.exists() {
         return Err(StoreError::Missing {
@@ -203,14 +229,25 @@ pub fn open_existing_writable(location: &str) -> Result<Box<dyn Store>, StoreErr
     Ok(Box::new(SqliteStore::open(path)?))
 }
 
+/// The PostgreSQL URL `location`, with the password from `$PGPASSWORD` when it has none.
+fn postgres_url(location: &str) -> Result<PostgresUrl, StoreError> {
+    PostgresUrl::parse(location, std::env::var("PGPASSWORD").ok()).map_err(|e| {
+        StoreError::Database {
+            path: PathBuf::from(e.url),
+            message: e.problem,
+        }
+    })
+}
+
 /// The SQLite file named by `location`: a path, or a `sqlite://PATH` URL.
 fn sqlite_path(location: &str) -> Result<&std::path::Path, StoreError> {
     let path = match location.split_once("://") {
         Some(("sqlite", path)) => path,
         Some(_) => {
             return Err(StoreError::Database {
-                path: PathBuf::from(location),
-                message: "unknown kind of store: give a SQLite file's path or a sqlite://PATH URL"
+                path: PathBuf::from(postgres_url::redact(location)),
+                message: "unknown kind of store: give a SQLite file's path, a sqlite://PATH URL \
+                     or a postgres://USER@HOST[:PORT]/DB URL"
                     .into(),
             })
         }

@@ -8,13 +8,16 @@
 //! Finished trials are made immutable by triggers in the database, not only by this code, so
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
+use super::rows::{
+    config_to_toml, retryable, sql_int, study_hint, to_json, trial_columns, SqlError, StoredTrial,
+    LATEST,
+};
 use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
-use crate::train::{EpochMetrics, RunConfig};
+use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
-use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -201,15 +204,6 @@ fn schema() -> String {
          {IDENTITY}"
     )
 }
-
-/// Trials that are the latest attempt of their number (no retry follows them), as an SQL
-/// condition on the trials table aliased `t`.
-const LATEST: &str = "NOT EXISTS (SELECT 1 FROM trials r WHERE r.retry_of = t.id)";
-
-/// The columns [`StoredTrial::from_row`] reads, in its order.
-const TRIAL_COLUMNS: &str = "t.id, t.number, t.grp, t.method, t.point, t.seed, t.config, \
-     t.state, t.worker, t.attempts, t.started_at, t.finished_at, t.summary, t.message, \
-     t.histogram, t.phase, t.retry";
 
 /// A store in one SQLite file. The connection sits behind a mutex, so that one store object
 /// can serve every thread of a process; processes each open their own.
@@ -431,63 +425,13 @@ impl Store for SqliteStore {
     }
 }
 
-/// Why an operation failed, before the store's path and the operation are added.
-enum Failure {
-    Sql(rusqlite::Error),
-    /// Stored or given data that cannot be read or written.
-    Data(String),
-    NoStudy {
-        study: String,
-        hint: String,
-    },
-    SpecChanged(String),
-    Trial {
-        trial: i64,
-        message: String,
-    },
-    Retry {
-        study: String,
-        number: usize,
-        problem: String,
-    },
-}
-
-impl From<rusqlite::Error> for Failure {
-    fn from(e: rusqlite::Error) -> Self {
-        Failure::Sql(e)
-    }
-}
-
-impl Failure {
-    fn into_error(self, path: &Path, what: impl FnOnce() -> String) -> StoreError {
-        let path = path.to_path_buf();
-        let message = match self {
-            Failure::Sql(e) => format!("{}: {}", what(), describe(&e)),
-            Failure::Data(problem) => format!("{}: {problem}", what()),
-            Failure::NoStudy { study, hint } => return StoreError::NoStudy { study, path, hint },
-            Failure::SpecChanged(study) => return StoreError::SpecChanged { study, path },
-            Failure::Trial { trial, message } => return StoreError::Trial { trial, message },
-            Failure::Retry {
-                study,
-                number,
-                problem,
-            } => {
-                return StoreError::Retry {
-                    study,
-                    number,
-                    problem,
-                }
-            }
-        };
-        StoreError::Database { path, message }
-    }
-}
-
 /// SQLite's message, made plainer where SQLite's own says little.
-fn describe(e: &rusqlite::Error) -> String {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => NOT_A_DATABASE.into(),
-        _ => e.to_string(),
+impl SqlError for rusqlite::Error {
+    fn describe(&self) -> String {
+        match self.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => NOT_A_DATABASE.into(),
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -739,32 +683,6 @@ fn prepare_schema(conn: &mut Connection) -> Result<(), Failure> {
     Ok(())
 }
 
-/// JSON of `value`, checked to read back: a value that does not (a NaN where a number must
-/// be, which JSON writes as `null`) is refused here rather than stored, because a finished
-/// trial's unreadable row could never be mended.
-fn to_json<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
-    let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
-    serde_json::from_str::<T>(&json).map_err(|e| format!("it would not read back ({e})"))?;
-    Ok(json)
-}
-
-/// TOML of a trial's config, checked to read back like [`to_json`].
-fn config_to_toml(config: &RunConfig) -> Result<String, String> {
-    let text = toml::to_string(config).map_err(|e| e.to_string())?;
-    toml::from_str::<RunConfig>(&text).map_err(|e| format!("it would not read back ({e})"))?;
-    Ok(text)
-}
-
-/// `value` as an SQLite integer, which is signed: only values above `i64::MAX` fail.
-fn sql_int<T>(value: T, what: &str) -> Result<i64, Failure>
-where
-    T: TryInto<i64> + Copy + std::fmt::Display,
-{
-    value
-        .try_into()
-        .map_err(|_| Failure::Data(format!("{what} {value} is too large to store")))
-}
-
 fn studies(conn: &Connection) -> Result<Vec<StudyRecord>, Failure> {
     let mut select =
         conn.prepare("SELECT name, spec, created_at, version FROM studies ORDER BY name")?;
@@ -785,11 +703,7 @@ fn no_study(conn: &Connection, name: &str) -> Failure {
         .prepare("SELECT name FROM studies ORDER BY name")
         .and_then(|mut select| select.query_map([], |row| row.get(0))?.collect())
         .unwrap_or_default();
-    let hint = if names.is_empty() {
-        String::new()
-    } else {
-        format!(" (it has: {})", names.join(", "))
-    };
+    let hint = study_hint(&names);
     Failure::NoStudy {
         study: name.into(),
         hint,
@@ -847,8 +761,8 @@ fn insert_trials(conn: &Connection, study: &str, trials: &[NewTrial]) -> Result<
         };
         let point = to_json(&t.point).map_err(|e| unstorable("grid point", e))?;
         let config = config_to_toml(&t.config).map_err(|e| unstorable("config", e))?;
-        let number = sql_int(t.number, "the trial number")?;
-        let seed = sql_int(t.seed, "the seed")?;
+        let number = sql_int(t.number, "the trial number").map_err(Failure::Data)?;
+        let seed = sql_int(t.seed, "the seed").map_err(Failure::Data)?;
         added += insert.execute(params![
             study,
             number,
@@ -972,7 +886,7 @@ fn record_epoch(
             metrics.epoch
         ),
     })?;
-    let epoch = sql_int(metrics.epoch, "the epoch")?;
+    let epoch = sql_int(metrics.epoch, "the epoch").map_err(Failure::Data)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     check_holder(&tx, trial, worker, &format!("record epoch {epoch}"))?;
     tx.execute(
@@ -1054,7 +968,13 @@ fn retry(conn: &mut Connection, study: &str, numbers: &[usize]) -> Result<Vec<us
     } else {
         numbers
             .iter()
-            .map(|&n| retryable(&latest, study, n))
+            .map(|&n| {
+                retryable(&latest, n).map_err(|problem| Failure::Retry {
+                    study: study.into(),
+                    number: n,
+                    problem,
+                })
+            })
             .collect::<Result<_, _>>()?
     };
     for (_, id, _) in &chosen {
@@ -1071,39 +991,14 @@ fn retry(conn: &mut Connection, study: &str, numbers: &[usize]) -> Result<Vec<us
     Ok(chosen.into_iter().map(|(number, _, _)| *number).collect())
 }
 
-/// The latest attempt of trial `number`, if it failed.
-fn retryable<'a>(
-    latest: &'a [(usize, i64, String)],
-    study: &str,
-    number: usize,
-) -> Result<&'a (usize, i64, String), Failure> {
-    let refuse = |problem: String| Failure::Retry {
-        study: study.into(),
-        number,
-        problem,
-    };
-    let Some(found) = latest.iter().find(|(n, _, _)| *n == number) else {
-        return Err(refuse(format!(
-            "the study has no such trial (its trials are numbered 0 to {})",
-            latest.len().saturating_sub(1)
-        )));
-    };
-    match found.2.as_str() {
-        "failed" => Ok(found),
-        state @ ("waiting" | "running") => Err(refuse(format!(
-            "it is {state}; only a failed trial is retried, and this one will run at the next \
-             `regstudy study run`"
-        ))),
-        state => Err(refuse(format!(
-            "it is {state}; only a failed trial is retried (a {state} trial is a result, and \
-             results never change)"
-        ))),
-    }
-}
-
 fn read_trial(conn: &Connection, id: i64) -> Result<TrialRecord, Failure> {
-    let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials t WHERE t.id = ?1");
-    conn.query_row(&sql, [id], StoredTrial::from_row)?.parse()
+    let sql = format!(
+        "SELECT {} FROM trials t WHERE t.id = ?1",
+        sqlite_trial_columns()
+    );
+    conn.query_row(&sql, [id], stored_trial)?
+        .parse()
+        .map_err(Failure::Data)
 }
 
 /// The study's trials: each number's latest attempt (`every_attempt`: all of them), by
@@ -1116,13 +1011,17 @@ fn trials(
     require_study(conn, study)?;
     let latest = if every_attempt { "1" } else { LATEST };
     let sql = format!(
-        "SELECT {TRIAL_COLUMNS} FROM trials t WHERE t.study = ?1 AND {latest}
-         ORDER BY t.number, t.retry"
+        "SELECT {} FROM trials t WHERE t.study = ?1 AND {latest}
+         ORDER BY t.number, t.retry",
+        sqlite_trial_columns()
     );
     let mut select = conn.prepare(&sql)?;
-    let stored = select.query_map([study], StoredTrial::from_row)?;
+    let stored = select.query_map([study], stored_trial)?;
     let stored = stored.collect::<rusqlite::Result<Vec<_>>>()?;
-    stored.into_iter().map(StoredTrial::parse).collect()
+    stored
+        .into_iter()
+        .map(|t| t.parse().map_err(Failure::Data))
+        .collect()
 }
 
 fn epochs(conn: &Connection, trial: i64) -> Result<Vec<EpochMetrics>, Failure> {
@@ -1183,109 +1082,46 @@ fn claims(conn: &Connection, study: &str) -> Result<Vec<Claim>, Failure> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// A trials row as stored: the text columns not yet parsed, so that a column that does not
-/// parse is reported by name rather than as a row that failed.
-struct StoredTrial {
-    id: i64,
-    number: i64,
-    group: String,
-    method: String,
-    point: String,
-    seed: i64,
-    config: String,
-    state: String,
-    worker: Option<String>,
-    attempts: u32,
-    started_at: Option<f64>,
-    finished_at: Option<f64>,
-    summary: Option<String>,
-    message: Option<String>,
-    histogram: Option<String>,
-    phase: String,
-    retry: u32,
+/// The trials columns read by [`stored_trial`].
+fn sqlite_trial_columns() -> String {
+    trial_columns("((julianday('now') - 2440587.5) * 86400.0)")
 }
 
-impl StoredTrial {
-    /// Reads the columns of [`TRIAL_COLUMNS`].
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(StoredTrial {
-            id: row.get(0)?,
-            number: row.get(1)?,
-            group: row.get(2)?,
-            method: row.get(3)?,
-            point: row.get(4)?,
-            seed: row.get(5)?,
-            config: row.get(6)?,
-            state: row.get(7)?,
-            worker: row.get(8)?,
-            attempts: row.get(9)?,
-            started_at: row.get(10)?,
-            finished_at: row.get(11)?,
-            summary: row.get(12)?,
-            message: row.get(13)?,
-            histogram: row.get(14)?,
-            phase: row.get(15)?,
-            retry: row.get(16)?,
-        })
-    }
-
-    fn parse(self) -> Result<TrialRecord, Failure> {
-        let id = self.id;
-        let config = toml::from_str(&self.config).map_err(|e| unreadable(id, "config", e))?;
-        let point = serde_json::from_str(&self.point).map_err(|e| unreadable(id, "point", e))?;
-        let number = usize::try_from(self.number).map_err(|e| unreadable(id, "number", e))?;
-        let seed = u64::try_from(self.seed).map_err(|e| unreadable(id, "seed", e))?;
-        Ok(TrialRecord {
-            id,
-            trial: NewTrial {
-                number,
-                group: self.group,
-                method: self.method,
-                point,
-                seed,
-                phase: self.phase.parse().map_err(|e| unreadable(id, "phase", e))?,
-                config,
-            },
-            state: self.state.parse().map_err(|e| unreadable(id, "state", e))?,
-            worker: self.worker,
-            retry: self.retry,
-            attempts: self.attempts,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            summary: optional_json(id, "summary", self.summary.as_deref())?,
-            message: self.message,
-            histogram: optional_json(id, "histogram", self.histogram.as_deref())?,
-        })
-    }
+/// Reads the columns of [`sqlite_trial_columns`].
+fn stored_trial(row: &Row<'_>) -> rusqlite::Result<StoredTrial> {
+    Ok(StoredTrial {
+        id: row.get(0)?,
+        number: row.get(1)?,
+        group: row.get(2)?,
+        method: row.get(3)?,
+        point: row.get(4)?,
+        seed: row.get(5)?,
+        config: row.get(6)?,
+        state: row.get(7)?,
+        worker: row.get(8)?,
+        attempts: row.get(9)?,
+        started_at: row.get(10)?,
+        finished_at: row.get(11)?,
+        summary: row.get(12)?,
+        message: row.get(13)?,
+        histogram: row.get(14)?,
+        phase: row.get(15)?,
+        retry: row.get(16)?,
+        heartbeat_age: row.get(17)?,
+    })
 }
 
-fn unreadable(trial: i64, column: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::Data(format!(
-        "the trial with id {trial}: column {column} does not read: {e}"
-    ))
-}
-
-fn optional_json<T: DeserializeOwned>(
-    trial: i64,
-    column: &str,
-    text: Option<&str>,
-) -> Result<Option<T>, Failure> {
-    text.map(serde_json::from_str)
-        .transpose()
-        .map_err(|e| unreadable(trial, column, e))
-}
+/// Why an operation failed, before the store's path and the operation are added.
+type Failure = super::rows::Failure<rusqlite::Error>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::regularize::SparsityReport;
-    use crate::regularize::WeightHistogram;
-    use crate::train::Summary;
     use crate::trial::Phase;
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    const FOREVER: Duration = Duration::from_secs(3600);
+    use crate::store::contract::{dead_pid, done, metrics, new_trials, study_record, FOREVER};
 
     /// The schema of version 2, as it was written, for the upgrade tests.
     const SCHEMA_V2: &str = "
@@ -1379,35 +1215,6 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
         }
     }
 
-    fn new_trials(n: usize) -> Vec<NewTrial> {
-        (0..n)
-            .map(|number| NewTrial {
-                number,
-                group: if number % 2 == 0 { "mnist" } else { "" }.into(),
-                method: "l1".into(),
-                point: BTreeMap::from([("l1".to_string(), serde_json::json!(1e-4))]),
-                seed: (number % 3) as u64,
-                phase: Phase::Search,
-                config: RunConfig {
-                    dataset: "mnist".into(),
-                    model: "simple-cnn".into(),
-                    seed: number as u64,
-                    l1: Some(1e-4),
-                    ..Default::default()
-                },
-            })
-            .collect()
-    }
-
-    fn study_record(spec: &str) -> StudyRecord {
-        StudyRecord {
-            name: "s".into(),
-            spec: spec.into(),
-            created_at: 1.7e9,
-            version: "0.1.0".into(),
-        }
-    }
-
     /// A store holding study `s` with `n` trials.
     fn store_with(test: &str, n: usize) -> (Scratch, SqliteStore) {
         let scratch = Scratch::new(test);
@@ -1417,68 +1224,11 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
         (scratch, store)
     }
 
-    fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
-        EpochMetrics {
-            epoch,
-            train_data_loss: loss,
-            train_penalty: 0.0,
-            train_loss: loss,
-            train_acc: 0.5,
-            val_loss: Some(loss),
-            val_acc: None,
-            gap_loss: None,
-            gap_acc: None,
-            train_eval_loss: None,
-            train_eval_acc: None,
-            eval_gap_acc: None,
-            eval_gap_loss: None,
-            lr: 0.01,
-            seconds: 1.0,
-            train_seconds: 0.9,
-            images_per_s: 1000.0,
-            sparsity: SparsityReport::default(),
-        }
-    }
-
-    fn done() -> Outcome {
-        Outcome {
-            state: TrialState::Done,
-            summary: Some(Summary {
-                status: "completed".into(),
-                message: None,
-                test_acc: Some(0.9),
-                test_loss: Some(0.3),
-                best_val_acc: Some(0.91),
-                best_val_loss: Some(0.29),
-                best_epoch: Some(2),
-                tested_epoch: Some(2),
-                epochs_run: 2,
-                mean_epoch_seconds: 1.5,
-                mean_train_seconds: 0.9,
-                sparsity: SparsityReport::default(),
-                seed: 0,
-                threads: 1,
-                version: "0.1.0".into(),
-                classes: 10,
-            }),
-            message: None,
-            histogram: Some(WeightHistogram::of([&[0.0f32, 0.5][..]])),
-        }
-    }
-
     /// Claims with `worker` until nothing is left; the trials' numbers.
     fn claim_all(store: &SqliteStore, worker: &Worker) -> Vec<usize> {
         std::iter::from_fn(|| store.claim("s", worker, FOREVER).unwrap())
             .map(|t| t.trial.number)
             .collect()
-    }
-
-    /// A pid with no process on this host, or `None` without `/proc`.
-    fn dead_pid() -> Option<u32> {
-        if !Path::new("/proc/self").exists() {
-            return None;
-        }
-        (1u32 << 30..).find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     }
 
     #[test]

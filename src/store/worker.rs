@@ -78,6 +78,13 @@ impl Holder {
         self.is_gone_given(claimant, stale_after, now, process_exists)
     }
 
+    /// Whether the holder was a process on the claimant's host that no longer exists (or an
+    /// earlier process with the claimant's pid): the part of [`Holder::is_gone`] that a store
+    /// whose heartbeats follow the database server's clock cannot ask the database.
+    pub fn process_is_gone_here(&self, claimant: &Worker) -> bool {
+        self.process_is_gone(claimant, process_exists)
+    }
+
     /// [`Holder::is_gone`], with `exists` telling whether a process id is alive on this host.
     fn is_gone_given(
         &self,

@@ -12,7 +12,7 @@
 
 use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
 use crate::store::StoreIdentity;
-use crate::store::{Outcome, Store, StoreError, Worker};
+use crate::store::{Created, Outcome, Store, StoreError, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{StudySpec, StudySpecError};
@@ -225,15 +225,7 @@ pub fn run_study(
         .map_err(|e| StudyError::Invalid(format!("--threads: {e}")))?
         .threads();
     let datasets = load_datasets(spec, config.data_dir.as_deref(), observer.downloads())?;
-    let record = StudyRecord {
-        name: spec.name.clone(),
-        spec: spec_text.to_string(),
-        created_at: unix_now(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let first = spec.trials();
-    check_run_folders(spec, &first, &store.identity())?;
-    store.create_study(&record, &first)?;
+    create_study(spec, spec_text, store)?;
     let retried = if config.retry_failed {
         retry_failed(store, &spec.name, &[])?
     } else {
@@ -274,6 +266,26 @@ pub fn run_study(
         retried,
         failed,
     })
+}
+
+/// Creates the study in the store with its first trials (confirmation trials are added once
+/// the search has chosen), or, when the store has it with the same spec text, leaves it as it
+/// is; a different spec under the same name is refused. Workers on other machines then need
+/// only the store and the study's name (`regstudy study work`).
+pub fn create_study(
+    spec: &StudySpec,
+    spec_text: &str,
+    store: &dyn Store,
+) -> Result<Created, StudyError> {
+    let record = StudyRecord {
+        name: spec.name.clone(),
+        spec: spec_text.to_string(),
+        created_at: unix_now(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let first = spec.trials();
+    check_run_folders(spec, &first, &store.identity())?;
+    Ok(store.create_study(&record, &first)?)
 }
 
 /// Refuses to start when a run folder of the study's first trials is owned by another

@@ -431,3 +431,56 @@ pub fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
     bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
     bytes
 }
+
+/// A database of its own on the PostgreSQL server named by `REGSTUDY_TEST_POSTGRES` (a URL
+/// whose role may create databases), dropped when this is dropped. `None` when no server is
+/// named, unless `REGSTUDY_REQUIRE_POSTGRES=1` (as CI sets it), which makes that a failure.
+pub struct PostgresDatabase {
+    admin: String,
+    name: String,
+    /// The store URL of the database.
+    pub url: String,
+}
+
+impl PostgresDatabase {
+    pub fn new(test: &str) -> Option<Self> {
+        let admin = match std::env::var("REGSTUDY_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("REGSTUDY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+                panic!("REGSTUDY_REQUIRE_POSTGRES=1 but REGSTUDY_TEST_POSTGRES names no server")
+            }
+            _ => {
+                eprintln!("skipped: REGSTUDY_TEST_POSTGRES names no PostgreSQL server");
+                return None;
+            }
+        };
+        let name = format!("regstudy_cli_{test}_{}", std::process::id());
+        let mut client = admin_client(&admin);
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client.batch_execute(&statement).unwrap();
+        }
+        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+        let root = &base[..base.rfind('/').expect("the URL names a database")];
+        let url = format!("{root}/{name}?{query}");
+        Some(PostgresDatabase { admin, name, url })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let _ = admin_client(&self.admin).batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A plain connection to the server of `url`, for creating and dropping databases.
+fn admin_client(url: &str) -> postgres::Client {
+    let plain = url.split_once('?').map_or(url, |(base, _)| base);
+    postgres::Client::connect(&format!("{plain}?sslmode=disable"), postgres::NoTls)
+        .expect("the test PostgreSQL server accepts the test role")
+}

@@ -185,6 +185,7 @@ fn finished(trial: &NewTrial, id: i64, val: f64) -> (TrialRecord, Vec<EpochMetri
         summary: Some(summary),
         message: None,
         histogram: None,
+        heartbeat_age: None,
     };
     (record, vec![epoch])
 }

@@ -1,0 +1,214 @@
+//! What the SQL stores share: how a row is written and read back, which trial rows are
+//! current, and how a failure becomes a [`StoreError`]. The SQL itself differs between
+//! SQLite and PostgreSQL only where their dialects do; the meaning of every column is here.
+
+use super::StoreError;
+use crate::train::RunConfig;
+use crate::trial::{NewTrial, TrialRecord};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+/// Trials that are the latest attempt of their number (no retry follows them), as an SQL
+/// condition on the trials table aliased `t`.
+pub(super) const LATEST: &str = "NOT EXISTS (SELECT 1 FROM trials r WHERE r.retry_of = t.id)";
+
+/// The columns a [`StoredTrial`] is read from, in its fields' order; `now` is the SQL of the
+/// store's clock in Unix seconds.
+pub(super) fn trial_columns(now: &str) -> String {
+    format!(
+        "t.id, t.number, t.grp, t.method, t.point, t.seed, t.config, t.state, t.worker, \
+         t.attempts, t.started_at, t.finished_at, t.summary, t.message, t.histogram, t.phase, \
+         t.retry, CASE WHEN t.state = 'running' THEN {now} - t.heartbeat END"
+    )
+}
+
+/// A database's own error, in words for a message.
+pub(super) trait SqlError {
+    fn describe(&self) -> String;
+}
+
+/// Why an operation failed, before the store's location and the operation are added.
+pub(super) enum Failure<E> {
+    Sql(E),
+    /// Stored or given data that cannot be read or written.
+    Data(String),
+    NoStudy {
+        study: String,
+        hint: String,
+    },
+    SpecChanged(String),
+    Trial {
+        trial: i64,
+        message: String,
+    },
+    Retry {
+        study: String,
+        number: usize,
+        problem: String,
+    },
+}
+
+impl<E> From<E> for Failure<E> {
+    fn from(e: E) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl<E: SqlError> Failure<E> {
+    /// The error to show: `location` is the store's path or its URL without password, `what`
+    /// the operation that failed.
+    pub(super) fn into_error(self, location: &Path, what: impl FnOnce() -> String) -> StoreError {
+        let path = location.to_path_buf();
+        let message = match self {
+            Failure::Sql(e) => format!("{}: {}", what(), e.describe()),
+            Failure::Data(problem) => format!("{}: {problem}", what()),
+            Failure::NoStudy { study, hint } => return StoreError::NoStudy { study, path, hint },
+            Failure::SpecChanged(study) => return StoreError::SpecChanged { study, path },
+            Failure::Trial { trial, message } => return StoreError::Trial { trial, message },
+            Failure::Retry {
+                study,
+                number,
+                problem,
+            } => {
+                return StoreError::Retry {
+                    study,
+                    number,
+                    problem,
+                }
+            }
+        };
+        StoreError::Database { path, message }
+    }
+}
+
+/// ` (it has: a, b)`, or empty when the store has no study: the hint of a missing study.
+pub(super) fn study_hint(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (it has: {})", names.join(", "))
+    }
+}
+
+/// JSON of `value`, checked to read back: a value that does not (a NaN where a number must
+/// be, which JSON writes as `null`) is refused here rather than stored, because a finished
+/// trial's unreadable row could never be mended.
+pub(super) fn to_json<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
+    let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    serde_json::from_str::<T>(&json).map_err(|e| format!("it would not read back ({e})"))?;
+    Ok(json)
+}
+
+/// TOML of a trial's config, checked to read back like [`to_json`].
+pub(super) fn config_to_toml(config: &RunConfig) -> Result<String, String> {
+    let text = toml::to_string(config).map_err(|e| e.to_string())?;
+    toml::from_str::<RunConfig>(&text).map_err(|e| format!("it would not read back ({e})"))?;
+    Ok(text)
+}
+
+/// `value` as an SQL integer, which is signed: only values above `i64::MAX` fail.
+pub(super) fn sql_int<T>(value: T, what: &str) -> Result<i64, String>
+where
+    T: TryInto<i64> + Copy + std::fmt::Display,
+{
+    value
+        .try_into()
+        .map_err(|_| format!("{what} {value} is too large to store"))
+}
+
+/// The latest attempt of one trial number: its number, row id and state.
+pub(super) type LatestAttempt = (usize, i64, String);
+
+/// The latest attempt of trial `number`, if it failed; otherwise why it cannot be retried.
+pub(super) fn retryable(
+    latest: &[LatestAttempt],
+    number: usize,
+) -> Result<&LatestAttempt, String> {
+    let Some(found) = latest.iter().find(|(n, _, _)| *n == number) else {
+        return Err(format!(
+            "the study has no such trial (its trials are numbered 0 to {})",
+            latest.len().saturating_sub(1)
+        ));
+    };
+    match found.2.as_str() {
+        "failed" => Ok(found),
+        state @ ("waiting" | "running") => Err(format!(
+            "it is {state}; only a failed trial is retried, and this one will run at the next \
+             `regstudy study run`"
+        )),
+        state => Err(format!(
+            "it is {state}; only a failed trial is retried (a {state} trial is a result, and \
+             results never change)"
+        )),
+    }
+}
+
+/// A trials row as stored: the text columns not yet parsed, so that a column that does not
+/// parse is reported by name rather than as a row that failed.
+pub(super) struct StoredTrial {
+    pub id: i64,
+    pub number: i64,
+    pub group: String,
+    pub method: String,
+    pub point: String,
+    pub seed: i64,
+    pub config: String,
+    pub state: String,
+    pub worker: Option<String>,
+    pub attempts: u32,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub summary: Option<String>,
+    pub message: Option<String>,
+    pub histogram: Option<String>,
+    pub phase: String,
+    pub retry: u32,
+    pub heartbeat_age: Option<f64>,
+}
+
+impl StoredTrial {
+    /// The record, or which column of which row does not read.
+    pub(super) fn parse(self) -> Result<TrialRecord, String> {
+        let id = self.id;
+        let config = toml::from_str(&self.config).map_err(|e| unreadable(id, "config", e))?;
+        let point = serde_json::from_str(&self.point).map_err(|e| unreadable(id, "point", e))?;
+        let number = usize::try_from(self.number).map_err(|e| unreadable(id, "number", e))?;
+        let seed = u64::try_from(self.seed).map_err(|e| unreadable(id, "seed", e))?;
+        Ok(TrialRecord {
+            id,
+            trial: NewTrial {
+                number,
+                group: self.group,
+                method: self.method,
+                point,
+                seed,
+                phase: self.phase.parse().map_err(|e| unreadable(id, "phase", e))?,
+                config,
+            },
+            state: self.state.parse().map_err(|e| unreadable(id, "state", e))?,
+            worker: self.worker,
+            retry: self.retry,
+            attempts: self.attempts,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            summary: optional_json(id, "summary", self.summary.as_deref())?,
+            message: self.message,
+            histogram: optional_json(id, "histogram", self.histogram.as_deref())?,
+            heartbeat_age: self.heartbeat_age,
+        })
+    }
+}
+
+fn unreadable(trial: i64, column: &str, e: impl std::fmt::Display) -> String {
+    format!("the trial with id {trial}: column {column} does not read: {e}")
+}
+
+fn optional_json<T: DeserializeOwned>(
+    trial: i64,
+    column: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, String> {
+    text.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| unreadable(trial, column, e))
+}
