@@ -20,7 +20,7 @@
 
 use super::postgres_url::{PostgresUrl, SslMode};
 use super::rows::{
-    config_to_toml, retryable, sql_int, study_hint, to_json, trial_columns, Failure as RowFailure,
+    self, config_to_toml, sql_int, study_hint, to_json, trial_columns, Failure as RowFailure,
     LatestAttempt, SqlError, StoredTrial, LATEST,
 };
 use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
@@ -900,20 +900,7 @@ fn check_holder(
         &[&trial],
     )?;
     let row: Option<(String, Option<String>)> = row.map(|r| (r.get(0), r.get(1)));
-    let finished = |state: &str| state.parse().is_ok_and(TrialState::is_finished);
-    let problem = match row {
-        None => "does not exist".to_string(),
-        Some((state, _)) if finished(&state) => format!("is already {state}"),
-        Some((state, _)) if state != "running" => format!("is {state}, not running"),
-        Some((_, holder)) if holder.as_deref() != Some(worker.name.as_str()) => {
-            format!("is held by worker {}", holder.unwrap_or_default())
-        }
-        Some(_) => return Ok(()),
-    };
-    Err(Failure::Trial {
-        trial,
-        message: format!("{problem}, so worker {} cannot {action}", worker.name),
-    })
+    rows::check_holder(trial, row, worker, action)
 }
 
 fn record_epoch(
@@ -922,14 +909,7 @@ fn record_epoch(
     worker: &Worker,
     metrics: &EpochMetrics,
 ) -> Result<(), Failure> {
-    let json = to_json(metrics).map_err(|e| Failure::Trial {
-        trial,
-        message: format!(
-            "the metrics of epoch {} cannot be stored: {e}",
-            metrics.epoch
-        ),
-    })?;
-    let epoch = sql_int(metrics.epoch, "the epoch").map_err(Failure::Data)?;
+    let (epoch, json) = rows::epoch_row(trial, metrics)?;
     let mut tx = client.transaction()?;
     check_holder(&mut tx, trial, worker, &format!("record epoch {epoch}"))?;
     tx.execute(
@@ -950,18 +930,7 @@ fn finish(
     outcome: &Outcome,
     again: bool,
 ) -> Result<(), Failure> {
-    let refuse = |message: String| Failure::Trial { trial, message };
-    if !outcome.state.is_finished() {
-        return Err(refuse(format!(
-            "cannot end as {}: a trial ends done, failed or diverged",
-            outcome.state
-        )));
-    }
-    let summary = outcome.summary.as_ref().map(to_json).transpose();
-    let summary = summary.map_err(|e| refuse(format!("its summary cannot be stored: {e}")))?;
-    let histogram = outcome.histogram.as_ref().map(to_json).transpose();
-    let histogram =
-        histogram.map_err(|e| refuse(format!("its histogram cannot be stored: {e}")))?;
+    let (summary, histogram) = rows::outcome_columns(trial, outcome)?;
     let mut tx = client.transaction()?;
     if again {
         let ended = tx.query_opt(
@@ -1014,21 +983,7 @@ fn retry(client: &mut Client, study: &str, numbers: &[usize]) -> Result<Vec<usiz
             )
         })
         .collect();
-    let failed = |(_, _, state): &&LatestAttempt| state == "failed";
-    let chosen: Vec<&LatestAttempt> = if numbers.is_empty() {
-        latest.iter().filter(failed).collect()
-    } else {
-        numbers
-            .iter()
-            .map(|&n| {
-                retryable(&latest, n).map_err(|problem| Failure::Retry {
-                    study: study.into(),
-                    number: n,
-                    problem,
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = rows::attempts_to_retry(&latest, study, numbers)?;
     for (_, id, _) in &chosen {
         tx.execute(
             "INSERT INTO trials (study, number, retry, retry_of, grp, method, point, seed,
@@ -1118,11 +1073,7 @@ fn epochs(client: &mut Client, trial: i64) -> Result<Vec<EpochMetrics>, Failure>
     rows.iter()
         .map(|row| {
             let (epoch, json): (i64, String) = (row.get(0), row.get(1));
-            serde_json::from_str(&json).map_err(|e| {
-                Failure::Data(format!(
-                    "the trial with id {trial}, epoch {epoch}: column metrics does not read: {e}"
-                ))
-            })
+            rows::read_epoch(trial, epoch, &json)
         })
         .collect()
 }

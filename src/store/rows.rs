@@ -2,9 +2,9 @@
 //! current, and how a failure becomes a [`StoreError`]. The SQL itself differs between
 //! SQLite and PostgreSQL only where their dialects do; the meaning of every column is here.
 
-use super::StoreError;
-use crate::train::RunConfig;
-use crate::trial::{NewTrial, TrialRecord};
+use super::{Outcome, StoreError, Worker};
+use crate::train::{EpochMetrics, RunConfig};
+use crate::trial::{NewTrial, TrialRecord, TrialState};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
@@ -120,10 +120,7 @@ where
 pub(super) type LatestAttempt = (usize, i64, String);
 
 /// The latest attempt of trial `number`, if it failed; otherwise why it cannot be retried.
-pub(super) fn retryable(
-    latest: &[LatestAttempt],
-    number: usize,
-) -> Result<&LatestAttempt, String> {
+fn retryable(latest: &[LatestAttempt], number: usize) -> Result<&LatestAttempt, String> {
     let Some(found) = latest.iter().find(|(n, _, _)| *n == number) else {
         return Err(format!(
             "the study has no such trial (its trials are numbered 0 to {})",
@@ -211,4 +208,103 @@ fn optional_json<T: DeserializeOwned>(
     text.map(serde_json::from_str)
         .transpose()
         .map_err(|e| unreadable(trial, column, e))
+}
+
+/// Whether `worker` may write to `trial`, given the trial's row (`state`, `worker`) or `None`
+/// when there is none; `action` completes the refusal ("... so worker W cannot `action`").
+pub(super) fn check_holder<E>(
+    trial: i64,
+    row: Option<(String, Option<String>)>,
+    worker: &Worker,
+    action: &str,
+) -> Result<(), Failure<E>> {
+    let finished = |state: &str| state.parse().is_ok_and(TrialState::is_finished);
+    let problem = match row {
+        None => "does not exist".to_string(),
+        Some((state, _)) if finished(&state) => format!("is already {state}"),
+        Some((state, _)) if state != "running" => format!("is {state}, not running"),
+        Some((_, holder)) if holder.as_deref() != Some(worker.name.as_str()) => {
+            format!("is held by worker {}", holder.unwrap_or_default())
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(Failure::Trial {
+        trial,
+        message: format!("{problem}, so worker {} cannot {action}", worker.name),
+    })
+}
+
+/// An epoch's metrics as stored: the epoch number and the JSON.
+pub(super) fn epoch_row<E>(
+    trial: i64,
+    metrics: &EpochMetrics,
+) -> Result<(i64, String), Failure<E>> {
+    let json = to_json(metrics).map_err(|e| Failure::Trial {
+        trial,
+        message: format!(
+            "the metrics of epoch {} cannot be stored: {e}",
+            metrics.epoch
+        ),
+    })?;
+    let epoch = sql_int(metrics.epoch, "the epoch").map_err(Failure::Data)?;
+    Ok((epoch, json))
+}
+
+/// An epoch's metrics read back from its JSON.
+pub(super) fn read_epoch<E>(
+    trial: i64,
+    epoch: i64,
+    json: &str,
+) -> Result<EpochMetrics, Failure<E>> {
+    serde_json::from_str(json).map_err(|e| {
+        Failure::Data(format!(
+            "the trial with id {trial}, epoch {epoch}: column metrics does not read: {e}"
+        ))
+    })
+}
+
+/// The stored summary and histogram JSON of a trial's end, after checking that `outcome`
+/// ends a trial.
+pub(super) fn outcome_columns<E>(
+    trial: i64,
+    outcome: &Outcome,
+) -> Result<(Option<String>, Option<String>), Failure<E>> {
+    let refuse = |message: String| Failure::Trial { trial, message };
+    if !outcome.state.is_finished() {
+        return Err(refuse(format!(
+            "cannot end as {}: a trial ends done, failed or diverged",
+            outcome.state
+        )));
+    }
+    let summary = outcome.summary.as_ref().map(to_json).transpose();
+    let summary = summary.map_err(|e| refuse(format!("its summary cannot be stored: {e}")))?;
+    let histogram = outcome.histogram.as_ref().map(to_json).transpose();
+    let histogram =
+        histogram.map_err(|e| refuse(format!("its histogram cannot be stored: {e}")))?;
+    Ok((summary, histogram))
+}
+
+/// The latest attempts to retry: those in `numbers`, each of which must have failed, or
+/// every failed one when `numbers` is empty.
+pub(super) fn attempts_to_retry<'a, E>(
+    latest: &'a [LatestAttempt],
+    study: &str,
+    numbers: &[usize],
+) -> Result<Vec<&'a LatestAttempt>, Failure<E>> {
+    if numbers.is_empty() {
+        return Ok(latest
+            .iter()
+            .filter(|(_, _, state)| state == "failed")
+            .collect());
+    }
+    numbers
+        .iter()
+        .map(|&n| {
+            retryable(latest, n).map_err(|problem| Failure::Retry {
+                study: study.into(),
+                number: n,
+                problem,
+            })
+        })
+        .collect()
 }

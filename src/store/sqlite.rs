@@ -9,7 +9,7 @@
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
 use super::rows::{
-    config_to_toml, retryable, sql_int, study_hint, to_json, trial_columns, SqlError, StoredTrial,
+    self, config_to_toml, sql_int, study_hint, to_json, trial_columns, SqlError, StoredTrial,
     LATEST,
 };
 use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
@@ -857,20 +857,7 @@ fn check_holder(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let finished = |state: &str| state.parse().is_ok_and(TrialState::is_finished);
-    let problem = match row {
-        None => "does not exist".to_string(),
-        Some((state, _)) if finished(&state) => format!("is already {state}"),
-        Some((state, _)) if state != "running" => format!("is {state}, not running"),
-        Some((_, holder)) if holder.as_deref() != Some(worker.name.as_str()) => {
-            format!("is held by worker {}", holder.unwrap_or_default())
-        }
-        Some(_) => return Ok(()),
-    };
-    Err(Failure::Trial {
-        trial,
-        message: format!("{problem}, so worker {} cannot {action}", worker.name),
-    })
+    rows::check_holder(trial, row, worker, action)
 }
 
 fn record_epoch(
@@ -879,14 +866,7 @@ fn record_epoch(
     worker: &Worker,
     metrics: &EpochMetrics,
 ) -> Result<(), Failure> {
-    let json = to_json(metrics).map_err(|e| Failure::Trial {
-        trial,
-        message: format!(
-            "the metrics of epoch {} cannot be stored: {e}",
-            metrics.epoch
-        ),
-    })?;
-    let epoch = sql_int(metrics.epoch, "the epoch").map_err(Failure::Data)?;
+    let (epoch, json) = rows::epoch_row(trial, metrics)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     check_holder(&tx, trial, worker, &format!("record epoch {epoch}"))?;
     tx.execute(
@@ -911,18 +891,7 @@ fn finish(
     worker: &Worker,
     outcome: &Outcome,
 ) -> Result<(), Failure> {
-    let refuse = |message: String| Failure::Trial { trial, message };
-    if !outcome.state.is_finished() {
-        return Err(refuse(format!(
-            "cannot end as {}: a trial ends done, failed or diverged",
-            outcome.state
-        )));
-    }
-    let summary = outcome.summary.as_ref().map(to_json).transpose();
-    let summary = summary.map_err(|e| refuse(format!("its summary cannot be stored: {e}")))?;
-    let histogram = outcome.histogram.as_ref().map(to_json).transpose();
-    let histogram =
-        histogram.map_err(|e| refuse(format!("its histogram cannot be stored: {e}")))?;
+    let (summary, histogram) = rows::outcome_columns(trial, outcome)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     check_holder(&tx, trial, worker, "finish it")?;
     tx.execute(
@@ -962,21 +931,7 @@ fn retry(conn: &mut Connection, study: &str, numbers: &[usize]) -> Result<Vec<us
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let failed = |(_, _, state): &&(usize, i64, String)| state == "failed";
-    let chosen: Vec<&(usize, i64, String)> = if numbers.is_empty() {
-        latest.iter().filter(failed).collect()
-    } else {
-        numbers
-            .iter()
-            .map(|&n| {
-                retryable(&latest, n).map_err(|problem| Failure::Retry {
-                    study: study.into(),
-                    number: n,
-                    problem,
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let chosen = rows::attempts_to_retry(&latest, study, numbers)?;
     for (_, id, _) in &chosen {
         tx.execute(
             "INSERT INTO trials (study, number, retry, retry_of, grp, method, point, seed,
@@ -1039,13 +994,7 @@ fn epochs(conn: &Connection, trial: i64) -> Result<Vec<EpochMetrics>, Failure> {
     let rows = select.query_map([trial], |row| Ok((row.get::<_, i64>(0)?, row.get(1)?)))?;
     let rows = rows.collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
     rows.into_iter()
-        .map(|(epoch, json)| {
-            serde_json::from_str(&json).map_err(|e| {
-                Failure::Data(format!(
-                    "the trial with id {trial}, epoch {epoch}: column metrics does not read: {e}"
-                ))
-            })
-        })
+        .map(|(epoch, json)| rows::read_epoch(trial, epoch, &json))
         .collect()
 }
 
@@ -1112,7 +1061,7 @@ fn stored_trial(row: &Row<'_>) -> rusqlite::Result<StoredTrial> {
 }
 
 /// Why an operation failed, before the store's path and the operation are added.
-type Failure = super::rows::Failure<rusqlite::Error>;
+type Failure = rows::Failure<rusqlite::Error>;
 
 #[cfg(test)]
 mod tests {
