@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod docs;
+mod launch;
 mod progress;
 mod report;
 mod study;

@@ -24,6 +24,9 @@ pub enum StudyCommand {
     /// Claim, train and record trials of a stored study until none is left; any number of
     /// workers, on any machines that reach the store, share the study.
     Work(WorkArgs),
+    /// Start a stored study's workers through a cluster's scheduler.
+    #[command(subcommand)]
+    Launch(super::launch::LaunchCommand),
     /// Count each study's trials by state, and list the running and failed ones.
     Status(StatusArgs),
     /// Give failed trials a new attempt, trained at the next `study run` of the study's spec;
@@ -151,7 +154,10 @@ impl StudyCommand {
         match self {
             StudyCommand::Run(args) => Some(&mut args.workers.data_dir),
             StudyCommand::Work(args) => Some(&mut args.workers.data_dir),
-            StudyCommand::Create(_) | StudyCommand::Status(_) | StudyCommand::Retry(_) => None,
+            StudyCommand::Create(_)
+            | StudyCommand::Launch(_)
+            | StudyCommand::Status(_)
+            | StudyCommand::Retry(_) => None,
         }
     }
 }
@@ -161,6 +167,7 @@ pub fn run(command: StudyCommand) -> CommandResult {
         StudyCommand::Run(args) => run_spec(args),
         StudyCommand::Create(args) => create(args),
         StudyCommand::Work(args) => work(args),
+        StudyCommand::Launch(command) => super::launch::run(command),
         StudyCommand::Status(args) => status(args),
         StudyCommand::Retry(args) => retry(args),
     }

@@ -5,6 +5,7 @@
 //! - the runner claims trials from a [`crate::store::Store`] and trains them, keeping what
 //!   it learns in the records of [`crate::trial`].
 
+pub mod launch;
 pub mod name;
 pub mod owner;
 pub mod presets;
