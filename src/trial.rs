@@ -157,7 +157,8 @@ pub struct TrialRecord {
     /// failed trial (`regstudy study retry`).
     #[serde(default)]
     pub retry: u32,
-    /// How many times this attempt was claimed (more than one after a worker died).
+    /// How many times this attempt was claimed and not handed back (more than one after a
+    /// worker died).
     pub attempts: u32,
     /// Unix seconds.
     pub started_at: Option<f64>,

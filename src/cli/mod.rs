@@ -6,6 +6,7 @@ mod docs;
 mod launch;
 mod progress;
 mod report;
+mod signals;
 mod study;
 mod train;
 

@@ -180,12 +180,14 @@ fn run_spec(args: RunArgs) -> CommandResult {
     let store = store::open(&args.store.store)?;
     let options = StudyRunOptions {
         retry_failed: args.retry_failed,
+        stop: Some(super::signals::stop_on_signals()),
         ..args.workers.run_options()
     };
     let console = args.workers.console();
     let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_retried(&spec.name, &done.retried);
     print_run_end(&spec.name, &store.identity().location, &done);
+    stopped_by_signal(&spec.name)?;
     match failed_trials_error(
         &spec.name,
         &args.spec,
@@ -223,14 +225,13 @@ fn work(args: WorkArgs) -> CommandResult {
     let origin = PathBuf::from(format!("study {name} in {}", store.identity().location));
     let spec = StudySpec::parse(&record.spec, &origin)?;
     let console = args.workers.console();
-    let done = run_study(
-        &spec,
-        &record.spec,
-        store.as_ref(),
-        &args.workers.run_options(),
-        &console,
-    )?;
+    let options = StudyRunOptions {
+        stop: Some(super::signals::stop_on_signals()),
+        ..args.workers.run_options()
+    };
+    let done = run_study(&spec, &record.spec, store.as_ref(), &options, &console)?;
     print_run_end(name, &store.identity().location, &done);
+    stopped_by_signal(name)?;
     if done.failed.is_empty() {
         return Ok(());
     }
@@ -240,6 +241,18 @@ fn work(args: WorkArgs) -> CommandResult {
         trials_text(&done.failed)
     )
     .into())
+}
+
+/// The error of a run whose workers a signal stopped: they handed their trials back.
+fn stopped_by_signal(study: &str) -> CommandResult {
+    match super::signals::received() {
+        Some(signal) => Err(format!(
+            "study {study}: stopped by signal {signal}; the running trials were handed back \
+             and continue from their last epoch at the next `study work` or `study run`"
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The error a study run ends with when trials failed: which ones, where to see why, and how

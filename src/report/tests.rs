@@ -535,6 +535,9 @@ impl Store for FixedStore {
     fn reset_epochs(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
         Self::refuse()
     }
+    fn release(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
+        Self::refuse()
+    }
     fn finish(
         &self,
         _: i64,

@@ -573,6 +573,44 @@ fn epochs_are_replaced_while_running_and_forgotten_on_reset(kind: Kind) {
     assert!(store.epochs(trial.id).unwrap().is_empty());
 }
 
+fn a_released_trial_is_claimed_next_with_its_epochs_and_its_attempt_uncounted(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind, "release") else {
+        return;
+    };
+    let store = fixture.with_study(2);
+    let (first, second) = (remote_worker(0), Worker::of_this_process(0));
+    let trial = store.claim("s", &first, FOREVER).unwrap().unwrap();
+    store
+        .record_epoch(trial.id, &first, &metrics(1, 0.5))
+        .unwrap();
+    let refused = store.release(trial.id, &second);
+    assert!(
+        matches!(refused, Err(StoreError::Trial { .. })),
+        "{refused:?}"
+    );
+    store.release(trial.id, &first).unwrap();
+    let released = &store.trials("s").unwrap()[0];
+    assert_eq!(
+        (released.state, released.attempts),
+        (TrialState::Waiting, 0)
+    );
+    assert_eq!(released.worker, None);
+    let again = store.claim("s", &second, FOREVER).unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (trial.id, 1));
+    assert_eq!(store.epochs(trial.id).unwrap(), vec![metrics(1, 0.5)]);
+    assert!(
+        store.release(trial.id, &first).is_err(),
+        "no longer its holder"
+    );
+    let workers: Vec<String> = store
+        .claims("s")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.worker)
+        .collect();
+    assert_eq!(workers, [first.name, second.name]);
+}
+
 fn a_failed_trial_is_retried_as_a_new_attempt_that_keeps_the_old_one(kind: Kind) {
     let Some(fixture) = Fixture::new(kind, "retry") else {
         return;
@@ -637,6 +675,7 @@ for_every_store!(
     finished_trials_epochs_and_claims_refuse_hand_written_changes,
     epochs_are_replaced_while_running_and_forgotten_on_reset,
     a_failed_trial_is_retried_as_a_new_attempt_that_keeps_the_old_one,
+    a_released_trial_is_claimed_next_with_its_epochs_and_its_attempt_uncounted,
 );
 
 /// The test server's URL with the host, TLS settings and password replaced; `None` when no

@@ -135,6 +135,13 @@ pub trait Store: Send + Sync {
     /// again from scratch (an earlier attempt's epochs would otherwise outlive it).
     fn reset_epochs(&self, trial: i64, worker: &Worker) -> Result<(), StoreError>;
 
+    /// Gives a running trial held by `worker` back to the waiting trials, keeping its epochs
+    /// (they match the checkpoint its run folder holds), so that the next claim continues
+    /// it: what a worker told to stop (SIGTERM) does with its trial. The claim it gives back
+    /// does not count among the trial's attempts. Fails ([`StoreError::Trial`]) if the trial
+    /// is not running or is held by another worker.
+    fn release(&self, trial: i64, worker: &Worker) -> Result<(), StoreError>;
+
     /// Ends a running trial held by `worker`: `state` is `Done`, `Failed` or `Diverged`.
     /// Fails ([`StoreError::Trial`]) if the trial is finished or held by another worker.
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError>;

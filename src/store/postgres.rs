@@ -620,6 +620,27 @@ impl Store for PostgresStore {
         )
     }
 
+    /// Not repeated after a lost connection: another worker may have claimed the trial in
+    /// between, and the trial is taken over when its heartbeat stops anyway.
+    fn release(&self, trial: i64, worker: &Worker) -> Result<(), StoreError> {
+        self.run(
+            || format!("handing back the trial with id {trial}"),
+            false,
+            |client, _| {
+                let mut tx = client.transaction()?;
+                check_holder(&mut tx, trial, worker, "hand it back")?;
+                tx.execute(
+                    "UPDATE trials SET state = 'waiting', worker = NULL, worker_host = NULL,
+             worker_pid = NULL, heartbeat = NULL, attempts = attempts - 1
+         WHERE id = $1",
+                    &[&trial],
+                )?;
+                tx.commit()?;
+                Ok(())
+            },
+        )
+    }
+
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError> {
         self.run(
             || format!("finishing the trial with id {trial}"),

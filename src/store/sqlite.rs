@@ -368,6 +368,24 @@ impl Store for SqliteStore {
         )
     }
 
+    fn release(&self, trial: i64, worker: &Worker) -> Result<(), StoreError> {
+        self.run(
+            || format!("handing back the trial with id {trial}"),
+            |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                check_holder(&tx, trial, worker, "hand it back")?;
+                tx.execute(
+                    "UPDATE trials SET state = 'waiting', worker = NULL, worker_host = NULL,
+             worker_pid = NULL, heartbeat = NULL, attempts = attempts - 1
+         WHERE id = ?1",
+                    [trial],
+                )?;
+                tx.commit()?;
+                Ok(())
+            },
+        )
+    }
+
     fn finish(&self, trial: i64, worker: &Worker, outcome: &Outcome) -> Result<(), StoreError> {
         self.run(
             || format!("finishing the trial with id {trial}"),

@@ -51,6 +51,10 @@ pub struct StudyRunOptions {
     pub data_dir: Option<PathBuf>,
     /// Give every failed trial a new attempt before running (`--retry-failed`).
     pub retry_failed: bool,
+    /// Once set (by a signal handler: SIGTERM from a scheduler, Ctrl-C), workers claim no
+    /// more trials, finish and record the epoch they are training, and hand their trials
+    /// back to the store, whose next claim continues them from that epoch's checkpoint.
+    pub stop: Option<&'static AtomicBool>,
 }
 
 impl Default for StudyRunOptions {
@@ -63,6 +67,7 @@ impl Default for StudyRunOptions {
             max_attempts: 5,
             data_dir: None,
             retry_failed: false,
+            stop: None,
         }
     }
 }
@@ -333,6 +338,13 @@ struct WorkerContext<'a> {
 }
 
 impl WorkerContext<'_> {
+    /// Whether the workers were told to stop (see [`StudyRunOptions::stop`]).
+    fn stopping(&self) -> bool {
+        self.config
+            .stop
+            .is_some_and(|stop| stop.load(Ordering::Relaxed))
+    }
+
     /// The owner record of `trial`'s run folder.
     fn owner_of(&self, trial: &TrialRecord) -> Owner {
         Owner {
@@ -423,6 +435,10 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
     let (store, config) = (context.store, context.config);
     let mut finished = 0;
     while let Some(trial) = next_trial(context, worker)? {
+        if context.stopping() {
+            store.release(trial.id, worker)?;
+            break;
+        }
         let end = if trial.attempts > config.max_attempts {
             TrialEnd::failed(format!(
                 "its worker stopped during each of {} attempts (killed, or out of memory?)",
@@ -431,6 +447,15 @@ fn work(context: &WorkerContext, worker: &Worker) -> Result<usize, StoreError> {
         } else {
             run_trial(context, worker, &trial)
         };
+        if end.handed_back {
+            if let Err(e) = store.release(trial.id, worker) {
+                let number = trial.trial.number;
+                context
+                    .observer
+                    .warning(&format!("trial {number}: not handed back: {e}"));
+            }
+            break;
+        }
         if let Some(history) = &end.history {
             sync_epochs(context, &trial, worker, history);
         }
@@ -485,7 +510,7 @@ fn next_trial(context: &WorkerContext, worker: &Worker) -> Result<Option<TrialRe
                 continue;
             }
         }
-        if counts.get(&TrialState::Running).copied().unwrap_or(0) == 0 {
+        if counts.get(&TrialState::Running).copied().unwrap_or(0) == 0 || context.stopping() {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -558,11 +583,15 @@ fn record_outcome(
 struct TrialEnd {
     outcome: Outcome,
     history: Option<Vec<EpochMetrics>>,
+    /// The run stopped after an epoch because the worker was told to stop: the trial goes
+    /// back to the store rather than ending.
+    handed_back: bool,
 }
 
 impl TrialEnd {
     fn failed(message: String) -> Self {
         TrialEnd {
+            handed_back: false,
             outcome: Outcome {
                 state: TrialState::Failed,
                 summary: None,
@@ -591,9 +620,20 @@ impl TrialEnd {
                 histogram,
             },
             history: Some(report.history),
+            handed_back: false,
+        }
+    }
+
+    fn handed_back() -> Self {
+        TrialEnd {
+            handed_back: true,
+            ..TrialEnd::failed(HANDED_BACK.into())
         }
     }
 }
+
+/// Why a worker told to stop ends its run after an epoch.
+const HANDED_BACK: &str = "the worker was told to stop; the trial is handed back";
 
 /// Trains one trial (continuing its run folder if an earlier attempt left a checkpoint) and
 /// says how it ended. Never panics: a panic in training becomes a failed trial.
@@ -628,14 +668,17 @@ impl TrainObserver for EpochRecorder<'_> {
         let (context, trial) = (self.context, self.trial);
         context.observer.trial_epoch(trial, m.epoch, self.epochs);
         match context.store.record_epoch(trial.id, self.worker, m) {
-            Err(StoreError::Trial { message, .. }) => Err(message),
+            Err(StoreError::Trial { message, .. }) => return Err(message),
             Err(e) => {
                 let message = format!("trial {}: {e}", trial.trial.number);
                 context.observer.warning(&message);
-                Ok(())
             }
-            Ok(()) => Ok(()),
+            Ok(()) => {}
         }
+        if context.stopping() && m.epoch < self.epochs {
+            return Err(HANDED_BACK.into());
+        }
+        Ok(())
     }
 
     fn warning(&self, message: &str) {
@@ -722,6 +765,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     };
     match result {
         Ok(outcome) => TrialEnd::finished(outcome),
+        Err(TrainError::Stopped(why)) if why == HANDED_BACK => TrialEnd::handed_back(),
         Err(e) => TrialEnd::failed(e.to_string()),
     }
 }
@@ -775,6 +819,7 @@ fn finished_run(
             message: None,
         },
         history,
+        handed_back: false,
     })
 }
 
