@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_server_restart_during_a_study_loses_no_trial_and_runs_none_twice() {
-    let restart = match std::env::var("REGSTUDY_TEST_POSTGRES_RESTART") {
-        Ok(command) if !command.is_empty() => command,
-        _ if std::env::var("REGSTUDY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("REGSTUDY_REQUIRE_POSTGRES=1 but REGSTUDY_TEST_POSTGRES_RESTART is not set")
-        }
-        _ => {
-            eprintln!("skipped: REGSTUDY_TEST_POSTGRES_RESTART names no restart command");
-            return;
-        }
+    let Some(restart) = common::required_service("REGSTUDY_TEST_POSTGRES_RESTART") else {
+        return;
     };
     let Some(database) = PostgresDatabase::new("restart") else {
         return;

@@ -125,8 +125,7 @@ fn scancel(signal: &str, task: &str) -> bool {
 
 #[test]
 fn a_launched_job_array_finishes_the_study_despite_a_killed_and_a_terminated_worker() {
-    if std::env::var("REGSTUDY_TEST_SLURM").as_deref() != Ok("1") {
-        eprintln!("skipped: REGSTUDY_TEST_SLURM=1 is not set");
+    if common::required_service("REGSTUDY_TEST_SLURM").is_none() {
         return;
     }
     let Some(database) = PostgresDatabase::new("slurm") else {

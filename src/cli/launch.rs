@@ -1,10 +1,10 @@
-//! `regstudy study launch slurm`: start a study's workers through a cluster's scheduler.
+//! `regstudy study launch slurm|k8s`: start a study's workers through a cluster's scheduler.
 
 use super::study::StoreArgs;
 use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store;
-use regstudy::study::launch::{SlurmJob, WorkerSettings};
+use regstudy::study::launch::{to_yaml, KubernetesJob, SlurmJob, WorkerSettings};
 use regstudy::study::name::StudyName;
 use regstudy::study::runner::StudyRunOptions;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,63 @@ pub enum LaunchCommand {
     /// Submit a Slurm job array whose tasks each run `regstudy study work NAME`; with
     /// --dry-run, print the script instead.
     Slurm(SlurmArgs),
+    /// Print a Kubernetes Indexed Job whose pods each run `regstudy study work NAME`, for
+    /// `kubectl apply -f -`; the store's URL comes from a secret.
+    K8s(KubernetesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// The study, as `study create` stored it.
+    #[arg(value_name = "NAME")]
+    study: StudyName,
+    /// The container image, with `regstudy` on its PATH.
+    #[arg(long)]
+    image: String,
+    /// Pods in all (the Job's completions), each one worker process.
+    #[arg(long, value_name = "N")]
+    workers: usize,
+    /// Pods at once [default: all].
+    #[arg(long, value_name = "K")]
+    parallelism: Option<usize>,
+    /// The secret whose key `url` holds the store's URL, e.g. made with `kubectl create
+    /// secret generic regstudy-store --from-literal=url=postgres://...`.
+    #[arg(long, value_name = "SECRET")]
+    store_secret: String,
+    /// CPU of each pod, requested and limited; the worker's threads follow it.
+    #[arg(long, default_value = "2")]
+    cpu: String,
+    /// Memory of each pod, requested and limited.
+    #[arg(long, default_value = "4Gi")]
+    memory: String,
+    /// Failed pods of one index before it is given up (evictions and preemptions do not
+    /// count).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries_per_index: u32,
+    /// Trials trained at once by each pod.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    task_workers: usize,
+    /// Threads of each pod in all (0: the whole cores of --cpu).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Seconds without a heartbeat after which another worker takes a trial over.
+    #[arg(long, default_value_t = StudyRunOptions::default().stale_after.as_secs(), value_name = "SECS")]
+    stale_after: u64,
+    /// A trial claimed this many times without finishing is marked failed.
+    #[arg(long, default_value_t = StudyRunOptions::default().max_attempts, value_name = "N")]
+    max_attempts: u32,
+    /// Folder holding the data sets inside the container [default: the spec's].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the manifest as YAML or JSON.
+    #[arg(long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    output: ManifestFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ManifestFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -72,7 +129,34 @@ pub struct SlurmArgs {
 pub fn run(command: LaunchCommand) -> CommandResult {
     match command {
         LaunchCommand::Slurm(args) => slurm(args),
+        LaunchCommand::K8s(args) => kubernetes(args),
     }
+}
+
+fn kubernetes(args: KubernetesArgs) -> CommandResult {
+    let job = KubernetesJob {
+        study: args.study,
+        image: args.image,
+        workers: args.workers,
+        parallelism: args.parallelism,
+        store_secret: args.store_secret,
+        cpu: args.cpu,
+        memory: args.memory,
+        retries_per_index: args.retries_per_index,
+        worker: WorkerSettings {
+            workers: args.task_workers,
+            threads: args.threads,
+            stale_after: args.stale_after,
+            max_attempts: args.max_attempts,
+            data_dir: args.data_dir,
+        },
+    };
+    let manifest = job.manifest()?;
+    match args.output {
+        ManifestFormat::Yaml => print!("{}", to_yaml(&manifest)),
+        ManifestFormat::Json => println!("{}", serde_json::to_string_pretty(&manifest)?),
+    }
+    Ok(())
 }
 
 fn slurm(args: SlurmArgs) -> CommandResult {

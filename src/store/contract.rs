@@ -1,6 +1,6 @@
 //! The [`Store`] contract, one suite run against every store: SQLite always, PostgreSQL when
 //! `REGSTUDY_TEST_POSTGRES` names a database server (a URL whose role may create databases;
-//! each test makes its own database and drops it). With `REGSTUDY_REQUIRE_POSTGRES=1`, as CI
+//! each test makes its own database and drops it). With `REGSTUDY_REQUIRE_SERVICES=1`, as CI
 //! sets it, a missing server fails the PostgreSQL tests instead of skipping them.
 //!
 //! Tests that need several processes run this test binary again, with `--ignored --exact`
@@ -128,8 +128,8 @@ enum Cleanup {
 fn postgres_admin_url() -> Option<String> {
     match std::env::var("REGSTUDY_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("REGSTUDY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("REGSTUDY_REQUIRE_POSTGRES=1 but REGSTUDY_TEST_POSTGRES names no server")
+        _ if std::env::var("REGSTUDY_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("REGSTUDY_REQUIRE_SERVICES=1 but REGSTUDY_TEST_POSTGRES names no server")
         }
         _ => {
             eprintln!("skipped: REGSTUDY_TEST_POSTGRES names no PostgreSQL server");

@@ -259,3 +259,385 @@ exec '/opt/regstudy/bin/regstudy' study work deepa2025 --quiet --workers 1 --thr
         }
     }
 }
+
+/// A Kubernetes Indexed Job of workers for one study: `completions` pods, each running
+/// `regstudy study work NAME` until no trial is left, the store's URL taken from a secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubernetesJob {
+    pub study: StudyName,
+    /// The container image, with `regstudy` on its `PATH`.
+    pub image: String,
+    /// Pods in all (`completions`).
+    pub workers: usize,
+    /// Pods at once [default: `workers`].
+    pub parallelism: Option<usize>,
+    /// The secret whose key `url` holds the store's URL.
+    pub store_secret: String,
+    /// CPU of each pod, requested and limited (`2`, `500m`).
+    pub cpu: String,
+    /// Memory of each pod, requested and limited (`4Gi`).
+    pub memory: String,
+    /// Failed pods of one index before the index is given up (`backoffLimitPerIndex`).
+    pub retries_per_index: u32,
+    pub worker: WorkerSettings,
+}
+
+/// The Kubernetes versions whose schemas the manifest is checked against in CI: the oldest
+/// with `backoffLimitPerIndex` on by default, and a recent one.
+pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.33.0"];
+
+impl KubernetesJob {
+    /// The Job's name: `regstudy-` and the study's name made a DNS label (lowercase letters,
+    /// digits and `-`, at most 63 characters).
+    pub fn name(&self) -> String {
+        let mut label: String = self
+            .study
+            .as_str()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        label.truncate(63 - "regstudy-".len());
+        format!("regstudy-{}", label.trim_end_matches('-'))
+    }
+
+    /// The manifest, for `kubectl apply -f -`.
+    pub fn manifest(&self) -> Result<serde_json::Value, LaunchError> {
+        self.check()?;
+        let name = self.name();
+        let labels = serde_json::json!({
+            "app.kubernetes.io/name": "regstudy",
+            "app.kubernetes.io/instance": name,
+        });
+        let resources = serde_json::json!({ "cpu": self.cpu, "memory": self.memory });
+        Ok(serde_json::json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": { "name": name, "labels": labels },
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": self.workers,
+                "parallelism": self.parallelism.unwrap_or(self.workers),
+                "backoffLimitPerIndex": self.retries_per_index,
+                // A pod evicted, preempted or drained is not a worker's failure: it does not
+                // count against the index's retries, and its trial is taken over.
+                "podFailurePolicy": {
+                    "rules": [{
+                        "action": "Ignore",
+                        "onPodConditions": [{ "type": "DisruptionTarget", "status": "True" }]
+                    }]
+                },
+                "template": {
+                    "metadata": { "labels": labels },
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "terminationGracePeriodSeconds": TERM_BEFORE_LIMIT_S,
+                        "containers": [{
+                            "name": "worker",
+                            "image": self.image,
+                            "command": ["regstudy"],
+                            "args": self.args(),
+                            "env": [{
+                                "name": "REGSTUDY_STORE",
+                                "valueFrom": {
+                                    "secretKeyRef": { "name": self.store_secret, "key": "url" }
+                                }
+                            }],
+                            "resources": { "requests": resources, "limits": resources }
+                        }]
+                    }
+                }
+            }
+        }))
+    }
+
+    /// `study work NAME ...` for the container.
+    fn args(&self) -> Vec<String> {
+        let w = &self.worker;
+        let mut args: Vec<String> = ["study", "work", self.study.as_str(), "--quiet"]
+            .map(String::from)
+            .into();
+        let threads = if w.threads == 0 {
+            // Whole cores of the CPU limit, at least one.
+            self.cpu
+                .parse::<f64>()
+                .map_or(1, |c| (c.floor() as usize).max(1))
+        } else {
+            w.threads
+        };
+        for (option, value) in [
+            ("--workers", w.workers.to_string()),
+            ("--threads", threads.to_string()),
+            ("--stale-after", w.stale_after.to_string()),
+            ("--max-attempts", w.max_attempts.to_string()),
+        ] {
+            args.extend([option.to_string(), value]);
+        }
+        if let Some(dir) = &w.data_dir {
+            args.extend(["--data-dir".to_string(), dir.display().to_string()]);
+        }
+        args
+    }
+
+    fn check(&self) -> Result<(), LaunchError> {
+        let refuse = |option, problem: String| Err(LaunchError { option, problem });
+        if self.workers == 0 {
+            return refuse("workers", "expected at least one worker".into());
+        }
+        match self.parallelism {
+            Some(0) => return refuse("parallelism", "expected at least 1".into()),
+            Some(k) if k > self.workers => {
+                return refuse(
+                    "parallelism",
+                    format!("{k} pods at once is more than the {} workers", self.workers),
+                )
+            }
+            _ => {}
+        }
+        if self.image.is_empty() || self.image.contains(char::is_whitespace) {
+            return refuse("image", format!("`{}` is not an image name", self.image));
+        }
+        if !is_dns_subdomain(&self.store_secret) {
+            return refuse(
+                "store-secret",
+                format!(
+                    "`{}` is not a secret's name (lowercase letters, digits, `-` and `.`)",
+                    self.store_secret
+                ),
+            );
+        }
+        for (option, value) in [("cpu", &self.cpu), ("memory", &self.memory)] {
+            if !is_quantity(value) {
+                return refuse(
+                    option,
+                    format!("`{value}` is not a Kubernetes quantity (e.g. `2`, `500m`, `4Gi`)"),
+                );
+            }
+        }
+        if self.worker.workers == 0 {
+            return refuse("task-workers", "expected at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A name Kubernetes takes for a secret: lowercase letters, digits, `-` and `.`, starting and
+/// ending with a letter or digit, at most 253 characters.
+fn is_dns_subdomain(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// A Kubernetes quantity: a decimal number with an optional suffix (`m`, `k`, `M`, `G`, `Ki`,
+/// `Mi`, `Gi`, `Ti`...).
+fn is_quantity(text: &str) -> bool {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[digits.len()..];
+    let suffixes = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    !digits.is_empty()
+        && digits.parse::<f64>().is_ok_and(|v| v > 0.0)
+        && !digits.starts_with(['+', '-'])
+        && suffixes.contains(&suffix)
+}
+
+/// `value` as YAML: block mappings and sequences; a string plain where YAML reads it back as
+/// that string, else as JSON writes it (every JSON scalar is a YAML flow scalar), so that the
+/// text reads back as `value` exactly.
+pub fn to_yaml(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_yaml(value, 0, &mut out);
+    out
+}
+
+/// A scalar as YAML: plain for a word that YAML cannot take for a number, a boolean or null,
+/// or for syntax; otherwise JSON.
+fn yaml_scalar(value: &serde_json::Value) -> String {
+    let serde_json::Value::String(text) = value else {
+        return value.to_string();
+    };
+    let reserved = [
+        "true", "false", "yes", "no", "on", "off", "null", "y", "n", "~",
+    ];
+    let plain = text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
+        && !reserved.contains(&text.to_ascii_lowercase().as_str());
+    if plain {
+        text.clone()
+    } else {
+        value.to_string()
+    }
+}
+
+fn write_yaml(value: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let key = yaml_scalar(&Value::String(key.clone()));
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        let _ = writeln!(out, "{pad}{key}:");
+                        write_yaml(v, indent + 2, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        let _ = writeln!(out, "{pad}{key}:");
+                        write_yaml(v, indent, out);
+                    }
+                    scalar => {
+                        let _ = writeln!(out, "{pad}{key}: {}", yaml_scalar(scalar));
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                let mut inner = String::new();
+                match item {
+                    Value::Object(_) | Value::Array(_) => write_yaml(item, indent + 2, &mut inner),
+                    scalar => {
+                        inner = format!("{}{}\n", " ".repeat(indent + 2), yaml_scalar(scalar))
+                    }
+                }
+                // The first line of the item follows the dash.
+                let _ = write!(out, "{pad}- {}", &inner[indent + 2..]);
+            }
+        }
+        scalar => {
+            let _ = writeln!(out, "{pad}{}", yaml_scalar(scalar));
+        }
+    }
+}
+
+#[cfg(test)]
+mod kubernetes_tests {
+    use super::*;
+
+    fn job() -> KubernetesJob {
+        KubernetesJob {
+            study: StudyName::new("Deepa_2025").unwrap(),
+            image: "registry.example.org/regstudy:0.1".into(),
+            workers: 16,
+            parallelism: Some(8),
+            store_secret: "regstudy-store".into(),
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            retries_per_index: 3,
+            worker: WorkerSettings {
+                workers: 1,
+                threads: 0,
+                stale_after: 120,
+                max_attempts: 5,
+                data_dir: Some(PathBuf::from("/data")),
+            },
+        }
+    }
+
+    #[test]
+    fn the_manifest_is_an_indexed_job_whose_pods_work_on_the_study() {
+        let m = job().manifest().unwrap();
+        assert_eq!(m["metadata"]["name"], "regstudy-deepa-2025");
+        let spec = &m["spec"];
+        assert_eq!(spec["completionMode"], "Indexed");
+        assert_eq!(
+            (spec["completions"].as_u64(), spec["parallelism"].as_u64()),
+            (Some(16), Some(8))
+        );
+        assert_eq!(spec["backoffLimitPerIndex"], 3);
+        assert_eq!(spec["podFailurePolicy"]["rules"][0]["action"], "Ignore");
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        let container = &pod["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "study",
+                "work",
+                "Deepa_2025",
+                "--quiet",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--stale-after",
+                "120",
+                "--max-attempts",
+                "5",
+                "--data-dir",
+                "/data"
+            ]
+        );
+        let store = &container["env"][0];
+        assert_eq!(store["name"], "REGSTUDY_STORE");
+        assert_eq!(store["valueFrom"]["secretKeyRef"]["name"], "regstudy-store");
+        assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
+    }
+
+    #[test]
+    fn the_rules_schemas_cannot_check_are_checked_here() {
+        let mut more = job();
+        more.parallelism = Some(17);
+        assert_eq!(more.manifest().unwrap_err().option, "parallelism");
+        let mut secret = job();
+        secret.store_secret = "Store_Secret".into();
+        assert_eq!(secret.manifest().unwrap_err().option, "store-secret");
+        let mut cpu = job();
+        cpu.cpu = "two".into();
+        assert_eq!(cpu.manifest().unwrap_err().option, "cpu");
+        let mut memory = job();
+        memory.memory = "4GB".into();
+        assert_eq!(memory.manifest().unwrap_err().option, "memory");
+        let mut none = job();
+        none.workers = 0;
+        assert_eq!(none.manifest().unwrap_err().option, "workers");
+        let mut default = job();
+        default.parallelism = None;
+        assert_eq!(default.manifest().unwrap()["spec"]["parallelism"], 16);
+    }
+
+    #[test]
+    fn the_yaml_is_block_style_with_json_scalars() {
+        let value = serde_json::json!({
+            "a": 1,
+            "b": { "c": "x y", "d": [1, { "e": true, "f": [] }] },
+            "g": [],
+            "h": ["4", "true", "batch/v1", "8Gi", "app.kubernetes.io/name"]
+        });
+        let expected = "a: 1
+b:
+  c: \"x y\"
+  d:
+  - 1
+  - e: true
+    f: []
+g: []
+h:
+- \"4\"
+- \"true\"
+- batch/v1
+- \"8Gi\"
+- app.kubernetes.io/name
+";
+        assert_eq!(to_yaml(&value), expected);
+    }
+}

@@ -432,9 +432,25 @@ pub fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
     bytes
 }
 
+/// The value of `variable`, naming a service a test needs (a server, a cluster, a tool);
+/// `None` (the test is skipped, saying so) when it is unset, unless
+/// `REGSTUDY_REQUIRE_SERVICES=1` (as CI sets it), which makes that a failure.
+pub fn required_service(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("REGSTUDY_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("REGSTUDY_REQUIRE_SERVICES=1 but {variable} is not set")
+        }
+        _ => {
+            eprintln!("skipped: {variable} is not set");
+            None
+        }
+    }
+}
+
 /// A database of its own on the PostgreSQL server named by `REGSTUDY_TEST_POSTGRES` (a URL
 /// whose role may create databases), dropped when this is dropped. `None` when no server is
-/// named, unless `REGSTUDY_REQUIRE_POSTGRES=1` (as CI sets it), which makes that a failure.
+/// named, unless `REGSTUDY_REQUIRE_SERVICES=1` (as CI sets it), which makes that a failure.
 pub struct PostgresDatabase {
     admin: String,
     name: String,
@@ -444,16 +460,7 @@ pub struct PostgresDatabase {
 
 impl PostgresDatabase {
     pub fn new(test: &str) -> Option<Self> {
-        let admin = match std::env::var("REGSTUDY_TEST_POSTGRES") {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("REGSTUDY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-                panic!("REGSTUDY_REQUIRE_POSTGRES=1 but REGSTUDY_TEST_POSTGRES names no server")
-            }
-            _ => {
-                eprintln!("skipped: REGSTUDY_TEST_POSTGRES names no PostgreSQL server");
-                return None;
-            }
-        };
+        let admin = required_service("REGSTUDY_TEST_POSTGRES")?;
         let name = format!("regstudy_cli_{test}_{}", std::process::id());
         let mut client = admin_client(&admin);
         for statement in [

@@ -50,7 +50,7 @@ CONF
 }
 
 start_munge() {
-  if [ -f "$ROOT/munged.pid" ] && kill -0 "$(cat "$ROOT/munged.pid")" 2>/dev/null; then
+  if running "$ROOT/munged.pid"; then
     return
   fi
   mkdir -p /run/munge
@@ -63,11 +63,19 @@ start_munge() {
   cp /run/munge/regstudy-munged.pid "$ROOT/munged.pid"
 }
 
+running() {
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
 start() {
   install
+  export SLURM_CONF=$CONF
+  if running "$ROOT/slurmctld.pid" && running "$ROOT/slurmd.pid"; then
+    echo "$CONF"
+    return
+  fi
   configure
   start_munge
-  export SLURM_CONF=$CONF
   slurmctld -c -f "$CONF"
   for _ in $(seq 1 100); do
     timeout 2 scontrol ping 2>/dev/null | grep -q UP && break
