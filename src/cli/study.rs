@@ -24,6 +24,9 @@ pub enum StudyCommand {
     /// Claim, train and record trials of a stored study until none is left; any number of
     /// workers, on any machines that reach the store, share the study.
     Work(WorkArgs),
+    /// Copy a study with every attempt, epoch and claim into another store (start on a
+    /// laptop with SQLite, continue on a cluster with PostgreSQL).
+    Copy(CopyArgs),
     /// Start a stored study's workers through a cluster's scheduler.
     #[command(subcommand)]
     Launch(super::launch::LaunchCommand),
@@ -69,6 +72,19 @@ pub struct CreateArgs {
     spec: PathBuf,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The study.
+    #[arg(value_name = "NAME")]
+    study: StudyName,
+    /// The store to copy from (a SQLite file, sqlite://PATH or postgres://...).
+    #[arg(long, value_name = "STORE")]
+    from: String,
+    /// The store to copy into, which must not have a study of that name.
+    #[arg(long, value_name = "STORE")]
+    to: String,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +171,7 @@ impl StudyCommand {
             StudyCommand::Run(args) => Some(&mut args.workers.data_dir),
             StudyCommand::Work(args) => Some(&mut args.workers.data_dir),
             StudyCommand::Create(_)
+            | StudyCommand::Copy(_)
             | StudyCommand::Launch(_)
             | StudyCommand::Status(_)
             | StudyCommand::Retry(_) => None,
@@ -167,6 +184,7 @@ pub fn run(command: StudyCommand) -> CommandResult {
         StudyCommand::Run(args) => run_spec(args),
         StudyCommand::Create(args) => create(args),
         StudyCommand::Work(args) => work(args),
+        StudyCommand::Copy(args) => copy(args),
         StudyCommand::Launch(command) => super::launch::run(command),
         StudyCommand::Status(args) => status(args),
         StudyCommand::Retry(args) => retry(args),
@@ -215,6 +233,22 @@ fn create(args: CreateArgs) -> CommandResult {
         Created::Existing => println!("study {name}: already in {location}, unchanged"),
     }
     println!("work on it, on any machine that reaches the store: regstudy study work {name} --store STORE");
+    Ok(())
+}
+
+fn copy(args: CopyArgs) -> CommandResult {
+    let from = store::open_existing(&args.from)?;
+    let to = store::open(&args.to)?;
+    let name = args.study.as_str();
+    let copy = store::copy_study(from.as_ref(), to.as_ref(), name)?;
+    let epochs: usize = copy.attempts.iter().map(|(_, e)| e.len()).sum();
+    println!(
+        "study {name}: copied {} attempts, {epochs} epochs and {} claims from {} to {}",
+        copy.attempts.len(),
+        copy.claims.len(),
+        from.identity().location,
+        to.identity().location
+    );
     Ok(())
 }
 

@@ -538,6 +538,9 @@ impl Store for FixedStore {
     fn release(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
         Self::refuse()
     }
+    fn import(&self, _: &crate::store::StudyCopy) -> Result<(), StoreError> {
+        Self::refuse()
+    }
     fn finish(
         &self,
         _: i64,

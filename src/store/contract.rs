@@ -647,6 +647,71 @@ fn a_failed_trial_is_retried_as_a_new_attempt_that_keeps_the_old_one(kind: Kind)
     assert_eq!((again.trial.number, again.retry), (0, 1));
 }
 
+fn a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there(kind: Kind) {
+    let (Some(source), Some(target)) = (
+        Fixture::new(Kind::Sqlite, "copy_from"),
+        Fixture::new(kind, "copy_to"),
+    ) else {
+        return;
+    };
+    let from = source.with_study(3);
+    let worker = Worker::of_this_process(0);
+    let claim = || from.claim("s", &worker, FOREVER).unwrap().unwrap();
+    let (done_trial, failed_trial, running) = (claim(), claim(), claim());
+    for epoch in [1, 2] {
+        from.record_epoch(done_trial.id, &worker, &metrics(epoch, 0.5))
+            .unwrap();
+    }
+    from.finish(done_trial.id, &worker, &done()).unwrap();
+    let failed = Outcome {
+        state: TrialState::Failed,
+        summary: None,
+        message: Some("out of memory".into()),
+        histogram: None,
+    };
+    from.finish(failed_trial.id, &worker, &failed).unwrap();
+    from.retry("s", &[1]).unwrap();
+    from.record_epoch(running.id, &worker, &metrics(1, 0.7))
+        .unwrap();
+
+    let to = target.open();
+    let copy = super::copy_study(from.as_ref(), to.as_ref(), "s").unwrap();
+    assert_eq!(copy.attempts.len(), 4);
+    let attempt = |t: &crate::trial::TrialRecord| {
+        (
+            t.trial.clone(),
+            t.retry,
+            t.state,
+            t.summary.clone(),
+            t.message.clone(),
+            t.histogram.clone(),
+        )
+    };
+    let copied = to.history("s").unwrap();
+    let mut expected: Vec<_> = from.history("s").unwrap().iter().map(attempt).collect();
+    expected[3].2 = TrialState::Waiting; // the running attempt arrives waiting
+    assert_eq!(copied.iter().map(attempt).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        to.epochs(copied[0].id).unwrap(),
+        vec![metrics(1, 0.5), metrics(2, 0.5)]
+    );
+    assert_eq!(to.epochs(copied[3].id).unwrap(), vec![metrics(1, 0.7)]);
+    let times = |claims: Vec<Claim>| -> Vec<(String, f64)> {
+        claims.into_iter().map(|c| (c.worker, c.at)).collect()
+    };
+    assert_eq!(
+        times(to.claims("s").unwrap()),
+        times(from.claims("s").unwrap())
+    );
+    assert_eq!(to.study("s").unwrap(), from.study("s").unwrap());
+
+    let again = super::copy_study(from.as_ref(), to.as_ref(), "s");
+    assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
+    let next = to.claim("s", &worker, FOREVER).unwrap().unwrap();
+    assert_eq!((next.trial.number, next.retry), (1, 1));
+    to.finish(next.id, &worker, &done()).unwrap();
+}
+
 /// Each contract test, once per store.
 macro_rules! for_every_store {
     ($($test:ident),* $(,)?) => {
@@ -676,6 +741,7 @@ for_every_store!(
     epochs_are_replaced_while_running_and_forgotten_on_reset,
     a_failed_trial_is_retried_as_a_new_attempt_that_keeps_the_old_one,
     a_released_trial_is_claimed_next_with_its_epochs_and_its_attempt_uncounted,
+    a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there,
 );
 
 /// The test server's URL with the host, TLS settings and password replaced; `None` when no

@@ -34,6 +34,39 @@ pub struct Claim {
     pub at: f64,
 }
 
+/// A whole study as one store hands it to another ([`copy_study`]): the study, every
+/// attempt at every trial (by number and attempt) with its epochs, and the claims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyCopy {
+    pub study: StudyRecord,
+    pub attempts: Vec<(TrialRecord, Vec<EpochMetrics>)>,
+    /// Oldest first; `trial` is the attempt's id in the store copied from.
+    pub claims: Vec<Claim>,
+}
+
+/// Copies study `name` from `from` to `to`, which must not have a study of that name: to
+/// start a study on one machine with SQLite and continue it on a cluster with PostgreSQL, or
+/// to keep a finished study. Finished attempts arrive as they were; a waiting or running one
+/// arrives waiting, with its epochs, and is continued by the next worker on `to`.
+pub fn copy_study(from: &dyn Store, to: &dyn Store, name: &str) -> Result<StudyCopy, StoreError> {
+    let study = from.study(name)?;
+    let attempts = from
+        .history(name)?
+        .into_iter()
+        .map(|t| {
+            let epochs = from.epochs(t.id)?;
+            Ok((t, epochs))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let copy = StudyCopy {
+        study,
+        attempts,
+        claims: from.claims(name)?,
+    };
+    to.import(&copy)?;
+    Ok(copy)
+}
+
 /// What [`Store::create_study`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Created {
@@ -74,6 +107,9 @@ pub enum StoreError {
         /// ` (it has: a, b)` or empty.
         hint: String,
     },
+    /// A study copied into a store that has one of its name.
+    #[error("study `{study}` already exists in {path}; copy it into another store")]
+    Exists { study: String, path: PathBuf },
     /// A write to a finished trial, or to a trial held by another worker.
     #[error("the trial with id {trial}: {message}")]
     Trial { trial: i64, message: String },
@@ -160,6 +196,12 @@ pub trait Store: Send + Sync {
     /// Fails ([`StoreError::Retry`]) for a number that is not a trial or whose latest
     /// attempt did not fail, and then retries none.
     fn retry(&self, study: &str, numbers: &[usize]) -> Result<Vec<usize>, StoreError>;
+
+    /// Writes a study copied from another store ([`copy_study`]) as it was: finished
+    /// attempts with their results, epochs and claims; a waiting or running attempt as
+    /// waiting, with its epochs. Fails ([`StoreError::Exists`]) if the store has a study of
+    /// that name, and then writes nothing.
+    fn import(&self, copy: &StudyCopy) -> Result<(), StoreError>;
 
     /// The store's identity.
     fn identity(&self) -> StoreIdentity;

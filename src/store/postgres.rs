@@ -20,10 +20,10 @@
 
 use super::postgres_url::{PostgresUrl, SslMode};
 use super::rows::{
-    self, config_to_toml, sql_int, study_hint, to_json, trial_columns, Failure as RowFailure,
-    LatestAttempt, SqlError, StoredTrial, LATEST,
+    self, config_to_toml, imported_attempts, sql_int, study_hint, to_json, trial_columns,
+    Failure as RowFailure, LatestAttempt, SqlError, StoredTrial, LATEST,
 };
-use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
+use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, Worker};
 use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use postgres::error::SqlState;
@@ -675,6 +675,16 @@ impl Store for PostgresStore {
         )
     }
 
+    /// Repeated after a lost connection only as a whole: the transaction either committed
+    /// (and the repeat finds the study there) or did not.
+    fn import(&self, copy: &StudyCopy) -> Result<(), StoreError> {
+        self.run(
+            || format!("copying study `{}` in", copy.study.name),
+            false,
+            |client, _| import(client, copy),
+        )
+    }
+
     fn identity(&self) -> StoreIdentity {
         StoreIdentity {
             id: self.id.clone(),
@@ -1017,6 +1027,80 @@ fn retry(client: &mut Client, study: &str, numbers: &[usize]) -> Result<Vec<usiz
     }
     tx.commit()?;
     Ok(chosen.into_iter().map(|(number, _, _)| *number).collect())
+}
+
+/// Writes a copied study in one transaction (see [`Store::import`]). Each attempt is written
+/// as a worker would have left it: inserted, given its epochs while running, then ended.
+fn import(client: &mut Client, copy: &StudyCopy) -> Result<(), Failure> {
+    let rows = imported_attempts(copy).map_err(Failure::Data)?;
+    let mut tx = client.transaction()?;
+    let study = &copy.study;
+    let inserted = tx.query_opt(
+        "INSERT INTO studies (name, spec, created_at, version) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO NOTHING RETURNING name",
+        &[&study.name, &study.spec, &study.created_at, &study.version],
+    )?;
+    if inserted.is_none() {
+        return Err(Failure::Exists(study.name.clone()));
+    }
+    let mut ids = rows::ImportedIds::default();
+    for r in &rows {
+        let retry_of = ids.retry_of(r).map_err(Failure::Data)?;
+        let retry = i32::try_from(r.retry).map_err(|e| Failure::Data(e.to_string()))?;
+        let attempts = i32::try_from(r.attempts).map_err(|e| Failure::Data(e.to_string()))?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO trials (study, number, retry, retry_of, grp, method, point, seed,
+                     config, phase, state, worker, attempts, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11, $12, $13)
+                 RETURNING id",
+                &[
+                    &study.name,
+                    &r.number,
+                    &retry,
+                    &retry_of,
+                    &r.group,
+                    &r.method,
+                    &r.point,
+                    &r.seed,
+                    &r.config,
+                    &r.phase,
+                    &r.worker,
+                    &attempts,
+                    &r.started_at,
+                ],
+            )?
+            .get(0);
+        for (epoch, json) in &r.epochs {
+            tx.execute(
+                "INSERT INTO epochs (trial, epoch, metrics) VALUES ($1, $2, $3)",
+                &[&id, epoch, json],
+            )?;
+        }
+        tx.execute(
+            "UPDATE trials SET state = $2, finished_at = $3, summary = $4, message = $5,
+                 histogram = $6
+             WHERE id = $1",
+            &[
+                &id,
+                &r.finished.unwrap_or("waiting"),
+                &r.finished_at,
+                &r.summary,
+                &r.message,
+                &r.histogram,
+            ],
+        )?;
+        ids.insert(r, id);
+    }
+    for c in &copy.claims {
+        let trial = ids.of(c.trial).map_err(Failure::Data)?;
+        tx.execute(
+            "INSERT INTO claims (trial, worker, at) VALUES ($1, $2, $3)",
+            &[&trial, &c.worker, &c.at],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn read_trial(client: &mut impl GenericClient, id: i64) -> Result<TrialRecord, Failure> {

@@ -2,7 +2,7 @@
 //! current, and how a failure becomes a [`StoreError`]. The SQL itself differs between
 //! SQLite and PostgreSQL only where their dialects do; the meaning of every column is here.
 
-use super::{Outcome, StoreError, Worker};
+use super::{Outcome, StoreError, StudyCopy, Worker};
 use crate::train::{EpochMetrics, RunConfig};
 use crate::trial::{NewTrial, TrialRecord, TrialState};
 use serde::{de::DeserializeOwned, Serialize};
@@ -46,6 +46,7 @@ pub(super) enum Failure<E> {
         number: usize,
         problem: String,
     },
+    Exists(String),
 }
 
 impl<E> From<E> for Failure<E> {
@@ -64,6 +65,7 @@ impl<E: SqlError> Failure<E> {
             Failure::Data(problem) => format!("{}: {problem}", what()),
             Failure::NoStudy { study, hint } => return StoreError::NoStudy { study, path, hint },
             Failure::SpecChanged(study) => return StoreError::SpecChanged { study, path },
+            Failure::Exists(study) => return StoreError::Exists { study, path },
             Failure::Trial { trial, message } => return StoreError::Trial { trial, message },
             Failure::Retry {
                 study,
@@ -307,4 +309,105 @@ pub(super) fn attempts_to_retry<'a, E>(
             })
         })
         .collect()
+}
+
+/// One attempt of a copied study, as its row is written: every column by value.
+pub(super) struct ImportedAttempt {
+    /// The attempt's id in the store copied from.
+    pub source_id: i64,
+    pub number: i64,
+    pub retry: i64,
+    pub group: String,
+    pub method: String,
+    pub point: String,
+    pub seed: i64,
+    pub config: String,
+    pub phase: &'static str,
+    /// `done`, `failed` or `diverged` for a finished attempt, else `None`: it arrives waiting.
+    pub finished: Option<&'static str>,
+    pub worker: Option<String>,
+    pub attempts: i64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub summary: Option<String>,
+    pub message: Option<String>,
+    pub histogram: Option<String>,
+    /// `(epoch, metrics JSON)`.
+    pub epochs: Vec<(i64, String)>,
+}
+
+/// The rows of a copied study, in the order they can be written: by number, then attempt,
+/// so that each retry follows its failed attempt.
+pub(super) fn imported_attempts(copy: &StudyCopy) -> Result<Vec<ImportedAttempt>, String> {
+    let mut rows = Vec::with_capacity(copy.attempts.len());
+    for (t, epochs) in &copy.attempts {
+        let at = |e: String| format!("trial {} attempt {}: {e}", t.trial.number, t.retry);
+        let finished = t.state.is_finished().then_some(t.state.as_str());
+        rows.push(ImportedAttempt {
+            source_id: t.id,
+            number: sql_int(t.trial.number, "the trial number").map_err(at)?,
+            retry: i64::from(t.retry),
+            group: t.trial.group.clone(),
+            method: t.trial.method.clone(),
+            point: to_json(&t.trial.point).map_err(at)?,
+            seed: sql_int(t.trial.seed, "the seed").map_err(at)?,
+            config: config_to_toml(&t.trial.config).map_err(at)?,
+            phase: t.trial.phase.as_str(),
+            finished,
+            worker: finished.and(t.worker.clone()),
+            attempts: i64::from(t.attempts),
+            started_at: finished.and(t.started_at),
+            finished_at: t.finished_at,
+            summary: t.summary.as_ref().map(to_json).transpose().map_err(at)?,
+            message: t.message.clone(),
+            histogram: t.histogram.as_ref().map(to_json).transpose().map_err(at)?,
+            epochs: epochs
+                .iter()
+                .map(|m| Ok((sql_int(m.epoch, "the epoch")?, to_json(m)?)))
+                .collect::<Result<_, String>>()
+                .map_err(at)?,
+        });
+    }
+    rows.sort_by_key(|r| (r.number, r.retry));
+    Ok(rows)
+}
+
+/// The ids a copied study's attempts got in the store written to, by their ids in the store
+/// copied from and by (number, attempt).
+#[derive(Default)]
+pub(super) struct ImportedIds {
+    by_source: std::collections::HashMap<i64, i64>,
+    by_attempt: std::collections::HashMap<(i64, i64), i64>,
+}
+
+impl ImportedIds {
+    pub(super) fn insert(&mut self, row: &ImportedAttempt, id: i64) {
+        self.by_source.insert(row.source_id, id);
+        self.by_attempt.insert((row.number, row.retry), id);
+    }
+
+    /// The new id of the attempt that `row` retries (`None` for a first attempt).
+    pub(super) fn retry_of(&self, row: &ImportedAttempt) -> Result<Option<i64>, String> {
+        if row.retry == 0 {
+            return Ok(None);
+        }
+        self.by_attempt
+            .get(&(row.number, row.retry - 1))
+            .copied()
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "trial {} attempt {} retries an attempt the copy does not have",
+                    row.number, row.retry
+                )
+            })
+    }
+
+    /// The new id of the attempt whose id was `source`.
+    pub(super) fn of(&self, source: i64) -> Result<i64, String> {
+        self.by_source
+            .get(&source)
+            .copied()
+            .ok_or_else(|| format!("a claim of trial id {source}, which the copy does not have"))
+    }
 }

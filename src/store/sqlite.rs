@@ -9,10 +9,10 @@
 //! that neither a bug nor hand-typed SQL can change a result after the fact.
 
 use super::rows::{
-    self, config_to_toml, sql_int, study_hint, to_json, trial_columns, SqlError, StoredTrial,
-    LATEST,
+    self, config_to_toml, imported_attempts, sql_int, study_hint, to_json, trial_columns, SqlError,
+    StoredTrial, LATEST,
 };
-use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, Worker};
+use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, Worker};
 use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use rusqlite::{
@@ -432,6 +432,13 @@ impl Store for SqliteStore {
         self.run(
             || format!("retrying failed trials of study `{study}`"),
             |conn| retry(conn, study, numbers),
+        )
+    }
+
+    fn import(&self, copy: &StudyCopy) -> Result<(), StoreError> {
+        self.run(
+            || format!("copying study `{}` in", copy.study.name),
+            |conn| import(conn, copy),
         )
     }
 
@@ -962,6 +969,82 @@ fn retry(conn: &mut Connection, study: &str, numbers: &[usize]) -> Result<Vec<us
     }
     tx.commit()?;
     Ok(chosen.into_iter().map(|(number, _, _)| *number).collect())
+}
+
+/// Writes a copied study in one transaction (see [`Store::import`]). Each attempt is written
+/// as a worker would have left it: inserted, given its epochs while running, then ended.
+fn import(conn: &mut Connection, copy: &StudyCopy) -> Result<(), Failure> {
+    let rows = imported_attempts(copy).map_err(Failure::Data)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let study = &copy.study;
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM studies WHERE name = ?1",
+            [&study.name],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Err(Failure::Exists(study.name.clone()));
+    }
+    tx.execute(
+        "INSERT INTO studies (name, spec, created_at, version) VALUES (?1, ?2, ?3, ?4)",
+        params![study.name, study.spec, study.created_at, study.version],
+    )?;
+    let mut ids = rows::ImportedIds::default();
+    for r in &rows {
+        let retry_of = ids.retry_of(r).map_err(Failure::Data)?;
+        tx.execute(
+            "INSERT INTO trials (study, number, retry, retry_of, grp, method, point, seed,
+                 config, phase, state, worker, attempts, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?13)",
+            params![
+                study.name,
+                r.number,
+                r.retry,
+                retry_of,
+                r.group,
+                r.method,
+                r.point,
+                r.seed,
+                r.config,
+                r.phase,
+                r.worker,
+                r.attempts,
+                r.started_at
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (epoch, json) in &r.epochs {
+            tx.execute(
+                "INSERT INTO epochs (trial, epoch, metrics) VALUES (?1, ?2, ?3)",
+                params![id, epoch, json],
+            )?;
+        }
+        tx.execute(
+            "UPDATE trials SET state = ?2, finished_at = ?3, summary = ?4, message = ?5,
+                 histogram = ?6
+             WHERE id = ?1",
+            params![
+                id,
+                r.finished.unwrap_or("waiting"),
+                r.finished_at,
+                r.summary,
+                r.message,
+                r.histogram
+            ],
+        )?;
+        ids.insert(r, id);
+    }
+    for c in &copy.claims {
+        let trial = ids.of(c.trial).map_err(Failure::Data)?;
+        tx.execute(
+            "INSERT INTO claims (trial, worker, at) VALUES (?1, ?2, ?3)",
+            params![trial, c.worker, c.at],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn read_trial(conn: &Connection, id: i64) -> Result<TrialRecord, Failure> {
