@@ -225,18 +225,41 @@ fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_conti
     let opened = store::open_existing(&store).unwrap();
     let trial = opened.trials("one").unwrap().remove(0);
     assert_eq!((trial.state, trial.attempts), (TrialState::Waiting, 0));
-    let recorded = opened.epochs(trial.id).unwrap().len();
+    let before = opened.epochs(trial.id).unwrap();
     assert!(
-        (1..3).contains(&recorded),
-        "{recorded} epochs recorded before the hand-back"
+        (1..3).contains(&before.len()),
+        "{} epochs recorded before the hand-back",
+        before.len()
     );
     drop(opened);
 
+    // The next worker sees the same run folders under another path, as another machine
+    // mounting the shared storage elsewhere would.
+    let mount = dir.path("elsewhere");
+    std::os::unix::fs::symlink(dir.join("runs"), &mount).unwrap();
     let resumed = regstudy(
-        &["study", "work", "one", "--quiet", "--threads", "1"],
+        &[
+            "study",
+            "work",
+            "one",
+            "--quiet",
+            "--threads",
+            "1",
+            "--runs-dir",
+            mount.to_str().unwrap(),
+        ],
         &store,
     );
     assert_success(&resumed);
+    let opened = store::open_existing(&store).unwrap();
+    let after = opened.epochs(trial.id).unwrap();
+    assert_eq!(after.len(), 3);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "continued from the checkpoint, not redone"
+    );
+    drop(opened);
     let handed_over = results(&store, "one");
     let workers: Vec<String> = store::open_existing(&store)
         .unwrap()

@@ -63,6 +63,10 @@ pub struct KubernetesArgs {
     /// Folder holding the data sets inside the container [default: the spec's].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Folder for the trials' run folders inside the container: a volume every pod mounts
+    /// [default: the spec's runs_dir].
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
     /// Print the manifest as YAML or JSON.
     #[arg(long, value_enum, default_value_t = ManifestFormat::Yaml)]
     output: ManifestFormat,
@@ -115,6 +119,10 @@ pub struct SlurmArgs {
     /// Folder holding the data sets, at the same path on every node [default: the spec's].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Folder for the trials' run folders, at the same path on every node (shared storage)
+    /// [default: the spec's runs_dir].
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
     /// Folder of the tasks' output files [default: slurm-logs in the current folder].
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -149,6 +157,7 @@ fn kubernetes(args: KubernetesArgs) -> CommandResult {
             stale_after: args.stale_after,
             max_attempts: args.max_attempts,
             data_dir: args.data_dir,
+            runs_dir: args.runs_dir,
         },
     };
     let manifest = job.manifest()?;
@@ -178,6 +187,7 @@ fn slurm(args: SlurmArgs) -> CommandResult {
             stale_after: args.stale_after,
             max_attempts: args.max_attempts,
             data_dir: args.data_dir.as_ref().map(|d| here.join(d)),
+            runs_dir: args.runs_dir.as_ref().map(|d| here.join(d)),
         },
     };
     let script = job.script()?;

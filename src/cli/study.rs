@@ -132,6 +132,10 @@ pub struct WorkerArgs {
     /// [default: the spec's, else $REGSTUDY_DATA, else the user's cache folder].
     #[arg(long, value_name = "DIR", env = super::DATA_ENV)]
     pub data_dir: Option<PathBuf>,
+    /// Folder for the trials' run folders in place of the spec's runs_dir: the same shared
+    /// storage, wherever it is mounted on this machine [default: the spec's].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
     /// No progress bar or per-trial lines.
     #[arg(long)]
     pub quiet: bool,
@@ -145,6 +149,7 @@ impl WorkerArgs {
             stale_after: Duration::from_secs(self.stale_after),
             max_attempts: self.max_attempts,
             data_dir: self.data_dir.clone(),
+            runs_dir: self.runs_dir.clone(),
             ..StudyRunOptions::default()
         }
     }

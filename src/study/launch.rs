@@ -20,6 +20,8 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// The data sets' folder, which every node must see at this path.
     pub data_dir: Option<PathBuf>,
+    /// The run folders' folder, on storage every node sees at this path.
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// An `sbatch` job array of workers for one study. Built unchecked, then
@@ -116,6 +118,9 @@ impl SlurmJob {
         if let Some(dir) = &w.data_dir {
             args.push(format!("--data-dir {}", quote(&dir.display().to_string())));
         }
+        if let Some(dir) = &w.runs_dir {
+            args.push(format!("--runs-dir {}", quote(&dir.display().to_string())));
+        }
         format!("exec {}", args.join(" "))
     }
 
@@ -151,6 +156,7 @@ impl SlurmJob {
         for (option, path) in [
             ("log-dir", Some(self.log_dir.as_path())),
             ("data-dir", self.worker.data_dir.as_deref()),
+            ("runs-dir", self.worker.runs_dir.as_deref()),
             ("binary", Some(self.binary.as_path())),
         ] {
             if let Some(path) = path.filter(|p| !p.is_absolute() || has_newline(p)) {
@@ -206,6 +212,7 @@ mod tests {
                 stale_after: 120,
                 max_attempts: 3,
                 data_dir: Some(PathBuf::from("/data/it's here")),
+                runs_dir: Some(PathBuf::from("/scratch/runs")),
             },
         }
     }
@@ -229,7 +236,7 @@ mod tests {
 # never from this file. `exec` makes the worker the task's process, so Slurm's signals reach it.
 set -euo pipefail
 exec '/opt/regstudy/bin/regstudy' study work deepa2025 --quiet --workers 1 --threads 4 \
---stale-after 120 --max-attempts 3 --data-dir '/data/it'\\''s here'
+--stale-after 120 --max-attempts 3 --data-dir '/data/it'\\''s here' --runs-dir '/scratch/runs'
 ";
         assert_eq!(script, expected.replace("\\\n", ""));
     }
@@ -378,8 +385,10 @@ impl KubernetesJob {
         ] {
             args.extend([option.to_string(), value]);
         }
-        if let Some(dir) = &w.data_dir {
-            args.extend(["--data-dir".to_string(), dir.display().to_string()]);
+        for (option, dir) in [("--data-dir", &w.data_dir), ("--runs-dir", &w.runs_dir)] {
+            if let Some(dir) = dir {
+                args.extend([option.to_string(), dir.display().to_string()]);
+            }
         }
         args
     }
@@ -543,6 +552,7 @@ mod kubernetes_tests {
                 stale_after: 120,
                 max_attempts: 5,
                 data_dir: Some(PathBuf::from("/data")),
+                runs_dir: None,
             },
         }
     }

@@ -51,6 +51,10 @@ pub struct StudyRunOptions {
     pub data_dir: Option<PathBuf>,
     /// Give every failed trial a new attempt before running (`--retry-failed`).
     pub retry_failed: bool,
+    /// Where this process writes the trials' run folders, in place of the spec's `runs_dir`
+    /// (the same shared storage, mounted elsewhere on this machine): a trial's folder keeps
+    /// its path below `runs_dir`. Default: the spec's.
+    pub runs_dir: Option<PathBuf>,
     /// Once set (by a signal handler: SIGTERM from a scheduler, Ctrl-C), workers claim no
     /// more trials, finish and record the epoch they are training, and hand their trials
     /// back to the store, whose next claim continues them from that epoch's checkpoint.
@@ -67,6 +71,7 @@ impl Default for StudyRunOptions {
             max_attempts: 5,
             data_dir: None,
             retry_failed: false,
+            runs_dir: None,
             stop: None,
         }
     }
@@ -692,6 +697,9 @@ impl TrainObserver for EpochRecorder<'_> {
 fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> TrialEnd {
     let mut config = trial.trial.config.clone();
     config.threads = context.threads_each;
+    if let (Some(dir), Some(out)) = (&context.config.runs_dir, &config.out) {
+        config.out = Some(rebased(out, &context.spec.runs_dir, dir));
+    }
     if let Some(dir) = &context.config.data_dir {
         config.data_dir = Some(dir.clone());
     }
@@ -770,6 +778,15 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     }
 }
 
+/// `out`, a run folder under `runs_dir`, moved under `instead` with the same path below it
+/// (a folder outside `runs_dir` keeps its last component).
+fn rebased(out: &Path, runs_dir: &Path, instead: &Path) -> PathBuf {
+    match out.strip_prefix(runs_dir) {
+        Ok(below) => instead.join(below),
+        Err(_) => instead.join(out.file_name().unwrap_or(out.as_os_str())),
+    }
+}
+
 /// Empties a run folder of this trial that cannot be continued, keeping its owner record,
 /// and forgets the epochs recorded from it.
 fn clear_folder(
@@ -832,6 +849,22 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rebased_run_folder_keeps_its_path_below_the_runs_folder() {
+        let moved = rebased(
+            Path::new("runs/s/l1-0001"),
+            Path::new("runs/s"),
+            Path::new("/mnt/r"),
+        );
+        assert_eq!(moved, Path::new("/mnt/r/l1-0001"));
+        let outside = rebased(
+            Path::new("/elsewhere/x"),
+            Path::new("runs/s"),
+            Path::new("/mnt/r"),
+        );
+        assert_eq!(outside, Path::new("/mnt/r/x"));
+    }
 
     #[test]
     fn a_stale_limit_under_three_heartbeats_is_refused() {
