@@ -20,6 +20,50 @@ pub enum LaunchCommand {
     K8s(KubernetesArgs),
 }
 
+/// What every worker a launch starts runs with: `study work`'s options.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// Trials trained at once by each task (pod); its threads are divided among them.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    task_workers: usize,
+    /// Threads of each task in all (0: the cores it has, --cpus-per-task or the whole cores
+    /// of --cpu).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Seconds without a heartbeat after which another worker takes a trial over.
+    #[arg(long, default_value_t = StudyRunOptions::default().stale_after.as_secs(), value_name = "SECS")]
+    stale_after: u64,
+    /// A trial claimed this many times without finishing is marked failed.
+    #[arg(long, default_value_t = StudyRunOptions::default().max_attempts, value_name = "N")]
+    max_attempts: u32,
+    /// Folder holding the data sets, at this path for every task [default: the spec's].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Folder for the trials' run folders, on storage every task sees at this path
+    /// [default: the spec's runs_dir].
+    #[arg(long, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+}
+
+impl TaskArgs {
+    /// The workers' settings, with relative folders taken from `here` (`None`: as given,
+    /// paths inside a container).
+    fn settings(&self, here: Option<&Path>) -> WorkerSettings {
+        let place = |dir: &Option<PathBuf>| match here {
+            Some(here) => dir.as_ref().map(|d| here.join(d)),
+            None => dir.clone(),
+        };
+        WorkerSettings {
+            workers: self.task_workers,
+            threads: self.threads,
+            stale_after: self.stale_after,
+            max_attempts: self.max_attempts,
+            data_dir: place(&self.data_dir),
+            runs_dir: place(&self.runs_dir),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct KubernetesArgs {
     /// The study, as `study create` stored it.
@@ -48,25 +92,8 @@ pub struct KubernetesArgs {
     /// count).
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries_per_index: u32,
-    /// Trials trained at once by each pod.
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    task_workers: usize,
-    /// Threads of each pod in all (0: the whole cores of --cpu).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Seconds without a heartbeat after which another worker takes a trial over.
-    #[arg(long, default_value_t = StudyRunOptions::default().stale_after.as_secs(), value_name = "SECS")]
-    stale_after: u64,
-    /// A trial claimed this many times without finishing is marked failed.
-    #[arg(long, default_value_t = StudyRunOptions::default().max_attempts, value_name = "N")]
-    max_attempts: u32,
-    /// Folder holding the data sets inside the container [default: the spec's].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Folder for the trials' run folders inside the container: a volume every pod mounts
-    /// [default: the spec's runs_dir].
-    #[arg(long, value_name = "DIR")]
-    runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    task: TaskArgs,
     /// Print the manifest as YAML or JSON.
     #[arg(long, value_enum, default_value_t = ManifestFormat::Yaml)]
     output: ManifestFormat,
@@ -104,25 +131,8 @@ pub struct SlurmArgs {
     /// Memory per task, as Slurm writes it (`4G`) [default: the partition's].
     #[arg(long, value_name = "M")]
     mem: Option<String>,
-    /// Trials trained at once by each task; the task's threads are divided among them.
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    task_workers: usize,
-    /// Threads of each task in all (0: --cpus-per-task).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Seconds without a heartbeat after which another worker takes a trial over.
-    #[arg(long, default_value_t = StudyRunOptions::default().stale_after.as_secs(), value_name = "SECS")]
-    stale_after: u64,
-    /// A trial claimed this many times without finishing is marked failed.
-    #[arg(long, default_value_t = StudyRunOptions::default().max_attempts, value_name = "N")]
-    max_attempts: u32,
-    /// Folder holding the data sets, at the same path on every node [default: the spec's].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Folder for the trials' run folders, at the same path on every node (shared storage)
-    /// [default: the spec's runs_dir].
-    #[arg(long, value_name = "DIR")]
-    runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    task: TaskArgs,
     /// Folder of the tasks' output files [default: slurm-logs in the current folder].
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
@@ -151,14 +161,7 @@ fn kubernetes(args: KubernetesArgs) -> CommandResult {
         cpu: args.cpu,
         memory: args.memory,
         retries_per_index: args.retries_per_index,
-        worker: WorkerSettings {
-            workers: args.task_workers,
-            threads: args.threads,
-            stale_after: args.stale_after,
-            max_attempts: args.max_attempts,
-            data_dir: args.data_dir,
-            runs_dir: args.runs_dir,
-        },
+        worker: args.task.settings(None),
     };
     let manifest = job.manifest()?;
     match args.output {
@@ -181,14 +184,7 @@ fn slurm(args: SlurmArgs) -> CommandResult {
         mem: args.mem.clone(),
         log_dir: log_dir.clone(),
         binary: std::env::current_exe().map_err(|e| format!("regstudy's own path: {e}"))?,
-        worker: WorkerSettings {
-            workers: args.task_workers,
-            threads: args.threads,
-            stale_after: args.stale_after,
-            max_attempts: args.max_attempts,
-            data_dir: args.data_dir.as_ref().map(|d| here.join(d)),
-            runs_dir: args.runs_dir.as_ref().map(|d| here.join(d)),
-        },
+        worker: args.task.settings(Some(&here)),
     };
     let script = job.script()?;
     if args.dry_run {

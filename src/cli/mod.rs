@@ -38,7 +38,7 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Run a study (methods x strengths x seeds) from a spec, crash-safe and resumable.
     #[command(subcommand)]
-    Study(study::StudyCommand),
+    Study(Box<study::StudyCommand>),
     /// Write a study's report: tables with confidence intervals and paired tests, figures.
     Report(report::ReportArgs),
     /// Rerun a source study (its spec is built in) and write its report beside the paper's
@@ -110,7 +110,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Data(command) => data::run(command),
         Command::Train(args) => train::run(*args),
-        Command::Study(command) => study::run(command),
+        Command::Study(command) => study::run(*command),
         Command::Report(args) => report::report(args),
         Command::Reproduce(args) => report::reproduce(*args),
         Command::Export(args) => report::export(args),
