@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_success, stderr, stdout, PostgresDatabase, Scratch, DATA};
-use regstudy::store;
+use regstudy::store::{self, StartReason, TrainingStart};
 use regstudy::trial::TrialState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -177,10 +177,11 @@ name = "none"
     path
 }
 
-#[test]
-fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_continues_it() {
-    let dir = Scratch::new("work-sigterm");
-    let spec = write_one_trial_spec(&dir);
+/// Creates the one-trial study in a SQLite store in `dir`, starts a worker on it and sends
+/// it SIGTERM once the trial runs; the store's location once the worker has handed the trial
+/// back.
+fn hand_back_mid_trial(dir: &Scratch) -> String {
+    let spec = write_one_trial_spec(dir);
     let store = dir.path("studies.db").display().to_string();
     assert_success(&regstudy(
         &["study", "create", spec.to_str().unwrap()],
@@ -222,6 +223,45 @@ fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_conti
         "{}",
         stderr(&stopped)
     );
+    store
+}
+
+/// The one-trial study's test accuracy, run on one machine without interruption (in a
+/// scratch folder named after `test`).
+fn uninterrupted_result(test: &str) -> BTreeMap<usize, f64> {
+    let alone = Scratch::new(&format!("{test}-alone"));
+    let spec = write_one_trial_spec(&alone);
+    let reference = alone.path("studies.db").display().to_string();
+    let run = regstudy(
+        &[
+            "study",
+            "run",
+            "--quiet",
+            "--threads",
+            "1",
+            spec.to_str().unwrap(),
+        ],
+        &reference,
+    );
+    assert_success(&run);
+    results(&reference, "one")
+}
+
+/// Where each claim of the study's trials began training.
+fn starts(store: &str) -> Vec<Option<TrainingStart>> {
+    store::open_existing(store)
+        .unwrap()
+        .claims("one")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.start)
+        .collect()
+}
+
+#[test]
+fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_continues_it() {
+    let dir = Scratch::new("work-sigterm");
+    let store = hand_back_mid_trial(&dir);
     let opened = store::open_existing(&store).unwrap();
     let trial = opened.trials("one").unwrap().remove(0);
     assert_eq!((trial.state, trial.attempts), (TrialState::Waiting, 0));
@@ -260,38 +300,79 @@ fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_conti
         "continued from the checkpoint, not redone"
     );
     drop(opened);
-    let handed_over = results(&store, "one");
-    let workers: Vec<String> = store::open_existing(&store)
-        .unwrap()
-        .claims("one")
-        .unwrap()
-        .into_iter()
-        .map(|c| c.worker)
-        .collect();
     assert_eq!(
-        workers.len(),
-        2,
-        "claimed, handed back, claimed again: {workers:?}"
+        starts(&store),
+        [
+            Some(TrainingStart {
+                from_epoch: 0,
+                discarded_epochs: 0,
+                reason: StartReason::First,
+            }),
+            Some(TrainingStart {
+                from_epoch: before.len(),
+                discarded_epochs: 0,
+                reason: StartReason::Checkpoint,
+            }),
+        ],
+        "claimed, handed back, claimed again and continued"
     );
+    assert_eq!(
+        results(&store, "one"),
+        uninterrupted_result("work-sigterm"),
+        "the same result as uninterrupted"
+    );
+}
 
-    let alone = Scratch::new("work-sigterm-alone");
-    let spec = write_one_trial_spec(&alone);
-    let reference = alone.path("studies.db").display().to_string();
-    let run = regstudy(
+#[test]
+fn a_trial_taken_over_where_its_run_folder_is_not_seen_restarts_from_epoch_zero_on_record() {
+    let dir = Scratch::new("work-unseen");
+    let store = hand_back_mid_trial(&dir);
+    let recorded = {
+        let opened = store::open_existing(&store).unwrap();
+        let trial = opened.trials("one").unwrap().remove(0);
+        opened.epochs(trial.id).unwrap().len()
+    };
+    assert!(recorded > 0, "an epoch was recorded before the hand-back");
+
+    // Another machine, whose storage holds none of the first worker's run folders.
+    let elsewhere = dir.path("other-machine");
+    let resumed = regstudy(
         &[
             "study",
-            "run",
+            "work",
+            "one",
             "--quiet",
             "--threads",
             "1",
-            spec.to_str().unwrap(),
+            "--runs-dir",
+            elsewhere.to_str().unwrap(),
         ],
-        &reference,
+        &store,
     );
-    assert_success(&run);
+    assert_success(&resumed);
+    let restart = TrainingStart {
+        from_epoch: 0,
+        discarded_epochs: recorded,
+        reason: StartReason::NoCheckpoint,
+    };
+    assert_eq!(starts(&store)[1], Some(restart));
+    let opened = store::open_existing(&store).unwrap();
+    let trial = opened.trials("one").unwrap().remove(0);
     assert_eq!(
-        handed_over,
-        results(&reference, "one"),
-        "the same result as uninterrupted"
+        (trial.state, opened.epochs(trial.id).unwrap().len()),
+        (TrialState::Done, 3)
+    );
+    let status = regstudy(&["study", "status", "one"], &store);
+    assert_success(&status);
+    assert!(
+        stdout(&status).contains("claim 2 of trial 0, by ")
+            && stdout(&status).contains(&restart.to_string()),
+        "{}",
+        stdout(&status)
+    );
+    assert_eq!(
+        results(&store, "one"),
+        uninterrupted_result("work-unseen"),
+        "trained again from the seed, the same result"
     );
 }

@@ -10,6 +10,7 @@ use regstudy::study::retry::{numbers_text, retry_failed, Retried};
 use regstudy::study::runner::{create_study, run_study, StudyRunOptions};
 use regstudy::study::spec::StudySpec;
 use regstudy::trial::TrialState;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -440,6 +441,35 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
                 trial.message.as_deref().unwrap_or("")
             ),
             _ => {}
+        }
+    }
+    print_takeovers(store, study)
+}
+
+/// Every claim of an attempt after its first (a takeover, or a hand-back continued), with
+/// where its training began: from a checkpoint, or from epoch 0 and why.
+fn print_takeovers(store: &dyn Store, study: &str) -> CommandResult {
+    let attempts: HashMap<i64, (usize, u32)> = store
+        .history(study)?
+        .iter()
+        .map(|t| (t.id, (t.trial.number, t.retry)))
+        .collect();
+    let mut claims_seen: HashMap<i64, usize> = HashMap::new();
+    for claim in store.claims(study)? {
+        let seen = claims_seen.entry(claim.trial).or_default();
+        *seen += 1;
+        let Some((number, retry)) = attempts.get(&claim.trial) else {
+            continue;
+        };
+        if *seen > 1 {
+            println!(
+                "  claim {seen} of trial {number}{}, by {}: {}",
+                retry_text(*retry),
+                claim.worker,
+                claim
+                    .start
+                    .map_or("its training did not begin".into(), |s| s.to_string())
+            );
         }
     }
     Ok(())

@@ -535,6 +535,14 @@ impl Store for FixedStore {
     fn reset_epochs(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
         Self::refuse()
     }
+    fn record_start(
+        &self,
+        _: i64,
+        _: &crate::store::Worker,
+        _: &crate::store::TrainingStart,
+    ) -> Result<(), StoreError> {
+        Self::refuse()
+    }
     fn release(&self, _: i64, _: &crate::store::Worker) -> Result<(), StoreError> {
         Self::refuse()
     }

@@ -6,7 +6,7 @@
 //! Tests that need several processes run this test binary again, with `--ignored --exact`
 //! naming a helper test and the store in `REGSTUDY_CONTRACT_STORE`.
 
-use super::{open, Claim, Created, Outcome, Store, StoreError, Worker};
+use super::{open, Claim, Created, Outcome, StartReason, Store, StoreError, TrainingStart, Worker};
 use crate::regularize::{SparsityReport, WeightHistogram};
 use crate::train::{EpochMetrics, RunConfig, Summary};
 use crate::trial::{NewTrial, Phase, StudyRecord, TrialState};
@@ -478,18 +478,27 @@ fn a_stale_trial_is_taken_over_and_its_old_holder_cannot_write(kind: Kind) {
         matches!(&refused, Err(StoreError::Trial { message, .. }) if message.contains("held by")),
         "{refused:?}"
     );
+    let restart = TrainingStart {
+        from_epoch: 0,
+        discarded_epochs: 1,
+        reason: StartReason::NoCheckpoint,
+    };
+    assert!(store.record_start(trial.id, &old, &restart).is_err());
+    store.record_start(trial.id, &new, &restart).unwrap();
+    let again = store.record_start(trial.id, &new, &restart);
+    assert!(again.is_err(), "a claim has one start: {again:?}");
     assert!(store.finish(trial.id, &old, &done()).is_err());
     store.finish(trial.id, &new, &done()).unwrap();
-    let workers: Vec<String> = store
+    let audit: Vec<(String, Option<TrainingStart>)> = store
         .claims("s")
         .unwrap()
         .into_iter()
-        .map(|c| c.worker)
+        .map(|c| (c.worker, c.start))
         .collect();
     assert_eq!(
-        workers,
-        [old.name, new.name],
-        "the audit shows the takeover"
+        audit,
+        [(old.name, None), (new.name, Some(restart))],
+        "the audit shows the takeover and where it began"
     );
 }
 
@@ -516,6 +525,12 @@ fn finished_trials_epochs_and_claims_refuse_hand_written_changes(kind: Kind) {
     let store = fixture.with_study(2);
     let worker = Worker::of_this_process(0);
     let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+    let start = TrainingStart {
+        from_epoch: 0,
+        discarded_epochs: 0,
+        reason: StartReason::First,
+    };
+    store.record_start(trial.id, &worker, &start).unwrap();
     store
         .record_epoch(trial.id, &worker, &metrics(1, 0.5))
         .unwrap();
@@ -544,13 +559,20 @@ fn finished_trials_epochs_and_claims_refuse_hand_written_changes(kind: Kind) {
             "append-only",
         ),
         ("DELETE FROM claims".to_string(), "append-only"),
+        (
+            "UPDATE starts SET from_epoch = 3".to_string(),
+            "append-only",
+        ),
+        ("DELETE FROM starts".to_string(), "append-only"),
     ] {
         let e = fixture.execute_by_hand(&sql).unwrap_err();
         assert!(e.contains(refusal), "{sql}: {e}");
     }
     assert_eq!(store.trials("s").unwrap()[0].state, TrialState::Done);
     assert_eq!(store.epochs(id).unwrap(), vec![metrics(1, 0.5)]);
-    assert_eq!(store.claims("s").unwrap().len(), 1);
+    let claims = store.claims("s").unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].start, Some(start));
 }
 
 fn epochs_are_replaced_while_running_and_forgotten_on_reset(kind: Kind) {
@@ -658,6 +680,13 @@ fn a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there
     let worker = Worker::of_this_process(0);
     let claim = || from.claim("s", &worker, FOREVER).unwrap().unwrap();
     let (done_trial, failed_trial, running) = (claim(), claim(), claim());
+    let continued = TrainingStart {
+        from_epoch: 1,
+        discarded_epochs: 0,
+        reason: StartReason::Checkpoint,
+    };
+    from.record_start(done_trial.id, &worker, &continued)
+        .unwrap();
     for epoch in [1, 2] {
         from.record_epoch(done_trial.id, &worker, &metrics(epoch, 0.5))
             .unwrap();
@@ -696,13 +725,15 @@ fn a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there
         vec![metrics(1, 0.5), metrics(2, 0.5)]
     );
     assert_eq!(to.epochs(copied[3].id).unwrap(), vec![metrics(1, 0.7)]);
-    let times = |claims: Vec<Claim>| -> Vec<(String, f64)> {
-        claims.into_iter().map(|c| (c.worker, c.at)).collect()
+    let audit = |claims: Vec<Claim>| -> Vec<(String, f64, Option<TrainingStart>)> {
+        claims
+            .into_iter()
+            .map(|c| (c.worker, c.at, c.start))
+            .collect()
     };
-    assert_eq!(
-        times(to.claims("s").unwrap()),
-        times(from.claims("s").unwrap())
-    );
+    let copied_claims = audit(to.claims("s").unwrap());
+    assert_eq!(copied_claims, audit(from.claims("s").unwrap()));
+    assert_eq!(copied_claims[0].2, Some(continued));
     assert_eq!(to.study("s").unwrap(), from.study("s").unwrap());
 
     let again = super::copy_study(from.as_ref(), to.as_ref(), "s");
@@ -710,6 +741,37 @@ fn a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there
     let next = to.claim("s", &worker, FOREVER).unwrap().unwrap();
     assert_eq!((next.trial.number, next.retry), (1, 1));
     to.finish(next.id, &worker, &done()).unwrap();
+}
+
+fn a_store_of_the_schema_before_starts_is_upgraded_and_its_claims_have_none(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind, "upgrade_starts") else {
+        return;
+    };
+    let store = fixture.with_study(1);
+    let worker = Worker::of_this_process(0);
+    let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+    drop(store);
+    let downgrade = match kind {
+        Kind::Sqlite => "DROP TABLE starts; PRAGMA user_version = 3;",
+        Kind::Postgres => {
+            "DROP TABLE starts; UPDATE metadata SET value = '1' WHERE key = 'schema_version';"
+        }
+    };
+    fixture.execute_by_hand(downgrade).unwrap();
+    let read_only = super::open_existing(&fixture.location).err().unwrap();
+    assert!(read_only.to_string().contains("upgrades it"), "{read_only}");
+    let store = fixture.open();
+    let claims = store.claims("s").unwrap();
+    assert_eq!((claims.len(), claims[0].start), (1, None));
+    let start = TrainingStart {
+        from_epoch: 2,
+        discarded_epochs: 0,
+        reason: StartReason::Checkpoint,
+    };
+    store.record_start(trial.id, &worker, &start).unwrap();
+    assert_eq!(store.claims("s").unwrap()[0].start, Some(start));
+    let e = fixture.execute_by_hand("DELETE FROM starts").unwrap_err();
+    assert!(e.contains("append-only"), "{e}");
 }
 
 /// Each contract test, once per store.
@@ -742,6 +804,7 @@ for_every_store!(
     a_failed_trial_is_retried_as_a_new_attempt_that_keeps_the_old_one,
     a_released_trial_is_claimed_next_with_its_epochs_and_its_attempt_uncounted,
     a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there,
+    a_store_of_the_schema_before_starts_is_upgraded_and_its_claims_have_none,
 );
 
 /// The test server's URL with the host, TLS settings and password replaced; `None` when no

@@ -32,6 +32,89 @@ pub struct Claim {
     pub worker: String,
     /// Unix seconds.
     pub at: f64,
+    /// Where the claim's training began; `None` when it never began (the worker died or
+    /// was stopped first, or took a run that had already ended as it was).
+    pub start: Option<TrainingStart>,
+}
+
+/// Where a claim's training began: from an earlier claim's checkpoint, or from epoch 0,
+/// and why. A trial taken over on a machine that cannot see the earlier worker's run folder
+/// restarts from epoch 0, and its record says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainingStart {
+    /// Epochs done before the claim's first: those of the checkpoint it continued from,
+    /// 0 when it trained from scratch.
+    pub from_epoch: usize,
+    /// Epochs that earlier claims had recorded and this one trains again (0 when it
+    /// continued from a checkpoint).
+    pub discarded_epochs: usize,
+    pub reason: StartReason,
+}
+
+/// Why a claim's training began where it did ([`TrainingStart`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartReason {
+    /// No earlier claim of this attempt left anything: its first start.
+    First,
+    /// Continued from the checkpoint in the run folder.
+    Checkpoint,
+    /// An earlier claim trained, but its run folder holds no checkpoint here: the folder is
+    /// on storage this machine does not see, or the earlier worker died before its first.
+    NoCheckpoint,
+    /// The checkpoint could not be read (torn by a kill).
+    UnreadableCheckpoint,
+    /// The run folder holds a run whose settings the trial's no longer match.
+    FolderNotResumable,
+}
+
+impl StartReason {
+    /// The name stored in the `starts` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartReason::First => "first",
+            StartReason::Checkpoint => "checkpoint",
+            StartReason::NoCheckpoint => "no-checkpoint",
+            StartReason::UnreadableCheckpoint => "unreadable-checkpoint",
+            StartReason::FolderNotResumable => "folder-not-resumable",
+        }
+    }
+}
+
+impl std::str::FromStr for StartReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "first" => StartReason::First,
+            "checkpoint" => StartReason::Checkpoint,
+            "no-checkpoint" => StartReason::NoCheckpoint,
+            "unreadable-checkpoint" => StartReason::UnreadableCheckpoint,
+            "folder-not-resumable" => StartReason::FolderNotResumable,
+            other => return Err(format!("`{other}` is not a reason a training started")),
+        })
+    }
+}
+
+/// `continued from epoch 3`, `restarted from epoch 0 (no checkpoint visible; 2 recorded
+/// epochs trained again)`, `started`.
+impl std::fmt::Display for TrainingStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.reason {
+            StartReason::First => return write!(f, "started"),
+            StartReason::Checkpoint => {
+                return write!(f, "continued from epoch {}", self.from_epoch)
+            }
+            StartReason::NoCheckpoint => "no checkpoint visible",
+            StartReason::UnreadableCheckpoint => "the checkpoint could not be read",
+            StartReason::FolderNotResumable => "the run folder holds other settings",
+        };
+        write!(f, "restarted from epoch 0 ({why}")?;
+        match self.discarded_epochs {
+            0 => write!(f, ")"),
+            1 => write!(f, "; 1 recorded epoch trained again)"),
+            n => write!(f, "; {n} recorded epochs trained again)"),
+        }
+    }
 }
 
 /// A whole study as one store hands it to another ([`copy_study`]): the study, every
@@ -171,6 +254,16 @@ pub trait Store: Send + Sync {
     /// again from scratch (an earlier attempt's epochs would otherwise outlive it).
     fn reset_epochs(&self, trial: i64, worker: &Worker) -> Result<(), StoreError>;
 
+    /// Records where the training of `worker`'s claim of a running trial began, beside the
+    /// claim in the audit trail (once per claim). Fails ([`StoreError::Trial`]) if the trial
+    /// is not running or is held by another worker.
+    fn record_start(
+        &self,
+        trial: i64,
+        worker: &Worker,
+        start: &TrainingStart,
+    ) -> Result<(), StoreError>;
+
     /// Gives a running trial held by `worker` back to the waiting trials, keeping its epochs
     /// (they match the checkpoint its run folder holds), so that the next claim continues
     /// it: what a worker told to stop (SIGTERM) does with its trial. The claim it gives back
@@ -213,8 +306,8 @@ pub trait Store: Send + Sync {
     /// counting the latest attempt of each.
     fn counts(&self, study: &str) -> Result<BTreeMap<TrialState, usize>, StoreError>;
 
-    /// Every claim ever made in the study, oldest first: the audit trail that shows no
-    /// finished trial was run twice.
+    /// Every claim ever made in the study, oldest first, with where its training began:
+    /// the audit trail that shows no finished trial was run twice, and every takeover.
     fn claims(&self, study: &str) -> Result<Vec<Claim>, StoreError>;
 }
 

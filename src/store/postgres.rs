@@ -21,9 +21,13 @@
 use super::postgres_url::{PostgresUrl, SslMode};
 use super::rows::{
     self, config_to_toml, imported_attempts, sql_int, study_hint, to_json, trial_columns,
-    Failure as RowFailure, LatestAttempt, SqlError, StoredTrial, LATEST,
+    Failure as RowFailure, LatestAttempt, SqlError, StoredTrial, CLAIM_COLUMNS, LATEST,
+    START_REASONS,
 };
-use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, Worker};
+use super::{
+    Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, TrainingStart,
+    Worker,
+};
 use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use postgres::error::SqlState;
@@ -34,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The schema this code reads and writes, kept in `regstudy.metadata`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// The key of the advisory lock under which the schema is created or checked ("RegS").
 const SCHEMA_LOCK: i64 = 0x5265_6753;
@@ -159,6 +163,25 @@ CREATE TRIGGER claims_do_not_change BEFORE UPDATE OR DELETE ON claims FOR EACH R
 CREATE TRIGGER claims_are_not_truncated BEFORE TRUNCATE ON claims
     FOR EACH STATEMENT EXECUTE FUNCTION refuse('the claims are an append-only record');
 ";
+
+/// Where each claim's training began (see [`super::TrainingStart`]): at most one row per
+/// claim, as append-only as the claims. Added by schema version 2.
+fn starts_table() -> String {
+    format!(
+        "
+CREATE TABLE regstudy.starts (
+    claim BIGINT PRIMARY KEY REFERENCES regstudy.claims(id),
+    from_epoch BIGINT NOT NULL CHECK (from_epoch >= 0),
+    discarded BIGINT NOT NULL CHECK (discarded >= 0),
+    reason TEXT NOT NULL CHECK (reason IN ({START_REASONS}))
+);
+CREATE TRIGGER starts_do_not_change BEFORE UPDATE OR DELETE ON regstudy.starts FOR EACH ROW
+    EXECUTE FUNCTION regstudy.refuse('the claims are an append-only record');
+CREATE TRIGGER starts_are_not_truncated BEFORE TRUNCATE ON regstudy.starts
+    FOR EACH STATEMENT EXECUTE FUNCTION regstudy.refuse('the claims are an append-only record');
+"
+    )
+}
 
 type Failure = RowFailure<postgres::Error>;
 
@@ -481,18 +504,36 @@ fn prepare_schema(client: &mut Client, mode: OpenMode) -> Result<String, Failure
             ));
         }
         tx.batch_execute(SCHEMA)?;
+        tx.batch_execute(&starts_table())?;
         tx.execute(
             "INSERT INTO regstudy.metadata (key, value) VALUES ('schema_version', $1),
                  ('store_id', md5(random()::text || clock_timestamp()::text))",
             &[&SCHEMA_VERSION.to_string()],
         )?;
     }
-    let version: String = tx
+    let mut version: String = tx
         .query_one(
             "SELECT value FROM regstudy.metadata WHERE key = 'schema_version'",
             &[],
         )?
         .get(0);
+    if version == "1" {
+        if mode == OpenMode::ReadOnly {
+            return Err(Failure::Data(format!(
+                "the store has schema version 1; this regstudy ({}) upgrades it to version \
+                 {SCHEMA_VERSION} when it writes to it: run `regstudy study work` (or \
+                 `study create`, `study retry`) on it once, then repeat this command",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        // Version 1 did not record where each claim's training began.
+        tx.batch_execute(&starts_table())?;
+        version = SCHEMA_VERSION.to_string();
+        tx.execute(
+            "UPDATE regstudy.metadata SET value = $1 WHERE key = 'schema_version'",
+            &[&version],
+        )?;
+    }
     if version != SCHEMA_VERSION.to_string() {
         return Err(Failure::Data(format!(
             "the store has schema version {version}, but this regstudy ({}) reads version \
@@ -617,6 +658,21 @@ impl Store for PostgresStore {
                 tx.commit()?;
                 Ok(())
             },
+        )
+    }
+
+    /// Not repeated after a lost connection: a start whose reply was lost may have been
+    /// recorded, and a claim has one start.
+    fn record_start(
+        &self,
+        trial: i64,
+        worker: &Worker,
+        start: &TrainingStart,
+    ) -> Result<(), StoreError> {
+        self.run(
+            || format!("recording where the trial with id {trial} began training"),
+            false,
+            |client, _| record_start(client, trial, worker, start),
         )
     }
 
@@ -934,6 +990,33 @@ fn check_holder(
     rows::check_holder(trial, row, worker, action)
 }
 
+fn record_start(
+    client: &mut Client,
+    trial: i64,
+    worker: &Worker,
+    start: &TrainingStart,
+) -> Result<(), Failure> {
+    let (from_epoch, discarded, reason) = rows::start_columns(start).map_err(Failure::Data)?;
+    let mut tx = client.transaction()?;
+    check_holder(&mut tx, trial, worker, "record where its training began")?;
+    let claim: Option<i64> = tx
+        .query_one(
+            "SELECT max(id) FROM claims WHERE trial = $1 AND worker = $2",
+            &[&trial, &worker.name],
+        )?
+        .get(0);
+    let claim = claim.ok_or_else(|| Failure::Trial {
+        trial,
+        message: format!("has no claim by worker {}", worker.name),
+    })?;
+    tx.execute(
+        "INSERT INTO starts (claim, from_epoch, discarded, reason) VALUES ($1, $2, $3, $4)",
+        &[&claim, &from_epoch, &discarded, &reason],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn record_epoch(
     client: &mut Client,
     trial: i64,
@@ -1094,10 +1177,21 @@ fn import(client: &mut Client, copy: &StudyCopy) -> Result<(), Failure> {
     }
     for c in &copy.claims {
         let trial = ids.of(c.trial).map_err(Failure::Data)?;
-        tx.execute(
-            "INSERT INTO claims (trial, worker, at) VALUES ($1, $2, $3)",
-            &[&trial, &c.worker, &c.at],
-        )?;
+        let claim: i64 = tx
+            .query_one(
+                "INSERT INTO claims (trial, worker, at) VALUES ($1, $2, $3) RETURNING id",
+                &[&trial, &c.worker, &c.at],
+            )?
+            .get(0);
+        if let Some(start) = &c.start {
+            let (from_epoch, discarded, reason) =
+                rows::start_columns(start).map_err(Failure::Data)?;
+            tx.execute(
+                "INSERT INTO starts (claim, from_epoch, discarded, reason)
+                 VALUES ($1, $2, $3, $4)",
+                &[&claim, &from_epoch, &discarded, &reason],
+            )?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -1205,16 +1299,22 @@ fn counts(client: &mut Client, study: &str) -> Result<BTreeMap<TrialState, usize
 fn claims(client: &mut Client, study: &str) -> Result<Vec<Claim>, Failure> {
     require_study(client, study)?;
     let rows = client.query(
-        "SELECT c.trial, c.worker, c.at FROM claims c JOIN trials t ON t.id = c.trial
-         WHERE t.study = $1 ORDER BY c.id",
+        &format!(
+            "SELECT {CLAIM_COLUMNS} FROM claims c JOIN trials t ON t.id = c.trial
+             LEFT JOIN starts s ON s.claim = c.id
+             WHERE t.study = $1 ORDER BY c.id"
+        ),
         &[&study],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| Claim {
-            trial: row.get(0),
-            worker: row.get(1),
-            at: row.get(2),
+    rows.iter()
+        .map(|row| {
+            Ok(Claim {
+                trial: row.get(0),
+                worker: row.get(1),
+                at: row.get(2),
+                start: rows::training_start(row.get(3), row.get(4), row.get(5))
+                    .map_err(Failure::Data)?,
+            })
         })
-        .collect())
+        .collect()
 }

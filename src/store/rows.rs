@@ -2,7 +2,7 @@
 //! current, and how a failure becomes a [`StoreError`]. The SQL itself differs between
 //! SQLite and PostgreSQL only where their dialects do; the meaning of every column is here.
 
-use super::{Outcome, StoreError, StudyCopy, Worker};
+use super::{Outcome, StoreError, StudyCopy, TrainingStart, Worker};
 use crate::train::{EpochMetrics, RunConfig};
 use crate::trial::{NewTrial, TrialRecord, TrialState};
 use serde::{de::DeserializeOwned, Serialize};
@@ -116,6 +116,44 @@ where
     value
         .try_into()
         .map_err(|_| format!("{what} {value} is too large to store"))
+}
+
+/// The claims of a study with where their training began, as SQL columns over `claims c`
+/// joined (LEFT JOIN) with `starts s`; read by [`training_start`].
+pub(super) const CLAIM_COLUMNS: &str =
+    "c.trial, c.worker, c.at, s.from_epoch, s.discarded, s.reason";
+
+/// The reasons the `starts` table accepts, as an SQL list.
+pub(super) const START_REASONS: &str =
+    "'first', 'checkpoint', 'no-checkpoint', 'unreadable-checkpoint', 'folder-not-resumable'";
+
+/// A claim's start from the `starts` columns of [`CLAIM_COLUMNS`]: all NULL when the
+/// claim's training never began.
+pub(super) fn training_start(
+    from_epoch: Option<i64>,
+    discarded: Option<i64>,
+    reason: Option<String>,
+) -> Result<Option<TrainingStart>, String> {
+    let (Some(from_epoch), Some(discarded), Some(reason)) = (from_epoch, discarded, reason) else {
+        return Ok(None);
+    };
+    let count = |n: i64, what: &str| {
+        usize::try_from(n).map_err(|_| format!("a claim's {what} is {n}, not a count"))
+    };
+    Ok(Some(TrainingStart {
+        from_epoch: count(from_epoch, "start epoch")?,
+        discarded_epochs: count(discarded, "number of discarded epochs")?,
+        reason: reason.parse()?,
+    }))
+}
+
+/// A start's `starts` columns: `from_epoch`, `discarded`, `reason`.
+pub(super) fn start_columns(start: &TrainingStart) -> Result<(i64, i64, &'static str), String> {
+    Ok((
+        sql_int(start.from_epoch, "start epoch")?,
+        sql_int(start.discarded_epochs, "number of discarded epochs")?,
+        start.reason.as_str(),
+    ))
 }
 
 /// The latest attempt of one trial number: its number, row id and state.

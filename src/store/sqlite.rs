@@ -10,9 +10,12 @@
 
 use super::rows::{
     self, config_to_toml, imported_attempts, sql_int, study_hint, to_json, trial_columns, SqlError,
-    StoredTrial, LATEST,
+    StoredTrial, CLAIM_COLUMNS, LATEST, START_REASONS,
 };
-use super::{Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, Worker};
+use super::{
+    Claim, Created, Holder, Outcome, Store, StoreError, StoreIdentity, StudyCopy, TrainingStart,
+    Worker,
+};
 use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, StudyRecord, TrialRecord, TrialState};
 use rusqlite::{
@@ -24,7 +27,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Marks a SQLite file as a regstudy store (`PRAGMA application_id`, "RegS"), so that
 /// another program's database is told apart before anything in it is changed. Stores of
@@ -33,8 +36,11 @@ const APPLICATION_ID: i64 = 0x5265_6753;
 
 /// Steps that bring a store of an older schema version to the next one; entry `k` upgrades
 /// version `k + 1`. Each runs inside the transaction that opens the store.
-const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 2] =
-    [add_trial_phases, add_retries_and_identity];
+const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 3] = [
+    add_trial_phases,
+    add_retries_and_identity,
+    add_training_starts,
+];
 
 /// Version 1 had no trial phases: its trials are search trials (a study without
 /// confirmation seeds reports the chosen point's search trials).
@@ -71,6 +77,29 @@ fn add_retries_and_identity(conn: &Connection) -> rusqlite::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Version 3 did not record where each claim's training began: its claims have no start.
+fn add_training_starts(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&starts_table())
+}
+
+/// Where each claim's training began (see [`super::TrainingStart`]): at most one row per
+/// claim, as append-only as the claims.
+fn starts_table() -> String {
+    format!(
+        "CREATE TABLE starts (
+    claim INTEGER PRIMARY KEY REFERENCES claims(id),
+    from_epoch INTEGER NOT NULL CHECK (from_epoch >= 0),
+    discarded INTEGER NOT NULL CHECK (discarded >= 0),
+    reason TEXT NOT NULL CHECK (reason IN ({START_REASONS}))
+);
+CREATE TRIGGER starts_do_not_change BEFORE UPDATE ON starts
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+CREATE TRIGGER starts_stay BEFORE DELETE ON starts
+BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
+"
+    )
 }
 
 /// The triggers of schema versions 1 and 2, replaced by [`TRIGGERS`].
@@ -201,7 +230,8 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
 fn schema() -> String {
     format!(
         "{TABLES}CREATE TABLE trials {TRIALS_DEFINITION};{TRIAL_INDEXES}{TRIGGERS}{METADATA}\
-         {IDENTITY}"
+         {IDENTITY}{}",
+        starts_table()
     )
 }
 
@@ -365,6 +395,18 @@ impl Store for SqliteStore {
         self.run(
             || format!("clearing the epochs of the trial with id {trial}"),
             |conn| reset_epochs(conn, trial, worker),
+        )
+    }
+
+    fn record_start(
+        &self,
+        trial: i64,
+        worker: &Worker,
+        start: &TrainingStart,
+    ) -> Result<(), StoreError> {
+        self.run(
+            || format!("recording where the trial with id {trial} began training"),
+            |conn| record_start(conn, trial, worker, start),
         )
     }
 
@@ -910,6 +952,32 @@ fn reset_epochs(conn: &mut Connection, trial: i64, worker: &Worker) -> Result<()
     Ok(())
 }
 
+fn record_start(
+    conn: &mut Connection,
+    trial: i64,
+    worker: &Worker,
+    start: &TrainingStart,
+) -> Result<(), Failure> {
+    let (from_epoch, discarded, reason) = rows::start_columns(start).map_err(Failure::Data)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_holder(&tx, trial, worker, "record where its training began")?;
+    let claim: Option<i64> = tx.query_row(
+        "SELECT max(id) FROM claims WHERE trial = ?1 AND worker = ?2",
+        params![trial, worker.name],
+        |row| row.get(0),
+    )?;
+    let claim = claim.ok_or_else(|| Failure::Trial {
+        trial,
+        message: format!("has no claim by worker {}", worker.name),
+    })?;
+    tx.execute(
+        "INSERT INTO starts (claim, from_epoch, discarded, reason) VALUES (?1, ?2, ?3, ?4)",
+        params![claim, from_epoch, discarded, reason],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn finish(
     conn: &mut Connection,
     trial: i64,
@@ -1042,6 +1110,15 @@ fn import(conn: &mut Connection, copy: &StudyCopy) -> Result<(), Failure> {
             "INSERT INTO claims (trial, worker, at) VALUES (?1, ?2, ?3)",
             params![trial, c.worker, c.at],
         )?;
+        if let Some(start) = &c.start {
+            let (from_epoch, discarded, reason) =
+                rows::start_columns(start).map_err(Failure::Data)?;
+            tx.execute(
+                "INSERT INTO starts (claim, from_epoch, discarded, reason)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![tx.last_insert_rowid(), from_epoch, discarded, reason],
+            )?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -1118,18 +1195,28 @@ fn counts(conn: &Connection, study: &str) -> Result<BTreeMap<TrialState, usize>,
 
 fn claims(conn: &Connection, study: &str) -> Result<Vec<Claim>, Failure> {
     require_study(conn, study)?;
-    let mut select = conn.prepare(
-        "SELECT c.trial, c.worker, c.at FROM claims c JOIN trials t ON t.id = c.trial
-         WHERE t.study = ?1 ORDER BY c.id",
-    )?;
+    let mut select = conn.prepare(&format!(
+        "SELECT {CLAIM_COLUMNS} FROM claims c JOIN trials t ON t.id = c.trial
+         LEFT JOIN starts s ON s.claim = c.id
+         WHERE t.study = ?1 ORDER BY c.id"
+    ))?;
     let rows = select.query_map([study], |row| {
-        Ok(Claim {
+        let start = (row.get(3)?, row.get(4)?, row.get(5)?);
+        let claim = Claim {
             trial: row.get(0)?,
             worker: row.get(1)?,
             at: row.get(2)?,
-        })
+            start: None,
+        };
+        Ok((claim, start))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut claims = Vec::new();
+    for row in rows {
+        let (claim, (from_epoch, discarded, reason)) = row?;
+        let start = rows::training_start(from_epoch, discarded, reason).map_err(Failure::Data)?;
+        claims.push(Claim { start, ..claim });
+    }
+    Ok(claims)
 }
 
 /// The trials columns read by [`stored_trial`].

@@ -12,18 +12,18 @@
 
 use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
 use crate::store::StoreIdentity;
-use crate::store::{Created, Outcome, Store, StoreError, Worker};
+use crate::store::{Created, Outcome, StartReason, Store, StoreError, TrainingStart, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{StudySpec, StudySpecError};
 use crate::train::{
-    self, EpochMetrics, RunFolder, RunOptions, RunOutcome, TrainError, TrainObserver,
+    self, EpochMetrics, RunFolder, RunOptions, RunOutcome, RunStart, TrainError, TrainObserver,
 };
 use crate::trial::{Phase, StudyRecord, TrialRecord, TrialState};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The most workers one process runs.
@@ -656,18 +656,53 @@ fn run_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) -> T
     })
 }
 
-/// Records each epoch of a trial in the store as it finishes (after its checkpoint), and
-/// stops the run when the trial was taken over.
+/// Records in the store where a trial's training begins and each epoch as it finishes
+/// (after its checkpoint), and stops the run when the trial was taken over.
 struct EpochRecorder<'a> {
     context: &'a WorkerContext<'a>,
     worker: &'a Worker,
     trial: &'a TrialRecord,
     epochs: usize,
+    /// Epochs that earlier claims recorded in the store before this one began.
+    recorded_before: usize,
+    /// Why the training begins where it does, if it begins from epoch 0 after an earlier
+    /// claim trained ([`StartReason::First`] when none did).
+    restart_reason: Mutex<StartReason>,
     /// Epochs this attempt finished.
     finished: AtomicUsize,
 }
 
+impl EpochRecorder<'_> {
+    /// Where the training of a run starting after `epochs_done` epochs begins, and why.
+    fn start(&self, epochs_done: usize) -> TrainingStart {
+        if epochs_done > 0 {
+            return TrainingStart {
+                from_epoch: epochs_done,
+                discarded_epochs: 0,
+                reason: StartReason::Checkpoint,
+            };
+        }
+        TrainingStart {
+            from_epoch: 0,
+            discarded_epochs: self.recorded_before,
+            reason: *self
+                .restart_reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+}
+
 impl TrainObserver for EpochRecorder<'_> {
+    fn run_started(&self, start: &RunStart) {
+        let (context, trial) = (self.context, self.trial);
+        let begun = self.start(start.epochs_done);
+        if let Err(e) = context.store.record_start(trial.id, self.worker, &begun) {
+            let number = trial.trial.number;
+            context.observer.warning(&format!("trial {number}: {e}"));
+        }
+    }
+
     fn epoch_finished(&self, m: &EpochMetrics) -> Result<(), String> {
         self.finished.fetch_add(1, Ordering::Relaxed);
         let (context, trial) = (self.context, self.trial);
@@ -713,6 +748,14 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     let folder = RunFolder::new(out);
     let owner = context.owner_of(trial);
     let clear = || clear_folder(context.store, trial.id, worker, &folder, &owner);
+    let recorded_before = match context.store.epochs(trial.id) {
+        Ok(epochs) => epochs.len(),
+        Err(e) => return TrialEnd::failed(e.to_string()),
+    };
+    // Whether an earlier claim of this attempt trained: a start from epoch 0 is then a
+    // restart, and the store records why.
+    let trained_before = recorded_before > 0 || trial.attempts > 1;
+    let mut restart_reason = StartReason::NoCheckpoint;
     let taken = match owner::standing(folder.path(), &owner, checked.config()) {
         Err(e) => return TrialEnd::failed(context.stopped_by_folder(trial, &e)),
         Ok(Standing::EarlierAttempt) => clear(),
@@ -722,6 +765,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
                 if folder.resumable_with(checked.config()) {
                     Ok(())
                 } else {
+                    restart_reason = StartReason::FolderNotResumable;
                     clear()
                 }
             }),
@@ -734,7 +778,8 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     }
     let resume = folder.has_checkpoint();
     if !resume {
-        // An earlier attempt died before its first checkpoint: nothing to keep.
+        // An earlier claim died before its first checkpoint, or its run folder is on
+        // storage this machine does not see: nothing to keep.
         if let Err(message) = clear() {
             return TrialEnd::failed(message);
         }
@@ -744,6 +789,12 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
         worker,
         trial,
         epochs: config.epochs,
+        recorded_before,
+        restart_reason: Mutex::new(if trained_before {
+            restart_reason
+        } else {
+            StartReason::First
+        }),
         finished: AtomicUsize::new(0),
     };
     let options = RunOptions {
@@ -763,6 +814,10 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
             if let Err(message) = clear() {
                 return TrialEnd::failed(message);
             }
+            *recorder
+                .restart_reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = StartReason::UnreadableCheckpoint;
             let fresh = RunOptions {
                 resume: false,
                 ..options
