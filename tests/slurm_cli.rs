@@ -1,8 +1,9 @@
 //! `regstudy study launch slurm` on a real one-node Slurm cluster with a PostgreSQL store: a
 //! small MNIST study launched as a job array of four workers, one worker killed with
 //! `scancel --signal=KILL` in the middle of a trial and another sent SIGTERM. The study
-//! finishes, every trial is done once, the claims show the takeovers, and every trial's
-//! result equals that of the same study run on one machine with SQLite.
+//! finishes, every trial is done once, the claims show the takeovers and where each began,
+//! and the report's tables (but for their wall-clock times) equal those of the same study run
+//! on one machine with SQLite.
 //!
 //! Runs when `REGSTUDY_TEST_SLURM=1` (a cluster answers `sbatch`; `tools/services/slurm.sh
 //! start` makes one and CI sets this) and `REGSTUDY_TEST_POSTGRES` names a server.
@@ -10,7 +11,7 @@
 mod common;
 
 use common::{assert_success, stdout, PostgresDatabase, Scratch, DATA};
-use regstudy::store::{self, Store};
+use regstudy::store::{self, StartReason, Store};
 use regstudy::trial::TrialState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,41 @@ fn results(store: &dyn Store) -> BTreeMap<usize, f64> {
             )
         })
         .collect()
+}
+
+/// The columns of the report's tables that hold wall-clock times, which differ between any
+/// two runs of a study.
+const TIMING_COLUMNS: [&str; 2] = ["train s/epoch", "overhead %"];
+
+/// Every table of the report `regstudy report` renders from study `cluster` in `store` (into
+/// `out`), by file name, without its timing columns.
+fn report_tables(store: &str, out: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    assert_success(&regstudy(&[
+        "report",
+        "cluster",
+        "--store",
+        store,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let mut tables = BTreeMap::new();
+    for entry in std::fs::read_dir(out.join("tables")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let mut rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for row in &mut rows {
+            let row = row.as_object_mut().expect("a table row is an object");
+            for column in TIMING_COLUMNS {
+                row.remove(column);
+            }
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        tables.insert(name, rows);
+    }
+    tables
 }
 
 /// A running trial with an epoch recorded whose holder is not in `spare`: its id and its
@@ -210,10 +246,17 @@ fn a_launched_job_array_finishes_the_study_despite_a_killed_and_a_terminated_wor
     assert_eq!(on_cluster.len(), 4);
     let claims = store.claims("cluster").unwrap();
     for trial in signalled {
-        let taken = claims.iter().filter(|c| c.trial == trial).count();
+        let of_trial: Vec<_> = claims.iter().filter(|c| c.trial == trial).collect();
         assert!(
-            taken >= 2,
+            of_trial.len() >= 2,
             "trial id {trial} was continued by another worker: {claims:?}"
+        );
+        // One node shares the run folders: the worker that finished the trial continued it
+        // from the checkpoint the signalled one left.
+        let last = of_trial.last().unwrap().start;
+        assert!(
+            last.is_some_and(|s| s.reason == StartReason::Checkpoint && s.from_epoch >= 1),
+            "trial id {trial}: {last:?}"
         );
     }
 
@@ -232,4 +275,15 @@ fn a_launched_job_array_finishes_the_study_despite_a_killed_and_a_terminated_wor
     ]));
     let one_machine = store::open_existing(sqlite.to_str().unwrap()).unwrap();
     assert_eq!(on_cluster, results(one_machine.as_ref()));
+    let cluster_tables = report_tables(url, &dir.join("report"));
+    assert!(
+        cluster_tables.contains_key("methods.json"),
+        "{:?}",
+        cluster_tables.keys()
+    );
+    assert_eq!(
+        cluster_tables,
+        report_tables(sqlite.to_str().unwrap(), &alone.join("report")),
+        "the report's tables, but for wall-clock times, are those of one machine"
+    );
 }
