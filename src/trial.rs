@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a trial stands. `Done`, `Failed` and `Diverged` are final: a finished trial never
-/// changes again.
+/// Where a trial stands. `Done`, `Failed`, `Diverged` and `Pruned` are final: a finished
+/// trial never changes again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrialState {
@@ -27,15 +27,19 @@ pub enum TrialState {
     Failed,
     /// The loss became non-finite; the run's metrics up to then are kept.
     Diverged,
+    /// Stopped by the study's pruning rule ([`crate::study::prune`]) after the epochs
+    /// recorded: never a result.
+    Pruned,
 }
 
 impl TrialState {
-    pub const ALL: [TrialState; 5] = [
+    pub const ALL: [TrialState; 6] = [
         TrialState::Waiting,
         TrialState::Running,
         TrialState::Done,
         TrialState::Failed,
         TrialState::Diverged,
+        TrialState::Pruned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl TrialState {
             TrialState::Done => "done",
             TrialState::Failed => "failed",
             TrialState::Diverged => "diverged",
+            TrialState::Pruned => "pruned",
         }
     }
 
@@ -52,7 +57,7 @@ impl TrialState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            TrialState::Done | TrialState::Failed | TrialState::Diverged
+            TrialState::Done | TrialState::Failed | TrialState::Diverged | TrialState::Pruned
         )
     }
 }

@@ -224,8 +224,8 @@ fn two_processes_on_one_store_never_run_the_same_trial() {
         .collect();
     assert_eq!(
         row,
-        ["pair", "0", "0", "6", "0", "0", "6"],
-        "waiting running done failed diverged total"
+        ["pair", "0", "0", "6", "0", "0", "0", "6"],
+        "waiting running done failed diverged pruned total"
     );
 }
 

@@ -8,6 +8,7 @@ use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::presets::{preset, PresetOptions, PRESETS};
+use regstudy::study::prune::PruneRule;
 use regstudy::study::runner::run_study;
 use regstudy::study::spec::StudySpec;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,11 @@ pub struct ReproduceArgs {
     /// Folder of the trials' run folders [default: runs/<study>].
     #[arg(long, value_name = "DIR")]
     runs_dir: Option<PathBuf>,
+    /// Stop clearly worse grid points early by asynchronous successive halving: `asha`, or
+    /// `asha:min_epochs=R,reduction=E` (defaults 1 and 4). The study is named
+    /// `<preset>-pruned`, so it shares a store with the unpruned run.
+    #[arg(long, value_name = "RULE")]
+    prune: Option<PruneRule>,
     /// Folder of the report [default: reports/<study>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -110,6 +116,7 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
         quick: args.quick,
         dataset: args.dataset,
         runs_dir: args.runs_dir,
+        prune: args.prune,
     };
     let (text, spec) = preset(&args.name, &options)?;
     let out = args

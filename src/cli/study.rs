@@ -386,8 +386,8 @@ fn status(args: StatusArgs) -> CommandResult {
         println!("no studies in {}", store.identity().location);
     }
     println!(
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
-        "study", "waiting", "running", "done", "failed", "diverged", "total"
+        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
+        "study", "waiting", "running", "done", "failed", "diverged", "pruned", "total"
     );
     for study in &studies {
         print_status(store.as_ref(), &study.name)?;
@@ -399,12 +399,13 @@ fn print_status(store: &dyn Store, study: &str) -> CommandResult {
     let counts = store.counts(study)?;
     let n = |state| counts.get(&state).copied().unwrap_or(0);
     println!(
-        "{study:<28} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7}",
+        "{study:<28} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
         n(TrialState::Waiting),
         n(TrialState::Running),
         n(TrialState::Done),
         n(TrialState::Failed),
         n(TrialState::Diverged),
+        n(TrialState::Pruned),
         counts.values().sum::<usize>()
     );
     for trial in store.trials(study)? {

@@ -39,6 +39,59 @@ pub struct Analysis {
     /// Whether some trials ran at the same time as others: their times per epoch then
     /// include the contention, and overheads between methods are not reliable.
     pub concurrent: bool,
+    /// What the study's pruning rule stopped; `None` when the study prunes nothing.
+    pub pruning: Option<Pruning>,
+}
+
+/// What a study's pruning rule stopped, and the training that saved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pruning {
+    /// The rule, in words.
+    pub rule: String,
+    /// Trials stopped by the rule.
+    pub pruned: usize,
+    /// Search trials of methods with a grid: those the rule may stop.
+    pub prunable: usize,
+    /// Epochs the pruned trials did not train: each one's epochs less those it recorded.
+    pub saved_epochs: usize,
+    /// Epochs of every trial of the study trained to its last epoch.
+    pub budget_epochs: usize,
+}
+
+impl Pruning {
+    fn of(results: &StudyResults) -> Option<Pruning> {
+        let (spec, trials) = (&results.spec, &results.trials);
+        let rule = spec.prune?;
+        let epochs_of = |t: &TrialRecord| t.trial.config.epochs;
+        let prunable = trials
+            .iter()
+            .filter(|t| {
+                t.trial.phase == Phase::Search
+                    && spec
+                        .method(&t.trial.method)
+                        .is_some_and(|m| spec.searches(m))
+            })
+            .count();
+        let pruned: Vec<&TrialRecord> = trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pruned)
+            .collect();
+        let saved_epochs = pruned
+            .iter()
+            .map(|t| {
+                let ran = results.epochs.get(&t.id).map_or(0, Vec::len);
+                epochs_of(t).saturating_sub(ran)
+            })
+            .sum();
+        let epochs = trials.iter().map(epochs_of).max().unwrap_or(0);
+        Some(Pruning {
+            rule: rule.describe(epochs),
+            pruned: pruned.len(),
+            prunable,
+            saved_epochs,
+            budget_epochs: trials.iter().map(epochs_of).sum(),
+        })
+    }
 }
 
 /// A trial that failed or diverged.
@@ -239,6 +292,7 @@ pub fn analyze(results: &StudyResults) -> Analysis {
         problems: problems(&results.trials),
         groups,
         concurrent: ran_concurrently(&results.trials),
+        pruning: Pruning::of(results),
     }
 }
 

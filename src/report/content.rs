@@ -1,7 +1,7 @@
 //! What the report says, in order: the study's identity and notes, trial counts, how to
 //! read it, then per group its tables and figures.
 
-use super::analysis::{Analysis, Choice, GroupAnalysis, Verdict, ALPHA};
+use super::analysis::{Analysis, Choice, GroupAnalysis, Pruning, Verdict, ALPHA};
 use super::document::Block;
 use super::figures::group_figures;
 use super::format::{p_value, pct_pm, signed};
@@ -29,6 +29,9 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
     out.push(Block::Heading(2, "Reading this report".into()));
     out.push(Block::Paragraph(reading(spec.select)));
     out.push(Block::Paragraph(seeds_paragraph(spec)));
+    if let Some(pruning) = &analysis.pruning {
+        out.push(Block::Paragraph(pruning_paragraph(pruning)));
+    }
     if analysis.concurrent {
         out.push(Block::Paragraph(format!(
             "{CONCURRENT_MARK} Some trials ran at the same time as others, so their times \
@@ -137,13 +140,30 @@ fn seeds_paragraph(spec: &StudySpec) -> String {
     }
 }
 
+/// What the pruning rule is, what it stopped and what that saved.
+fn pruning_paragraph(p: &Pruning) -> String {
+    let share = if p.budget_epochs > 0 {
+        100.0 * p.saved_epochs as f64 / p.budget_epochs as f64
+    } else {
+        0.0
+    };
+    format!(
+        "Search trials were pruned by {}. It stopped {} of the {} search trials of methods \
+         with a grid, which left {} of the study's {} trial-epochs untrained ({share:.1}%). A \
+         pruned trial is never a result: a point with one cannot be chosen, so every chosen \
+         point was trained to the full budget on every search seed, and confirmation runs \
+         are never pruned.",
+        p.rule, p.pruned, p.prunable, p.saved_epochs, p.budget_epochs
+    )
+}
+
 /// How to read the numbers.
 fn reading(select: Selection) -> String {
     format!(
         "Each method's grid point (its tuned strength) is chosen on the validation split \
          only, by the {} (the last epoch's, or the restored epoch's under early stopping); \
          the best validation accuracy over epochs is shown only to compare with papers. A \
-         point with a diverged or failed seed, or whose validation accuracy is at chance \
+         point with a diverged, failed or pruned seed, or whose validation accuracy is at chance \
          (its mean below 1.2/classes: a network that calls every image the most frequent class \
          scores that class's share), cannot be chosen. The test set is \
          read only to report. Intervals are 95% confidence intervals over seeds: CI = mean ± \

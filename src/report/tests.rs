@@ -45,6 +45,7 @@ fn spec(methods: Vec<Method>) -> StudySpec {
         seeds: vec![0, 1, 2],
         confirm_seeds: Vec::new(),
         select: Selection::ValAcc,
+        prune: None,
         baseline: "none".into(),
         runs_dir: "runs/demo".into(),
         base: toml::Table::new(),

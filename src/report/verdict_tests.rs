@@ -73,6 +73,7 @@ fn study(strengths: &[f64], confirm_seeds: Vec<u64>, runs: &[Run]) -> StudyResul
         seeds: vec![0, 1, 2],
         confirm_seeds,
         select: Selection::ValAcc,
+        prune: None,
         baseline: "none".into(),
         runs_dir: "runs/verdicts".into(),
         base: toml::Table::new(),

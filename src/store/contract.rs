@@ -774,6 +774,41 @@ fn a_store_of_the_schema_before_starts_is_upgraded_and_its_claims_have_none(kind
     assert!(e.contains("append-only"), "{e}");
 }
 
+fn a_pruned_trial_is_finished_and_neither_it_nor_its_epochs_change(kind: Kind) {
+    let Some(fixture) = Fixture::new(kind, "pruned") else {
+        return;
+    };
+    let store = fixture.with_study(1);
+    let worker = Worker::of_this_process(0);
+    let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+    store
+        .record_epoch(trial.id, &worker, &metrics(1, 0.5))
+        .unwrap();
+    let pruned = Outcome {
+        state: TrialState::Pruned,
+        summary: None,
+        message: Some("pruned at epoch 1".into()),
+        histogram: None,
+    };
+    store.finish(trial.id, &worker, &pruned).unwrap();
+    let id = trial.id;
+    for sql in [
+        format!("UPDATE trials SET state = 'waiting' WHERE id = {id}"),
+        format!("DELETE FROM epochs WHERE trial = {id}"),
+        format!("INSERT INTO epochs (trial, epoch, metrics) VALUES ({id}, 2, '{{}}')"),
+    ] {
+        assert!(fixture.execute_by_hand(&sql).is_err(), "{sql}");
+    }
+    assert!(store.claim("s", &worker, Duration::ZERO).unwrap().is_none());
+    let stored = &store.trials("s").unwrap()[0];
+    assert_eq!(
+        (stored.state, stored.message.as_deref()),
+        (TrialState::Pruned, Some("pruned at epoch 1"))
+    );
+    assert_eq!(store.counts("s").unwrap()[&TrialState::Pruned], 1);
+    assert_eq!(store.epochs(id).unwrap(), vec![metrics(1, 0.5)]);
+}
+
 /// Each contract test, once per store.
 macro_rules! for_every_store {
     ($($test:ident),* $(,)?) => {
@@ -805,6 +840,7 @@ for_every_store!(
     a_released_trial_is_claimed_next_with_its_epochs_and_its_attempt_uncounted,
     a_copied_study_arrives_with_every_attempt_epoch_and_claim_and_continues_there,
     a_store_of_the_schema_before_starts_is_upgraded_and_its_claims_have_none,
+    a_pruned_trial_is_finished_and_neither_it_nor_its_epochs_change,
 );
 
 /// The test server's URL with the host, TLS settings and password replaced; `None` when no

@@ -52,9 +52,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server's clock, in Unix seconds.
 const SERVER_NOW: &str = "extract(epoch FROM clock_timestamp())::float8";
 
-/// The schema of a new store. `point`, `summary`, `histogram` and `metrics` hold JSON,
-/// `config` the TOML of the trial's `RunConfig`; times are Unix seconds of the server's
-/// clock. Columns mean what they mean in the SQLite store.
+/// The schema of version 1, from which a new store is made and then upgraded
+/// ([`upgrade_to_2`]). `point`, `summary`, `histogram` and `metrics` hold JSON, `config` the
+/// TOML of the trial's `RunConfig`; times are Unix seconds of the server's clock. Columns
+/// mean what they mean in the SQLite store.
 const SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS regstudy;
 SET LOCAL search_path TO regstudy;
@@ -164,11 +165,41 @@ CREATE TRIGGER claims_are_not_truncated BEFORE TRUNCATE ON claims
     FOR EACH STATEMENT EXECUTE FUNCTION refuse('the claims are an append-only record');
 ";
 
-/// Where each claim's training began (see [`super::TrainingStart`]): at most one row per
-/// claim, as append-only as the claims. Added by schema version 2.
-fn starts_table() -> String {
+/// The trial states after which a trial and its epochs never change, as an SQL list.
+const FINISHED_STATES: &str = "'done', 'failed', 'diverged', 'pruned'";
+
+/// Version 2 adds the `pruned` state (a finished one) and records where each claim's
+/// training began (see [`super::TrainingStart`]): at most one row per claim, as
+/// append-only as the claims. A new store is made as version 1 ([`SCHEMA`]) and upgraded.
+fn upgrade_to_2() -> String {
     format!(
         "
+ALTER TABLE regstudy.trials DROP CONSTRAINT trials_state_check,
+    ADD CONSTRAINT trials_state_check
+        CHECK (state IN ('waiting', 'running', {FINISHED_STATES}));
+DROP TRIGGER finished_trials_do_not_change ON regstudy.trials;
+CREATE TRIGGER finished_trials_do_not_change BEFORE UPDATE ON regstudy.trials FOR EACH ROW
+    WHEN (OLD.state IN ({FINISHED_STATES}))
+    EXECUTE FUNCTION regstudy.refuse('a finished trial cannot change');
+DROP TRIGGER finished_trials_stay ON regstudy.trials;
+CREATE TRIGGER finished_trials_stay BEFORE DELETE ON regstudy.trials FOR EACH ROW
+    WHEN (OLD.state IN ({FINISHED_STATES}))
+    EXECUTE FUNCTION regstudy.refuse('a finished trial cannot be deleted');
+CREATE OR REPLACE FUNCTION regstudy.finished_epochs_stay() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM regstudy.trials
+            WHERE id = OLD.trial AND state IN ({FINISHED_STATES})))
+       OR (TG_OP <> 'DELETE' AND EXISTS (SELECT 1 FROM regstudy.trials
+            WHERE id = NEW.trial AND state IN ({FINISHED_STATES})))
+    THEN
+        RAISE EXCEPTION 'the epochs of a finished trial cannot change'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+    RETURN NEW;
+END
+$$;
 CREATE TABLE regstudy.starts (
     claim BIGINT PRIMARY KEY REFERENCES regstudy.claims(id),
     from_epoch BIGINT NOT NULL CHECK (from_epoch >= 0),
@@ -504,11 +535,10 @@ fn prepare_schema(client: &mut Client, mode: OpenMode) -> Result<String, Failure
             ));
         }
         tx.batch_execute(SCHEMA)?;
-        tx.batch_execute(&starts_table())?;
         tx.execute(
-            "INSERT INTO regstudy.metadata (key, value) VALUES ('schema_version', $1),
+            "INSERT INTO regstudy.metadata (key, value) VALUES ('schema_version', '1'),
                  ('store_id', md5(random()::text || clock_timestamp()::text))",
-            &[&SCHEMA_VERSION.to_string()],
+            &[],
         )?;
     }
     let mut version: String = tx
@@ -526,8 +556,7 @@ fn prepare_schema(client: &mut Client, mode: OpenMode) -> Result<String, Failure
                 env!("CARGO_PKG_VERSION")
             )));
         }
-        // Version 1 did not record where each claim's training began.
-        tx.batch_execute(&starts_table())?;
+        tx.batch_execute(&upgrade_to_2())?;
         version = SCHEMA_VERSION.to_string();
         tx.execute(
             "UPDATE regstudy.metadata SET value = $1 WHERE key = 'schema_version'",

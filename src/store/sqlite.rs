@@ -39,7 +39,7 @@ const APPLICATION_ID: i64 = 0x5265_6753;
 const MIGRATIONS: [fn(&Connection) -> rusqlite::Result<()>; 3] = [
     add_trial_phases,
     add_retries_and_identity,
-    add_training_starts,
+    add_starts_and_pruning,
 ];
 
 /// Version 1 had no trial phases: its trials are search trials (a study without
@@ -66,6 +66,11 @@ fn add_retries_and_identity(conn: &Connection) -> rusqlite::Result<()> {
          ALTER TABLE trials_v3 RENAME TO trials;
          {TRIAL_INDEXES}{TRIGGERS}{METADATA}{IDENTITY}"
     ))?;
+    check_foreign_keys(conn)
+}
+
+/// Refuses an upgrade that left rows pointing at rows that do not exist.
+fn check_foreign_keys(conn: &Connection) -> rusqlite::Result<()> {
     let dangling: i64 =
         conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
@@ -79,10 +84,29 @@ fn add_retries_and_identity(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Version 3 did not record where each claim's training began: its claims have no start.
-fn add_training_starts(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&starts_table())
+/// Version 3 had no `pruned` state and did not record where each claim's training began.
+/// Its trials table is rebuilt with the state added (SQLite cannot change a CHECK
+/// constraint in place; ids kept, so epochs and claims still point at their rows), and its
+/// claims have no start.
+fn add_starts_and_pruning(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "{DROP_TRIGGERS_V2}
+         DROP TRIGGER retries_follow_failed_attempts;
+         DROP INDEX trials_by_worker;
+         CREATE TABLE trials_v4 {TRIALS_DEFINITION};
+         INSERT INTO trials_v4 ({V3_TRIAL_COLUMNS}) SELECT {V3_TRIAL_COLUMNS} FROM trials;
+         DROP TABLE trials;
+         ALTER TABLE trials_v4 RENAME TO trials;
+         {TRIAL_INDEXES}{TRIGGERS}{}",
+        starts_table()
+    ))?;
+    check_foreign_keys(conn)
 }
+
+/// The columns a version 3 trials table has, all kept by the upgrade.
+const V3_TRIAL_COLUMNS: &str = "id, study, number, retry, retry_of, grp, method, point, seed, \
+     config, phase, state, worker, worker_host, worker_pid, heartbeat, attempts, started_at, \
+     finished_at, summary, message, histogram";
 
 /// Where each claim's training began (see [`super::TrainingStart`]): at most one row per
 /// claim, as append-only as the claims.
@@ -102,7 +126,8 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
     )
 }
 
-/// The triggers of schema versions 1 and 2, replaced by [`TRIGGERS`].
+/// The triggers of schema versions 1 and 2, replaced by [`TRIGGERS`] (version 3 added
+/// `retries_follow_failed_attempts`).
 const DROP_TRIGGERS_V2: &str = "
 DROP TRIGGER finished_trials_do_not_change;
 DROP TRIGGER finished_trials_stay;
@@ -139,7 +164,7 @@ const TRIALS_DEFINITION: &str = "(
     config TEXT NOT NULL,
     phase TEXT NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'confirm')),
     state TEXT NOT NULL
-        CHECK (state IN ('waiting', 'running', 'done', 'failed', 'diverged')),
+        CHECK (state IN ('waiting', 'running', 'done', 'failed', 'diverged', 'pruned')),
     worker TEXT,
     worker_host TEXT,
     worker_pid INTEGER,
@@ -200,10 +225,10 @@ PRAGMA application_id = 1382377299;
 /// written, and let a retry only follow a failed attempt of the same trial.
 const TRIGGERS: &str = "
 CREATE TRIGGER finished_trials_do_not_change BEFORE UPDATE ON trials
-WHEN OLD.state IN ('done', 'failed', 'diverged')
+WHEN OLD.state IN ('done', 'failed', 'diverged', 'pruned')
 BEGIN SELECT RAISE(ABORT, 'a finished trial cannot change'); END;
 CREATE TRIGGER finished_trials_stay BEFORE DELETE ON trials
-WHEN OLD.state IN ('done', 'failed', 'diverged')
+WHEN OLD.state IN ('done', 'failed', 'diverged', 'pruned')
 BEGIN SELECT RAISE(ABORT, 'a finished trial cannot be deleted'); END;
 CREATE TRIGGER retries_follow_failed_attempts BEFORE INSERT ON trials
 WHEN NEW.retry_of IS NOT NULL AND NOT EXISTS (
@@ -211,14 +236,14 @@ WHEN NEW.retry_of IS NOT NULL AND NOT EXISTS (
         AND study = NEW.study AND number = NEW.number AND retry = NEW.retry - 1)
 BEGIN SELECT RAISE(ABORT, 'a retry follows a failed attempt of the same trial'); END;
 CREATE TRIGGER finished_epochs_get_none_added BEFORE INSERT ON epochs
-WHEN (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+WHEN (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged', 'pruned')
 BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
 CREATE TRIGGER finished_epochs_do_not_change BEFORE UPDATE ON epochs
-WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
-  OR (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged')
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged', 'pruned')
+  OR (SELECT state FROM trials WHERE id = NEW.trial) IN ('done', 'failed', 'diverged', 'pruned')
 BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
 CREATE TRIGGER finished_epochs_stay BEFORE DELETE ON epochs
-WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged')
+WHEN (SELECT state FROM trials WHERE id = OLD.trial) IN ('done', 'failed', 'diverged', 'pruned')
 BEGIN SELECT RAISE(ABORT, 'the epochs of a finished trial cannot change'); END;
 CREATE TRIGGER claims_do_not_change BEFORE UPDATE ON claims
 BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
@@ -694,8 +719,7 @@ fn create_folder(path: &Path) -> Result<(), Failure> {
 /// one can measure.
 fn configure(conn: &Connection) -> Result<(), Failure> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let mode = wal_mode(conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Failure::Data(format!(
             "SQLite could not switch the journal to WAL mode (it stays `{mode}`); a store \
@@ -706,6 +730,25 @@ fn configure(conn: &Connection) -> Result<(), Failure> {
     // table must run without them (they can only change outside a transaction).
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
     Ok(())
+}
+
+/// Switches the journal to WAL mode and says which mode it is in. SQLite can answer "database
+/// is locked" at once, without waiting, when processes opening a new file switch it together
+/// (one of them is creating the schema): the switch is tried again for up to
+/// [`BUSY_TIMEOUT`].
+fn wal_mode(conn: &Connection) -> Result<String, Failure> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Creates the schema in a new file, or upgrades an older one in place (the file was
@@ -1705,6 +1748,7 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
             (TrialState::Done, 1),
             (TrialState::Failed, 0),
             (TrialState::Diverged, 0),
+            (TrialState::Pruned, 0),
         ]);
         assert_eq!(counts, expected);
     }
@@ -1938,6 +1982,57 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
                 (path.clone(), (std::fs::read(&path).unwrap(), modified))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_store_of_schema_three_is_rebuilt_with_the_pruned_state_keeping_its_rows() {
+        let scratch = Scratch::new("v3");
+        let raw = Connection::open(scratch.db()).unwrap();
+        let v3 = format!(
+            "{TABLES}CREATE TABLE trials {TRIALS_DEFINITION};{TRIAL_INDEXES}{TRIGGERS}{METADATA}\
+             {IDENTITY}"
+        )
+        .replace(", 'pruned'", "");
+        raw.execute_batch(&v3).unwrap();
+        raw.pragma_update(None, "user_version", 3).unwrap();
+        let refused = raw.execute(
+            "INSERT INTO trials (study, number, grp, method, point, seed, config, state)
+             VALUES ('s', 9, '', 'l1', '{}', 0, '', 'pruned')",
+            [],
+        );
+        assert!(refused.is_err(), "version 3 has no pruned state");
+        raw.execute(
+            "INSERT INTO studies (name, spec, created_at, version) VALUES ('s', 'spec', 1, '0')",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(insert_trials(&raw, "s", &new_trials(2)), Ok(2)));
+        drop(raw);
+
+        let store = SqliteStore::open(&scratch.db()).unwrap();
+        let worker = Worker::of_this_process(0);
+        let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
+        let pruned = Outcome {
+            state: TrialState::Pruned,
+            summary: None,
+            message: Some("pruned at epoch 1".into()),
+            histogram: None,
+        };
+        store.finish(trial.id, &worker, &pruned).unwrap();
+        assert_eq!(store.trials("s").unwrap()[0].state, TrialState::Pruned);
+        assert_eq!(store.trials("s").unwrap().len(), 2);
+        let raw = Connection::open(scratch.db()).unwrap();
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let e = raw
+            .execute(
+                "UPDATE trials SET state = 'waiting' WHERE state = 'pruned'",
+                [],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("finished trial"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - [`spec`]: the TOML study spec and its expansion into trials;
 //! - [`select`]: how a method's grid point is chosen, on validation only;
+//! - [`prune`]: how search trials of clearly worse grid points are stopped early (ASHA);
 //! - the runner claims trials from a [`crate::store::Store`] and trains them, keeping what
 //!   it learns in the records of [`crate::trial`].
 
@@ -9,6 +10,7 @@ pub mod launch;
 pub mod name;
 pub mod owner;
 pub mod presets;
+pub mod prune;
 
 pub mod retry;
 pub mod runner;

@@ -5,6 +5,7 @@
 //! of values kept on each grid axis and point list, and a `description` and `note` saying
 //! what the quick form runs.
 
+use crate::study::prune::PruneRule;
 use crate::study::spec::{StudySpec, StudySpecError};
 use std::path::PathBuf;
 
@@ -28,6 +29,9 @@ pub struct PresetOptions {
     pub dataset: Option<String>,
     /// Where trials keep their run folders (default `runs/<study name>`).
     pub runs_dir: Option<PathBuf>,
+    /// A pruning rule for the grid searches (suffix `-pruned` on the study name, so that
+    /// the study run both ways can share a store).
+    pub prune: Option<PruneRule>,
 }
 
 /// The spec text of preset `name` adapted by `options`, and the checked spec.
@@ -52,6 +56,13 @@ pub fn preset(name: &str, options: &PresetOptions) -> Result<(String, StudySpec)
     if options.quick {
         if let Some(toml::Value::Table(quick)) = quick {
             apply_quick(&mut table, quick);
+        }
+    }
+    if let Some(rule) = options.prune {
+        let value = toml::Value::try_from(rule).map_err(|e| bad("--prune", e.to_string()))?;
+        table.insert("prune".into(), value);
+        if let Some(toml::Value::String(name)) = table.get_mut("name") {
+            name.push_str("-pruned");
         }
     }
     if let Some(dataset) = &options.dataset {
@@ -221,6 +232,31 @@ mod tests {
                 assert_eq!(spec.name, format!("{name}{suffix}"));
                 assert!(!spec.paper.is_empty(), "{name} has the paper's numbers");
             }
+        }
+    }
+
+    #[test]
+    fn a_pruned_preset_is_its_own_study_with_the_rule_in_its_spec() {
+        let rule: PruneRule = "asha:min_epochs=2,reduction=3".parse().unwrap();
+        let options = PresetOptions {
+            prune: Some(rule),
+            ..PresetOptions::default()
+        };
+        let (text, spec) = preset("deepa2025", &options).unwrap();
+        assert_eq!(spec.name, "deepa2025-pruned");
+        assert_eq!(spec.prune, Some(rule));
+        assert_eq!(spec.runs_dir, PathBuf::from("runs/deepa2025-pruned"));
+        let reread = StudySpec::parse_unchecked(&text, std::path::Path::new("stored")).unwrap();
+        assert_eq!(reread.prune, Some(rule), "the stored spec keeps the rule");
+        assert_eq!(rule.rungs(20), [2, 6, 18]);
+        for (bad, says) in [
+            ("hyperband", "unknown pruning rule `hyperband`"),
+            ("asha:grace=2", "unknown setting `grace`"),
+            ("asha:reduction=1", "reduction: expected 2 or more"),
+            ("asha:min_epochs=two", "min_epochs: expected a whole number"),
+        ] {
+            let e = bad.parse::<PruneRule>().unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
         }
     }
 

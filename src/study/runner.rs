@@ -14,6 +14,7 @@ use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
 use crate::store::StoreIdentity;
 use crate::store::{Created, Outcome, StartReason, Store, StoreError, TrainingStart, Worker};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
+use crate::study::prune::{Judgement, Pruner};
 use crate::study::retry::{retry_failed, Retried, RetryError};
 use crate::study::spec::{StudySpec, StudySpecError};
 use crate::train::{
@@ -361,6 +362,29 @@ impl WorkerContext<'_> {
         }
     }
 
+    /// The study's pruning rule over its trials; `None` when it prunes nothing.
+    fn pruner(&self) -> Option<Pruner<'_>> {
+        Pruner::of(self.spec, self.store)
+    }
+
+    /// What the pruning rule says about `trial`, `judge` asking it; a store error is
+    /// warned about and the trial goes on (pruning only saves time).
+    fn judged(
+        &self,
+        trial: &TrialRecord,
+        judge: impl FnOnce(&Pruner) -> Result<Judgement, StoreError>,
+    ) -> Judgement {
+        let Some(pruner) = self.pruner() else {
+            return Judgement::GoesOn;
+        };
+        judge(&pruner).unwrap_or_else(|e| {
+            let number = trial.trial.number;
+            self.observer
+                .warning(&format!("trial {number}: not judged for pruning: {e}"));
+            Judgement::GoesOn
+        })
+    }
+
     /// The message of a trial stopped because its run folder is not its own.
     fn stopped_by_folder(&self, trial: &TrialRecord, e: &OwnerError) -> String {
         format!(
@@ -629,6 +653,20 @@ impl TrialEnd {
         }
     }
 
+    /// A trial stopped by the pruning rule; its recorded epochs are kept.
+    fn pruned(message: String) -> Self {
+        TrialEnd {
+            outcome: Outcome {
+                state: TrialState::Pruned,
+                summary: None,
+                message: Some(message),
+                histogram: None,
+            },
+            history: None,
+            handed_back: false,
+        }
+    }
+
     fn handed_back() -> Self {
         TrialEnd {
             handed_back: true,
@@ -670,6 +708,8 @@ struct EpochRecorder<'a> {
     restart_reason: Mutex<StartReason>,
     /// Epochs this attempt finished.
     finished: AtomicUsize,
+    /// Why the pruning rule stopped the trial, once it did.
+    pruned: Mutex<Option<String>>,
 }
 
 impl EpochRecorder<'_> {
@@ -715,6 +755,13 @@ impl TrainObserver for EpochRecorder<'_> {
             }
             Ok(()) => {}
         }
+        if m.epoch < self.epochs {
+            let judged = context.judged(trial, |p| p.judge(trial, m.epoch));
+            if let Judgement::Pruned(message) = judged {
+                *self.pruned.lock().unwrap_or_else(PoisonError::into_inner) = Some(message.clone());
+                return Err(message);
+            }
+        }
         if context.stopping() && m.epoch < self.epochs {
             return Err(HANDED_BACK.into());
         }
@@ -752,6 +799,11 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
         Ok(epochs) => epochs.len(),
         Err(e) => return TrialEnd::failed(e.to_string()),
     };
+    // A trial whose point was pruned meanwhile, or resumed at a rung it is not in the top
+    // of, trains no further.
+    if let Judgement::Pruned(message) = context.judged(trial, |p| p.judge(trial, recorded_before)) {
+        return TrialEnd::pruned(message);
+    }
     // Whether an earlier claim of this attempt trained: a start from epoch 0 is then a
     // restart, and the store records why.
     let trained_before = recorded_before > 0 || trial.attempts > 1;
@@ -796,6 +848,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
             StartReason::First
         }),
         finished: AtomicUsize::new(0),
+        pruned: Mutex::new(None),
     };
     let options = RunOptions {
         resume,
@@ -826,8 +879,16 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
         }
         other => other,
     };
+    let pruned = recorder
+        .pruned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     match result {
         Ok(outcome) => TrialEnd::finished(outcome),
+        Err(TrainError::Stopped(_)) if pruned.is_some() => {
+            TrialEnd::pruned(pruned.unwrap_or_default())
+        }
         Err(TrainError::Stopped(why)) if why == HANDED_BACK => TrialEnd::handed_back(),
         Err(e) => TrialEnd::failed(e.to_string()),
     }

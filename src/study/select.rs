@@ -10,6 +10,8 @@
 //! A point is not eligible when
 //! - any of its trials diverged or failed: a point where 2 of 3 seeds diverged is not
 //!   scored by its survivor;
+//! - any of its trials was pruned ([`crate::study::prune`]): only points trained to the
+//!   full budget on every search seed are chosen;
 //! - it is at chance ([`at_chance`]): its mean validation accuracy is below 20% above chance,
 //!   `1.2 / classes`. The margin is there because a network that predicts one class scores
 //!   that class's share, above `1 / classes` when the classes are not balanced (11.35% on
@@ -76,6 +78,8 @@ pub enum Exclusion {
         failed: usize,
         of: usize,
     },
+    /// The study's pruning rule stopped some of its trials early.
+    Pruned { pruned: usize, of: usize },
     /// Its validation accuracy cannot be told from chance, `1 / classes`.
     AtChance { chance: f64 },
     /// No trial of it is done with a validation score.
@@ -99,6 +103,7 @@ impl std::fmt::Display for Exclusion {
                 }
                 write!(f, "{}", parts.join(", "))
             }
+            Exclusion::Pruned { pruned, of } => write!(f, "pruned ({pruned} of {of} trials)"),
             Exclusion::AtChance { chance } => write!(
                 f,
                 "at chance (mean validation accuracy below 1.2/classes = {:.1}%)",
@@ -119,6 +124,7 @@ pub struct PointScore {
     pub done: usize,
     pub diverged: usize,
     pub failed: usize,
+    pub pruned: usize,
     pub trials: usize,
     pub excluded: Option<Exclusion>,
 }
@@ -132,6 +138,7 @@ impl PointScore {
         let classes = classes_of(trials);
         let count = |state| trials.iter().filter(|t| t.state == state).count();
         let (diverged, failed) = (count(TrialState::Diverged), count(TrialState::Failed));
+        let pruned = count(TrialState::Pruned);
         let tested: Vec<TestedValidation> = trials
             .iter()
             .filter(|t| t.state == TrialState::Done)
@@ -146,6 +153,11 @@ impl PointScore {
             Some(Exclusion::Unstable {
                 diverged,
                 failed,
+                of: trials.len(),
+            })
+        } else if pruned > 0 {
+            Some(Exclusion::Pruned {
+                pruned,
                 of: trials.len(),
             })
         } else if val_acc.is_some_and(|acc| at_chance(&acc, classes)) {
@@ -163,6 +175,7 @@ impl PointScore {
             done: count(TrialState::Done),
             diverged,
             failed,
+            pruned,
             trials: trials.len(),
             excluded,
         }

@@ -69,6 +69,7 @@ mod tests;
 pub use error::StudySpecError;
 pub use expand::{value_text, DatasetUse};
 
+use crate::study::prune::PruneRule;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,10 @@ pub struct StudySpec {
     #[serde(default)]
     pub confirm_seeds: Vec<u64>,
     pub select: Selection,
+    /// How search trials of clearly worse grid points are stopped early; `None`: every
+    /// trial runs to its last epoch.
+    #[serde(default)]
+    pub prune: Option<PruneRule>,
     /// The baseline method's name.
     pub baseline: String,
     /// Folder under which each trial gets its run folder. Default: `runs/<name>`.

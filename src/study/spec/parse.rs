@@ -3,6 +3,7 @@
 
 use super::error::{Locator, StudySpecError};
 use super::{Group, Method, PaperValue, Selection, StudySpec};
+use crate::study::prune::PruneRule;
 use crate::train::RunConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ struct RawSpec {
     confirm_seeds: Option<Spanned<RawSeeds>>,
     #[serde(default)]
     select: Selection,
+    prune: Option<Spanned<PruneRule>>,
     baseline: Option<Spanned<String>>,
     runs_dir: Option<PathBuf>,
     #[serde(default)]
@@ -204,6 +206,11 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, StudySpecError> {
         None => methods[0].name.clone(),
     };
     check_point_sources(raw_methods.get_ref(), &methods, at)?;
+    if let Some(rule) = &raw.prune {
+        if let Some((field, problem)) = rule.get_ref().problem() {
+            return Err(at.error(Some(rule.span()), format!("prune.{field}"), problem));
+        }
+    }
     check_paper(&raw.paper, &groups, &methods, at)?;
     let runs_dir = raw
         .runs_dir
@@ -215,6 +222,7 @@ fn build(raw: RawSpec, at: &Locator) -> Result<StudySpec, StudySpecError> {
         seeds,
         confirm_seeds,
         select: raw.select,
+        prune: raw.prune.map(Spanned::into_inner),
         baseline,
         runs_dir,
         base,
