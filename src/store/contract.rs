@@ -48,7 +48,8 @@ pub(super) fn study_record(spec: &str) -> StudyRecord {
     }
 }
 
-pub(super) fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
+/// Metrics of `epoch` with training and validation loss `loss`.
+pub(crate) fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
     EpochMetrics {
         epoch,
         train_data_loss: loss,

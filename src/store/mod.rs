@@ -11,7 +11,7 @@
 //! the latest attempt of each trial.
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 mod postgres;
 mod postgres_url;
 mod rows;
