@@ -362,22 +362,14 @@ impl WorkerContext<'_> {
         }
     }
 
-    /// The study's pruning rule over its trials; `None` when it prunes nothing.
-    fn pruner(&self) -> Option<Pruner<'_>> {
-        Pruner::of(self.spec, self.store)
-    }
-
-    /// What the pruning rule says about `trial`, `judge` asking it; a store error is
-    /// warned about and the trial goes on (pruning only saves time).
-    fn judged(
-        &self,
-        trial: &TrialRecord,
-        judge: impl FnOnce(&Pruner) -> Result<Judgement, StoreError>,
-    ) -> Judgement {
-        let Some(pruner) = self.pruner() else {
+    /// What the study's pruning rule says about `trial` after `epochs_done` epochs
+    /// ([`Pruner::judge`]); a store error is warned about and the trial goes on (pruning
+    /// only saves time).
+    fn judged(&self, trial: &TrialRecord, epochs_done: usize) -> Judgement {
+        let Some(pruner) = Pruner::of(self.spec, self.store) else {
             return Judgement::GoesOn;
         };
-        judge(&pruner).unwrap_or_else(|e| {
+        pruner.judge(trial, epochs_done).unwrap_or_else(|e| {
             let number = trial.trial.number;
             self.observer
                 .warning(&format!("trial {number}: not judged for pruning: {e}"));
@@ -756,7 +748,7 @@ impl TrainObserver for EpochRecorder<'_> {
             Ok(()) => {}
         }
         if m.epoch < self.epochs {
-            let judged = context.judged(trial, |p| p.judge(trial, m.epoch));
+            let judged = context.judged(trial, m.epoch);
             if let Judgement::Pruned(message) = judged {
                 *self.pruned.lock().unwrap_or_else(PoisonError::into_inner) = Some(message.clone());
                 return Err(message);
@@ -801,7 +793,7 @@ fn train_trial(context: &WorkerContext, worker: &Worker, trial: &TrialRecord) ->
     };
     // A trial whose point was pruned meanwhile, or resumed at a rung it is not in the top
     // of, trains no further.
-    if let Judgement::Pruned(message) = context.judged(trial, |p| p.judge(trial, recorded_before)) {
+    if let Judgement::Pruned(message) = context.judged(trial, recorded_before) {
         return TrialEnd::pruned(message);
     }
     // Whether an earlier claim of this attempt trained: a start from epoch 0 is then a
