@@ -226,6 +226,24 @@ fn hand_back_mid_trial(dir: &Scratch) -> String {
     store
 }
 
+/// `study work` on the one-trial study by a worker that finds the run folders under
+/// `runs_dir`, as a machine mounting the shared storage there would.
+fn work_with_runs_dir(store: &str, runs_dir: &Path) -> Output {
+    regstudy(
+        &[
+            "study",
+            "work",
+            "one",
+            "--quiet",
+            "--threads",
+            "1",
+            "--runs-dir",
+            runs_dir.to_str().unwrap(),
+        ],
+        store,
+    )
+}
+
 /// The one-trial study's test accuracy, run on one machine without interruption (in a
 /// scratch folder named after `test`).
 fn uninterrupted_result(test: &str) -> BTreeMap<usize, f64> {
@@ -277,19 +295,7 @@ fn a_worker_sent_sigterm_hands_its_trial_back_after_the_epoch_and_the_next_conti
     // mounting the shared storage elsewhere would.
     let mount = dir.path("elsewhere");
     std::os::unix::fs::symlink(dir.join("runs"), &mount).unwrap();
-    let resumed = regstudy(
-        &[
-            "study",
-            "work",
-            "one",
-            "--quiet",
-            "--threads",
-            "1",
-            "--runs-dir",
-            mount.to_str().unwrap(),
-        ],
-        &store,
-    );
+    let resumed = work_with_runs_dir(&store, &mount);
     assert_success(&resumed);
     let opened = store::open_existing(&store).unwrap();
     let after = opened.epochs(trial.id).unwrap();
@@ -336,19 +342,7 @@ fn a_trial_taken_over_where_its_run_folder_is_not_seen_restarts_from_epoch_zero_
 
     // Another machine, whose storage holds none of the first worker's run folders.
     let elsewhere = dir.path("other-machine");
-    let resumed = regstudy(
-        &[
-            "study",
-            "work",
-            "one",
-            "--quiet",
-            "--threads",
-            "1",
-            "--runs-dir",
-            elsewhere.to_str().unwrap(),
-        ],
-        &store,
-    );
+    let resumed = work_with_runs_dir(&store, &elsewhere);
     assert_success(&resumed);
     let restart = TrainingStart {
         from_epoch: 0,

@@ -72,6 +72,16 @@ pub(crate) fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
     }
 }
 
+/// A trial stopped by the pruning rule at epoch 1.
+pub(super) fn pruned() -> Outcome {
+    Outcome {
+        state: TrialState::Pruned,
+        summary: None,
+        message: Some("pruned at epoch 1".into()),
+        histogram: None,
+    }
+}
+
 pub(super) fn done() -> Outcome {
     Outcome {
         state: TrialState::Done,
@@ -785,13 +795,7 @@ fn a_pruned_trial_is_finished_and_neither_it_nor_its_epochs_change(kind: Kind) {
     store
         .record_epoch(trial.id, &worker, &metrics(1, 0.5))
         .unwrap();
-    let pruned = Outcome {
-        state: TrialState::Pruned,
-        summary: None,
-        message: Some("pruned at epoch 1".into()),
-        histogram: None,
-    };
-    store.finish(trial.id, &worker, &pruned).unwrap();
+    store.finish(trial.id, &worker, &pruned()).unwrap();
     let id = trial.id;
     for sql in [
         format!("UPDATE trials SET state = 'waiting' WHERE id = {id}"),

@@ -1301,7 +1301,9 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use crate::store::contract::{dead_pid, done, metrics, new_trials, study_record, FOREVER};
+    use crate::store::contract::{
+        dead_pid, done, metrics, new_trials, pruned, study_record, FOREVER,
+    };
 
     /// The schema of version 2, as it was written, for the upgrade tests.
     const SCHEMA_V2: &str = "
@@ -2012,13 +2014,7 @@ BEGIN SELECT RAISE(ABORT, 'the claims are an append-only record'); END;
         let store = SqliteStore::open(&scratch.db()).unwrap();
         let worker = Worker::of_this_process(0);
         let trial = store.claim("s", &worker, FOREVER).unwrap().unwrap();
-        let pruned = Outcome {
-            state: TrialState::Pruned,
-            summary: None,
-            message: Some("pruned at epoch 1".into()),
-            histogram: None,
-        };
-        store.finish(trial.id, &worker, &pruned).unwrap();
+        store.finish(trial.id, &worker, &pruned()).unwrap();
         assert_eq!(store.trials("s").unwrap()[0].state, TrialState::Pruned);
         assert_eq!(store.trials("s").unwrap().len(), 2);
         let raw = Connection::open(scratch.db()).unwrap();
