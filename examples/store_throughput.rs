@@ -33,6 +33,7 @@ fn metrics(epoch: usize) -> EpochMetrics {
         seconds: 25.0,
         train_seconds: 23.0,
         images_per_s: 2000.0,
+        threads: Some(1),
         sparsity: SparsityReport::default(),
     }
 }

@@ -81,6 +81,7 @@ fn epoch(epoch: usize, train_acc: f64, val_acc: f64, below_1e3: f64) -> EpochMet
         seconds: 10.0,
         train_seconds: 9.0,
         images_per_s: 1000.0,
+        threads: Some(1),
         sparsity: sparsity(below_1e3),
     }
 }

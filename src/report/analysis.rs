@@ -18,6 +18,7 @@
 //! - Figures of a run (training, validation accuracy and loss, gap) are taken at the epoch
 //!   whose weights were tested: the last one, or the restored one under early stopping.
 
+use super::cost::Cost;
 use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
 use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
@@ -41,6 +42,8 @@ pub struct Analysis {
     pub concurrent: bool,
     /// What the study's pruning rule stopped; `None` when the study prunes nothing.
     pub pruning: Option<Pruning>,
+    /// What the training cost, and what pruning saved.
+    pub cost: Cost,
 }
 
 /// What a study's pruning rule stopped, and the training that saved.
@@ -293,6 +296,7 @@ pub fn analyze(results: &StudyResults) -> Analysis {
         groups,
         concurrent: ran_concurrently(&results.trials),
         pruning: Pruning::of(results),
+        cost: Cost::of(results),
     }
 }
 

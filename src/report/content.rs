@@ -2,6 +2,7 @@
 //! read it, then per group its tables and figures.
 
 use super::analysis::{Analysis, Choice, GroupAnalysis, Pruning, Verdict, ALPHA};
+use super::cost::cost_sentence;
 use super::document::Block;
 use super::figures::group_figures;
 use super::format::{p_value, pct_pm, signed};
@@ -32,6 +33,7 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
     if let Some(pruning) = &analysis.pruning {
         out.push(Block::Paragraph(pruning_paragraph(pruning)));
     }
+    out.push(Block::Paragraph(cost_sentence(&analysis.cost)));
     if analysis.concurrent {
         out.push(Block::Paragraph(format!(
             "{CONCURRENT_MARK} Some trials ran at the same time as others, so their times \

@@ -18,6 +18,7 @@
 
 pub mod analysis;
 pub mod content;
+pub mod cost;
 pub mod document;
 pub mod figures;
 pub mod format;
@@ -225,6 +226,7 @@ pub fn console_summary(results: &StudyResults) -> String {
             text.push_str(&format!("\n### {}\n\n{}", table.title, table.to_markdown()));
         }
     }
+    text.push_str(&format!("\n{}\n", cost::cost_sentence(&analysis.cost)));
     text
 }
 

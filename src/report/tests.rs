@@ -98,6 +98,7 @@ fn epoch(n: usize, train: f64, val: f64, seconds: f64) -> EpochMetrics {
         seconds,
         train_seconds: seconds,
         images_per_s: 1000.0,
+        threads: Some(1),
         sparsity: SparsityReport::default(),
     }
 }
@@ -608,4 +609,69 @@ fn a_baseline_without_results_still_reads_baseline_and_others_say_why_untested()
         Verdict::NotAvailable("no baseline".into())
     );
     assert_eq!(tables::methods(g, "", a.concurrent).rows[0][4], "0");
+}
+
+#[test]
+fn the_cost_sums_seconds_times_threads_and_the_wall_time_leaves_out_idle_gaps() {
+    let mut r = fixture();
+    // Trial 1 trained on 2 threads; trial 2's second epoch came from a version that did not
+    // record threads. Trials 1 and 2 overlap; trial 12 ran long after the rest.
+    for e in r.epochs.get_mut(&1).unwrap() {
+        e.threads = Some(2);
+    }
+    r.epochs.get_mut(&2).unwrap()[1].threads = None;
+    let span = |r: &mut StudyResults, id: i64, start: f64, end: f64| {
+        let t = r.trials.iter_mut().find(|t| t.id == id).unwrap();
+        (t.started_at, t.finished_at) = (Some(start), Some(end));
+    };
+    span(&mut r, 1, 0.0, 100.0);
+    span(&mut r, 2, 50.0, 150.0);
+    span(&mut r, 12, 1000.0, 1010.0);
+    let cost = cost::Cost::of(&r);
+    // 24 epochs: none 6 x 10 s, l1 12 x 11 s, l2 6 x 10.5 s.
+    assert_eq!(cost.epochs, 24);
+    assert!((cost.epoch_seconds - 255.0).abs() < 1e-9, "{cost:?}");
+    // 255 core-seconds at one thread, + 20 for trial 1's second thread, - 10 unknown.
+    assert!((cost.core_seconds - 265.0).abs() < 1e-9, "{cost:?}");
+    assert_eq!(cost.epochs_without_threads, 1);
+    // [0, 150] holds the other trials' spans; [1000, 1010] adds 10.
+    assert!((cost.busy_seconds - 160.0).abs() < 1e-9, "{cost:?}");
+    assert_eq!(cost.saved_core_seconds, None);
+    assert_eq!(cost.saved_share(), None);
+    let sentence = cost::cost_sentence(&cost);
+    assert!(
+        sentence.contains("24 epochs on record, 4 min of epoch time, 0.07 core-hours")
+            && sentence.contains("over 3 min of wall time")
+            && sentence.contains("1 epoch was recorded without its threads"),
+        "{sentence}"
+    );
+}
+
+#[test]
+fn pruning_saves_each_untrained_epoch_at_its_method_s_mean_cost_per_epoch() {
+    let mut r = fixture();
+    r.spec.prune = Some("asha".parse().unwrap());
+    // Trials 7 and 8 (l1 at the stronger point) pruned after 1 and 0 of 10 epochs.
+    for (id, kept) in [(7, 1), (8, 0)] {
+        let t = r.trials.iter_mut().find(|t| t.id == id).unwrap();
+        t.state = TrialState::Pruned;
+        t.summary = None;
+        t.trial.config.epochs = 10;
+        r.epochs.get_mut(&id).unwrap().truncate(kept);
+    }
+    let cost = cost::Cost::of(&r);
+    // 255 core-seconds less the 3 epochs of 11 s not trained.
+    assert!((cost.core_seconds - 222.0).abs() < 1e-9, "{cost:?}");
+    // l1's 9 recorded epochs cost 11 core-seconds each: (9 + 10) x 11 saved.
+    let saved = cost.saved_core_seconds.unwrap();
+    assert!((saved - 209.0).abs() < 1e-9, "{cost:?}");
+    let share = cost.saved_share().unwrap();
+    assert!((share - 209.0 / 431.0).abs() < 1e-12, "{share}");
+    let report = content::blocks(&r, &analyze(&r));
+    let text = format!("{report:?}");
+    assert!(text.contains("about 0.06 core-hours more"), "{text}");
+    assert!(
+        text.contains("48.5% of the study's cost without pruning"),
+        "{text}"
+    );
 }

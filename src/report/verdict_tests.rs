@@ -128,6 +128,7 @@ fn add(results: &mut StudyResults, number: usize, r: &Run) {
             seconds: 2.0,
             train_seconds: 1.0,
             images_per_s: 100.0,
+            threads: Some(1),
             sparsity: SparsityReport::default(),
         })
         .collect();

@@ -68,6 +68,7 @@ pub(crate) fn metrics(epoch: usize, loss: f64) -> EpochMetrics {
         seconds: 1.0,
         train_seconds: 0.9,
         images_per_s: 1000.0,
+        threads: Some(1),
         sparsity: SparsityReport::default(),
     }
 }

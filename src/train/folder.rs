@@ -334,6 +334,7 @@ mod tests {
             seconds: 2.0,
             train_seconds: 1.0,
             images_per_s: 100.0,
+            threads: Some(1),
             sparsity: SparsityReport::default(),
         }
     }

@@ -60,6 +60,10 @@ pub struct EpochMetrics {
     pub train_seconds: f64,
     /// Training images per second of `train_seconds`.
     pub images_per_s: f64,
+    /// Threads that trained the epoch, so that its cost in core-seconds is
+    /// `seconds * threads`; `None` in records older than the field.
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// Kernel sparsity and norms at the end of the epoch.
     pub sparsity: SparsityReport,
 }
@@ -245,12 +249,13 @@ mod tests {
             seconds: 2.0,
             train_seconds: 1.5,
             images_per_s: 1000.0,
+            threads: Some(2),
             sparsity: SparsityReport::default(),
         }
     }
 
     #[test]
-    fn records_written_before_the_evaluation_mode_fields_still_parse() {
+    fn records_written_before_the_evaluation_mode_fields_and_threads_still_parse() {
         let mut json = serde_json::to_value(record()).unwrap();
         let fields = json.as_object_mut().unwrap();
         for key in [
@@ -258,6 +263,7 @@ mod tests {
             "train_eval_acc",
             "eval_gap_acc",
             "eval_gap_loss",
+            "threads",
         ] {
             assert!(fields.remove(key).is_some(), "{key}");
         }
@@ -267,6 +273,7 @@ mod tests {
             train_eval_acc: None,
             eval_gap_acc: None,
             eval_gap_loss: None,
+            threads: None,
             ..record()
         };
         assert_eq!(old, expected);

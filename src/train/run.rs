@@ -218,21 +218,32 @@ fn prepare_data(checked: &CheckedRunConfig, options: &RunOptions) -> Result<Data
 /// The network's spec: a zoo model sized from the data (with the standard CNN's switches), or
 /// the user's spec, which must fit the data.
 fn model_spec(checked: &CheckedRunConfig, data: &Data) -> Result<ModelSpec, TrainError> {
-    let c = checked.config();
     let input = InputShape {
         channels: data.train.channels,
         height: data.train.height,
         width: data.train.width,
     };
+    network_spec(checked, input, data.classes)
+}
+
+/// The spec of the network a run of `checked` trains on images of shape `input` in
+/// `classes` classes: a zoo model sized to them (with the standard CNN's switches), or the
+/// user's spec, which must fit them.
+pub fn network_spec(
+    checked: &CheckedRunConfig,
+    input: InputShape,
+    classes: usize,
+) -> Result<ModelSpec, TrainError> {
+    let c = checked.config();
     let spec = match checked.model() {
         ModelSource::Zoo(name) if name == "standard-cnn" => {
             let options = StandardCnnOptions {
                 batch_norm: c.batch_norm,
                 dropout: c.dropout.unwrap_or(0.0),
             };
-            models::standard_cnn(input, data.classes, options)
+            models::standard_cnn(input, classes, options)
         }
-        ModelSource::Zoo(name) => models::by_name(name, input, data.classes)
+        ModelSource::Zoo(name) => models::by_name(name, input, classes)
             .ok_or_else(|| TrainError::Invalid(format!("--model: unknown model `{name}`")))?,
         ModelSource::File(spec) => spec.clone(),
     };
@@ -554,6 +565,7 @@ impl Trainer<'_> {
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
             images_per_s: train.images as f64 / train_seconds,
+            threads: Some(self.threads),
             sparsity,
         };
         self.state.history.push(m);
