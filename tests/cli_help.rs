@@ -251,3 +251,28 @@ fn study_names_are_positional() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--study"), "{}", stderr(&out));
 }
+
+/// Output piped into a reader that has gone ends the command as it ends any Unix tool: by
+/// SIGPIPE, with nothing on standard error (no panic on the failed write). `bench` prints
+/// its result with `println!`, which panics on a closed pipe when SIGPIPE is ignored.
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = common::regstudy()
+        .args([
+            "bench",
+            "--train-secs",
+            "0",
+            "--infer-secs",
+            "0",
+            "--warmup-secs",
+            "0",
+        ])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

@@ -627,3 +627,81 @@ fn without_a_validation_split_a_grid_is_refused_and_a_study_without_choices_repo
         .unwrap_or_else(|| panic!("the baseline's row reports its 2 runs: {md}"));
     assert!(row.contains(" ± "), "with its test accuracy: {row}");
 }
+
+#[test]
+fn workers_auto_times_each_division_of_the_threads_prints_the_choice_and_records_it() {
+    let dir = work_dir("workers-auto");
+    let spec = write_two_trial_spec(&dir, "auto");
+    let store = dir.join("study.db");
+    let out = regstudy(
+        &[
+            "study",
+            "run",
+            "--workers",
+            "auto",
+            "--threads",
+            "2",
+            spec.to_str().unwrap(),
+        ],
+        &store,
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let stdout = common::stdout(&out);
+    // Two threads and two trials: one worker of two threads, or two of one.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("workers auto: "))
+        .unwrap_or_else(|| panic!("no choice printed:\n{stdout}"));
+    assert!(
+        line.contains("simple-cnn training at batch 64: 1 x 2 threads: ")
+            && line.contains(", 2 x 1 thread: "),
+        "{line}"
+    );
+    let records: Vec<PathBuf> = std::fs::read_dir(dir.join("runs/workers-auto"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+    assert_eq!(record["study"], "auto");
+    let choice = &record["choice"];
+    assert_eq!(choice["measured"].as_array().unwrap().len(), 2);
+    let chosen = (
+        choice["chosen"]["workers"].as_u64().unwrap(),
+        choice["chosen"]["threads_each"].as_u64().unwrap(),
+    );
+    assert!(chosen == (1, 2) || chosen == (2, 1), "{choice}");
+    assert!(line.ends_with(&format!(
+        "chose {} worker{} of {} thread{}",
+        chosen.0,
+        if chosen.0 == 1 { "" } else { "s" },
+        chosen.1,
+        if chosen.1 == 1 { "" } else { "s" }
+    )));
+    // The epochs record the threads that trained them: the chosen division's.
+    let store = store::open(store.to_str().unwrap()).unwrap();
+    for t in store.trials("auto").unwrap() {
+        assert_eq!(t.state, TrialState::Done);
+        for e in store.epochs(t.id).unwrap() {
+            assert_eq!(e.threads, Some(chosen.1 as usize));
+        }
+    }
+}
+
+#[test]
+fn workers_must_be_a_number_or_auto() {
+    let dir = work_dir("workers-bad");
+    let spec = write_two_trial_spec(&dir, "bad-workers");
+    let out = regstudy(
+        &["study", "run", "--workers", "many", spec.to_str().unwrap()],
+        &dir.join("study.db"),
+    );
+    assert!(!out.status.success());
+    let stderr = common::stderr(&out);
+    assert!(
+        stderr.contains("--workers")
+            && stderr.contains("expected a number of workers or `auto`, got `many`"),
+        "{stderr}"
+    );
+}

@@ -105,6 +105,7 @@ impl Command {
 /// Parses the command line, runs the command, and maps an error to exit status 1 with its
 /// message (and its chain of causes) on standard error.
 pub fn main() -> ExitCode {
+    signals::end_quietly_on_closed_pipe();
     let cli = parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
@@ -173,5 +174,27 @@ mod tests {
             error_lines(&Separate(missing())),
             ["error: cannot read x.toml", "  caused by: no such file"]
         );
+    }
+
+    /// Clap checks for options defined twice only in debug builds, and the tests run in
+    /// release: this walks every command itself.
+    #[test]
+    fn no_command_defines_an_option_twice() {
+        use clap::CommandFactory;
+        use std::collections::HashSet;
+        fn check(command: &clap::Command, path: &str) {
+            let (mut ids, mut longs) = (HashSet::new(), HashSet::new());
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                assert!(ids.insert(id), "`{path}` defines `{id}` twice");
+                if let Some(long) = arg.get_long() {
+                    assert!(longs.insert(long), "`{path}` defines --{long} twice");
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "regstudy");
     }
 }

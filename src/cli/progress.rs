@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use regstudy::data::DownloadObserver;
+use regstudy::study::layout::LayoutChoice;
 use regstudy::study::runner::{StudyObserver, TrialReport};
 use regstudy::train::metrics::{console_header, console_line};
 use regstudy::train::{BatchProgress, EpochMetrics, RunOutcome, RunStart, TrainObserver};
@@ -216,6 +217,12 @@ impl StudyObserver for StudyConsole {
 
     fn warning(&self, message: &str) {
         eprintln!("warning: {message}");
+    }
+
+    fn layout_chosen(&self, choice: &LayoutChoice) {
+        if self.show {
+            println!("{}", choice.describe());
+        }
     }
 
     fn study_finished(&self) {

@@ -1,7 +1,7 @@
 //! `regstudy report`, `regstudy reproduce` and `regstudy export`: what a study found, the
 //! source studies rerun, and results for other tools.
 
-use super::study::{failed_trials_error, print_run_end, StoreArgs, WorkerArgs};
+use super::study::{failed_trials_error, print_run_end, stopped_by_signal, StoreArgs, WorkerArgs};
 use super::CommandResult;
 use clap::{Args, ValueEnum};
 use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
@@ -9,7 +9,7 @@ use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
 use regstudy::study::presets::{preset, PresetOptions, PRESETS};
 use regstudy::study::prune::PruneRule;
-use regstudy::study::runner::run_study;
+use regstudy::study::runner::{run_study, StudyRunOptions};
 use regstudy::study::spec::StudySpec;
 use std::path::{Path, PathBuf};
 
@@ -39,9 +39,6 @@ pub struct ReproduceArgs {
     /// the study uses several data sets.
     #[arg(long, value_name = "SPEC")]
     dataset: Option<String>,
-    /// Folder of the trials' run folders [default: runs/<study>].
-    #[arg(long, value_name = "DIR")]
-    runs_dir: Option<PathBuf>,
     /// Stop clearly worse grid points early by asynchronous successive halving: `asha`, or
     /// `asha:min_epochs=R,reduction=E` (defaults 1 and 4). The study is named
     /// `<preset>-pruned`, so it shares a store with the unpruned run.
@@ -115,7 +112,7 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     let options = PresetOptions {
         quick: args.quick,
         dataset: args.dataset,
-        runs_dir: args.runs_dir,
+        runs_dir: args.workers.runs_dir.clone(),
         prune: args.prune,
     };
     let (text, spec) = preset(&args.name, &options)?;
@@ -137,9 +134,15 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
         spec_file.display()
     );
     let store = store::open(&args.store.store)?;
-    let (options, console) = (args.workers.run_options(), args.workers.console());
+    let options = StudyRunOptions {
+        stop: Some(super::signals::stop_on_signals()),
+        ..args.workers.run_options()
+    };
+    let console = args.workers.console();
     let done = run_study(&spec, &text, store.as_ref(), &options, &console)?;
     print_run_end(&spec.name, &store.identity().location, &done);
+    // Stopped by a signal, the study is not over: no report until it is.
+    stopped_by_signal(&spec.name)?;
     // The report is written even when trials failed (it shows what finished); the command
     // still fails, so that a script does not take a partial study for a whole one.
     write_and_show(

@@ -44,3 +44,15 @@ pub fn received() -> Option<i32> {
         signal => Some(signal),
     }
 }
+
+/// Restores the default action of SIGPIPE, which Rust programs ignore: output piped into a
+/// reader that stops early (`regstudy study status | head -3`) then ends the process
+/// quietly, as it ends any Unix tool, instead of in a panic on the failed write. Sockets are
+/// not affected: the standard library writes to them with `MSG_NOSIGNAL`.
+pub fn end_quietly_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler; called before
+    // any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

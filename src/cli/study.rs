@@ -5,6 +5,7 @@ use super::progress::StudyConsole;
 use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store::{self, Created, Store};
+use regstudy::study::layout::Workers;
 use regstudy::study::name::StudyName;
 use regstudy::study::retry::{numbers_text, retry_failed, Retried};
 use regstudy::study::runner::{create_study, run_study, StudyRunOptions};
@@ -116,8 +117,11 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// Trials trained at the same time in this process; the threads are divided among them.
-    #[arg(long, default_value_t = StudyRunOptions::default().workers)]
-    pub workers: usize,
+    /// `auto` times every even division of the threads on the study's next network for a
+    /// few seconds and takes the one that trains the most images per second (printed, and
+    /// written under the runs folder in workers-auto/).
+    #[arg(long, value_name = "N|auto", default_value_t = StudyRunOptions::default().workers)]
+    pub workers: Workers,
     /// Threads in all (0: one per core).
     #[arg(long, default_value_t = StudyRunOptions::default().threads)]
     pub threads: usize,
@@ -284,7 +288,7 @@ fn work(args: WorkArgs) -> CommandResult {
 }
 
 /// The error of a run whose workers a signal stopped: they handed their trials back.
-fn stopped_by_signal(study: &str) -> CommandResult {
+pub(super) fn stopped_by_signal(study: &str) -> CommandResult {
     match super::signals::received() {
         Some(signal) => Err(format!(
             "study {study}: stopped by signal {signal}; the running trials were handed back \

@@ -7,6 +7,7 @@
 //!   it learns in the records of [`crate::trial`].
 
 pub mod launch;
+pub mod layout;
 pub mod name;
 pub mod owner;
 pub mod presets;

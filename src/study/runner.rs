@@ -11,8 +11,10 @@
 //! of the epoch instead of writing on.
 
 use crate::data::{self, Dataset, DatasetSpec, DownloadObserver, Unobserved};
+use crate::nn::spec::InputShape;
 use crate::store::StoreIdentity;
 use crate::store::{Created, Outcome, StartReason, Store, StoreError, TrainingStart, Worker};
+use crate::study::layout::{self, Layout, LayoutChoice, Timing, Workers};
 use crate::study::owner::{self, Owner, OwnerError, Standing};
 use crate::study::prune::{Judgement, Pruner};
 use crate::study::retry::{retry_failed, Retried, RetryError};
@@ -34,8 +36,9 @@ pub const MAX_WORKERS: usize = 256;
 /// another takes it over (not part of the study's identity).
 #[derive(Clone, Debug)]
 pub struct StudyRunOptions {
-    /// Trials trained at the same time. Default: 1.
-    pub workers: usize,
+    /// Trials trained at the same time, or `auto`: the division of the threads that trains
+    /// the most images per second, measured at the start ([`super::layout`]). Default: 1.
+    pub workers: Workers,
     /// Threads shared among the workers (each gets `threads / workers`, at least 1);
     /// 0 means one per core. Default: 0.
     pub threads: usize,
@@ -65,7 +68,7 @@ pub struct StudyRunOptions {
 impl Default for StudyRunOptions {
     fn default() -> Self {
         StudyRunOptions {
-            workers: 1,
+            workers: Workers::Count(1),
             threads: 0,
             stale_after: Duration::from_secs(120),
             heartbeat_every: Duration::from_secs(5),
@@ -81,11 +84,12 @@ impl Default for StudyRunOptions {
 impl StudyRunOptions {
     /// Rejects settings under which workers would take each other's trials or cannot start.
     fn check(&self) -> Result<(), StudyError> {
-        if self.workers == 0 || self.workers > MAX_WORKERS {
-            return Err(StudyError::Invalid(format!(
-                "--workers: expected 1 to {MAX_WORKERS}, got {}",
-                self.workers
-            )));
+        if let Workers::Count(n) = self.workers {
+            if n == 0 || n > MAX_WORKERS {
+                return Err(StudyError::Invalid(format!(
+                    "--workers: expected 1 to {MAX_WORKERS} or `auto`, got {n}"
+                )));
+            }
         }
         if self.stale_after < 3 * self.heartbeat_every {
             return Err(StudyError::Invalid(format!(
@@ -139,6 +143,9 @@ pub trait StudyObserver: Sync {
 
     /// Every worker has stopped.
     fn study_finished(&self) {}
+
+    /// `--workers auto` measured the layouts and chose one, before the first trial.
+    fn layout_chosen(&self, _choice: &LayoutChoice) {}
 
     /// Told how the downloads of missing data files go, before any trial starts.
     fn downloads(&self) -> &dyn DownloadObserver {
@@ -249,13 +256,21 @@ pub fn run_study(
         .filter(|(state, _)| state.is_finished())
         .map(|(_, n)| n)
         .sum::<usize>();
+    let (workers, threads_each) = match config.workers {
+        Workers::Count(n) => (n, (cores / n).max(1)),
+        Workers::Auto => {
+            let layout = auto_layout(spec, store, &datasets, cores, config, observer)?;
+            (layout.workers, layout.threads_each)
+        }
+    };
     observer.study_started(total, finished);
     let context = WorkerContext {
         spec,
         store,
         datasets,
         observer,
-        threads_each: (cores / config.workers).max(1),
+        workers,
+        threads_each,
         config,
         total,
         identity: store.identity(),
@@ -277,6 +292,94 @@ pub fn run_study(
         retried,
         failed,
     })
+}
+
+/// `--workers auto`: times every even division of this process's threads on the network of
+/// the study's next waiting trial ([`layout::measure`]), tells the observer the choice and
+/// writes it to `workers-auto/<process>.json` under the runs folder, where the choices of
+/// every machine that works on the study are kept. With no trial waiting, one worker.
+fn auto_layout(
+    spec: &StudySpec,
+    store: &dyn Store,
+    datasets: &HashMap<String, Arc<Dataset>>,
+    threads: usize,
+    config: &StudyRunOptions,
+    observer: &dyn StudyObserver,
+) -> Result<Layout, StudyError> {
+    let trials = store.trials(&spec.name)?;
+    let waiting: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Waiting)
+        .collect();
+    let Some(next) = waiting.iter().min_by_key(|t| t.trial.number) else {
+        return Ok(Layout {
+            workers: 1,
+            threads_each: threads,
+        });
+    };
+    let invalid = |e: String| {
+        StudyError::Invalid(format!(
+            "--workers auto: cannot time trial {}'s network: {e}",
+            next.trial.number
+        ))
+    };
+    let checked = next
+        .trial
+        .config
+        .check()
+        .map_err(|e| invalid(e.to_string()))?;
+    let dataset = datasets
+        .get(&checked.dataset().to_string())
+        .ok_or_else(|| invalid(format!("its data set {} is not loaded", checked.dataset())))?;
+    let input = InputShape {
+        channels: dataset.train.channels,
+        height: dataset.train.height,
+        width: dataset.train.width,
+    };
+    let network = crate::train::run::network_spec(&checked, input, dataset.classes.len())
+        .map_err(|e| invalid(e.to_string()))?;
+    let batch = checked.config().batch_size;
+    let layouts = layout::candidates(threads, waiting.len());
+    let measured =
+        layout::measure(&network, batch, &layouts, Timing::default()).map_err(invalid)?;
+    let chosen = layout::choose(&measured).ok_or_else(|| invalid("no layout to time".into()))?;
+    let choice = LayoutChoice {
+        network: network.name.clone(),
+        batch,
+        measured,
+        chosen,
+    };
+    observer.layout_chosen(&choice);
+    if let Err(e) = record_layout(spec, config, &choice) {
+        observer.warning(&format!("--workers auto: the choice was not written: {e}"));
+    }
+    Ok(chosen)
+}
+
+/// Writes `choice` to `<runs_dir>/workers-auto/<host>-<pid>-<start>.json`, with the host and
+/// the thread count.
+fn record_layout(
+    spec: &StudySpec,
+    config: &StudyRunOptions,
+    choice: &LayoutChoice,
+) -> std::io::Result<PathBuf> {
+    let worker = Worker::of_this_process(0);
+    let runs_dir = config.runs_dir.as_ref().unwrap_or(&spec.runs_dir);
+    let path = runs_dir
+        .join("workers-auto")
+        .join(format!("{}.json", worker.process().replace(':', "-")));
+    let record = serde_json::json!({
+        "study": spec.name,
+        "host": worker.host,
+        "process": worker.process(),
+        "at": unix_now(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "choice": choice,
+    });
+    std::fs::create_dir_all(path.parent().unwrap_or(runs_dir))?;
+    let text = serde_json::to_string_pretty(&record).map_err(std::io::Error::other)?;
+    crate::fsio::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
 }
 
 /// Creates the study in the store with its first trials (confirmation trials are added once
@@ -334,6 +437,8 @@ struct WorkerContext<'a> {
     store: &'a dyn Store,
     datasets: HashMap<String, Arc<Dataset>>,
     observer: &'a dyn StudyObserver,
+    /// Trials trained at once, and the threads of each.
+    workers: usize,
     threads_each: usize,
     config: &'a StudyRunOptions,
     total: usize,
@@ -409,9 +514,7 @@ fn load_datasets(
 
 /// Starts the workers and the heartbeat, waits for them; returns the trials they finished.
 fn run_workers(context: &WorkerContext) -> Result<usize, StoreError> {
-    let ids: Vec<Worker> = (0..context.config.workers)
-        .map(Worker::of_this_process)
-        .collect();
+    let ids: Vec<Worker> = (0..context.workers).map(Worker::of_this_process).collect();
     let stop = AtomicBool::new(false);
     let beat = context.config.heartbeat_every;
     std::thread::scope(|scope| {
@@ -986,7 +1089,7 @@ mod tests {
             "{err}"
         );
         let none = StudyRunOptions {
-            workers: 0,
+            workers: Workers::Count(0),
             ..StudyRunOptions::default()
         };
         assert!(none.check().is_err());
