@@ -2,7 +2,7 @@
 //! read it, then per group its tables and figures.
 
 use super::analysis::{Analysis, Choice, GroupAnalysis, Pruning, Verdict, ALPHA};
-use super::cost::cost_sentence;
+use super::cost::{cost_sentence, thread_counts_sentence};
 use super::document::Block;
 use super::figures::group_figures;
 use super::format::{p_value, pct_pm, signed};
@@ -34,6 +34,9 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
         out.push(Block::Paragraph(pruning_paragraph(pruning)));
     }
     out.push(Block::Paragraph(cost_sentence(&analysis.cost)));
+    if let Some(text) = thread_counts_sentence(&analysis.cost) {
+        out.push(Block::Paragraph(text));
+    }
     if analysis.concurrent {
         out.push(Block::Paragraph(format!(
             "{CONCURRENT_MARK} Some trials ran at the same time as others, so their times \

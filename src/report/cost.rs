@@ -24,6 +24,8 @@ pub struct Cost {
     /// resumed the next day) is not counted, nor the part of a trial trained before it was
     /// taken over.
     pub busy_seconds: f64,
+    /// The thread counts that trained the recorded epochs (those on record).
+    pub thread_counts: std::collections::BTreeSet<usize>,
     /// Estimated core-seconds of the epochs the pruned trials did not train, each at the
     /// mean core-seconds per epoch of its method in its group (of its group when the method
     /// has no epoch on record); `None` when the study prunes nothing.
@@ -33,11 +35,15 @@ pub struct Cost {
 impl Cost {
     pub fn of(results: &StudyResults) -> Cost {
         let (mut epochs, mut epoch_seconds, mut core_seconds, mut without) = (0, 0.0, 0.0, 0);
+        let mut thread_counts = std::collections::BTreeSet::new();
         for record in results.epochs.values().flatten() {
             epochs += 1;
             epoch_seconds += record.seconds;
             match record.threads {
-                Some(threads) => core_seconds += record.seconds * threads as f64,
+                Some(threads) => {
+                    core_seconds += record.seconds * threads as f64;
+                    thread_counts.insert(threads);
+                }
                 None => without += 1,
             }
         }
@@ -46,6 +52,7 @@ impl Cost {
             epoch_seconds,
             core_seconds,
             epochs_without_threads: without,
+            thread_counts,
             busy_seconds: busy_seconds(&results.trials),
             saved_core_seconds: results.spec.prune.map(|_| saved_core_seconds(results)),
         }
@@ -184,4 +191,18 @@ pub fn cost_sentence(cost: &Cost) -> String {
         ));
     }
     text
+}
+
+/// A warning when the epochs were trained on different numbers of threads, whose times per
+/// epoch do not compare; `None` when they were all trained on one.
+pub fn thread_counts_sentence(cost: &Cost) -> Option<String> {
+    if cost.thread_counts.len() < 2 {
+        return None;
+    }
+    let counts: Vec<String> = cost.thread_counts.iter().map(usize::to_string).collect();
+    Some(format!(
+        "The epochs were trained on different numbers of threads ({}): a time per epoch \
+         compares only with times on the same number of threads and the same machine.",
+        counts.join(", ")
+    ))
 }

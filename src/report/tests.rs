@@ -634,6 +634,12 @@ fn the_cost_sums_seconds_times_threads_and_the_wall_time_leaves_out_idle_gaps() 
     // 255 core-seconds at one thread, + 20 for trial 1's second thread, - 10 unknown.
     assert!((cost.core_seconds - 265.0).abs() < 1e-9, "{cost:?}");
     assert_eq!(cost.epochs_without_threads, 1);
+    assert_eq!(cost.thread_counts, [1, 2].into());
+    let warning = cost::thread_counts_sentence(&cost).unwrap();
+    assert!(
+        warning.contains("different numbers of threads (1, 2)"),
+        "{warning}"
+    );
     // [0, 150] holds the other trials' spans; [1000, 1010] adds 10.
     assert!((cost.busy_seconds - 160.0).abs() < 1e-9, "{cost:?}");
     assert_eq!(cost.saved_core_seconds, None);
@@ -660,6 +666,8 @@ fn pruning_saves_each_untrained_epoch_at_its_method_s_mean_cost_per_epoch() {
         r.epochs.get_mut(&id).unwrap().truncate(kept);
     }
     let cost = cost::Cost::of(&r);
+    assert_eq!(cost.thread_counts, [1].into());
+    assert_eq!(cost::thread_counts_sentence(&cost), None);
     // 255 core-seconds less the 3 epochs of 11 s not trained.
     assert!((cost.core_seconds - 222.0).abs() < 1e-9, "{cost:?}");
     // l1's 9 recorded epochs cost 11 core-seconds each: (9 + 10) x 11 saved.
