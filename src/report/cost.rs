@@ -165,8 +165,9 @@ pub fn duration_text(seconds: f64) -> String {
 pub fn cost_sentence(cost: &Cost) -> String {
     let mut text = format!(
         "Training cost: {} epochs on record, {} of epoch time, {:.2} core-hours (each \
-         epoch's seconds times its threads), over {} of wall time with at least one trial \
-         training.",
+         epoch's seconds times its threads), in {} of wall time (the finished trials' last \
+         attempts, each from its claim to its end, overlaps counted once; training before a \
+         takeover is not in it).",
         cost.epochs,
         duration_text(cost.epoch_seconds),
         cost.core_seconds / 3600.0,

@@ -647,7 +647,7 @@ fn the_cost_sums_seconds_times_threads_and_the_wall_time_leaves_out_idle_gaps() 
     let sentence = cost::cost_sentence(&cost);
     assert!(
         sentence.contains("24 epochs on record, 4 min of epoch time, 0.07 core-hours")
-            && sentence.contains("over 3 min of wall time")
+            && sentence.contains("in 3 min of wall time (the finished trials' last attempts")
             && sentence.contains("1 epoch was recorded without its threads"),
         "{sentence}"
     );
