@@ -57,10 +57,17 @@ val_fraction = 0.05
 
 /// Runs the study in two processes of one thread each at once, until both exit successfully.
 fn run_two_processes(spec: &Path, store: &Path) {
-    let mut a = study_run(spec, store, 1).spawn().unwrap();
-    let mut b = study_run(spec, store, 1).spawn().unwrap();
-    assert!(a.wait().unwrap().success());
-    assert!(b.wait().unwrap().success());
+    let a = study_run(spec, store, 1).spawn().unwrap();
+    let b = study_run(spec, store, 1).spawn().unwrap();
+    for (name, process) in [("a", a), ("b", b)] {
+        let out = process.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "process {name}: {}\n{}",
+            out.status,
+            common::stderr(&out)
+        );
+    }
 }
 
 fn study_run(spec: &Path, store: &Path, threads: usize) -> Command {
