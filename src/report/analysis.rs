@@ -18,7 +18,7 @@
 //! - Figures of a run (training, validation accuracy and loss, gap) are taken at the epoch
 //!   whose weights were tested: the last one, or the restored one under early stopping.
 
-use super::cost::Cost;
+use super::cost::{last_attempt_spans, Cost};
 use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
 use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
@@ -302,12 +302,9 @@ pub fn analyze(results: &StudyResults) -> Analysis {
 
 /// Whether the last attempts of two finished trials overlap in time.
 fn ran_concurrently(trials: &[TrialRecord]) -> bool {
-    let mut spans: Vec<(f64, f64)> = trials
-        .iter()
-        .filter_map(|t| Some((t.started_at?, t.finished_at?)))
-        .collect();
-    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-    spans.windows(2).any(|w| w[1].0 < w[0].1)
+    last_attempt_spans(trials)
+        .windows(2)
+        .any(|w| w[1].0 < w[0].1)
 }
 
 /// The spec's groups in order, then groups found only in the trials (by first number).

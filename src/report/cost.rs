@@ -1,5 +1,5 @@
 //! What a study's training cost, from its records: epochs, epoch time, core-seconds, the wall
-//! time during which something trained, and what the pruning rule saved.
+//! time of the finished trials' last attempts, and what the pruning rule saved.
 
 use super::StudyResults;
 use crate::trial::{TrialRecord, TrialState};
@@ -19,10 +19,9 @@ pub struct Cost {
     /// Epochs recorded without their threads (by versions before the field), left out of
     /// `core_seconds`.
     pub epochs_without_threads: usize,
-    /// Wall time during which at least one trial was training: the union of the finished
-    /// trials' spans from their last claim to their end. Time when nothing ran (a study
-    /// resumed the next day) is not counted, nor the part of a trial trained before it was
-    /// taken over.
+    /// The union of the finished trials' last attempts, each from its claim to its end. Time
+    /// when nothing ran (a study resumed the next day) is not counted, nor the part of a
+    /// trial trained before it was taken over: a lower bound of the wall time spent.
     pub busy_seconds: f64,
     /// The thread counts that trained the recorded epochs (those on record).
     pub thread_counts: std::collections::BTreeSet<usize>,
@@ -67,17 +66,24 @@ impl Cost {
     }
 }
 
-/// The length of the union of the finished trials' `[started_at, finished_at]` spans.
-fn busy_seconds(trials: &[TrialRecord]) -> f64 {
+/// The spans `[started_at, finished_at]` of the finished trials' last attempts, by start.
+pub(super) fn last_attempt_spans(trials: &[TrialRecord]) -> Vec<(f64, f64)> {
     let mut spans: Vec<(f64, f64)> = trials
         .iter()
         .filter_map(|t| Some((t.started_at?, t.finished_at?)))
-        .filter(|(start, end)| end > start)
         .collect();
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    spans
+}
+
+/// The length of the union of the finished trials' last-attempt spans.
+fn busy_seconds(trials: &[TrialRecord]) -> f64 {
     let mut total = 0.0;
     let mut current: Option<(f64, f64)> = None;
-    for (start, end) in spans {
+    for (start, end) in last_attempt_spans(trials) {
+        if end <= start {
+            continue;
+        }
         current = match current {
             Some((s, e)) if start <= e => Some((s, e.max(end))),
             Some((s, e)) => {
@@ -106,16 +112,23 @@ impl Rates {
             let Some(records) = results.epochs.get(&t.id) else {
                 continue;
             };
+            let (mut sum, mut n) = (0.0, 0);
             for r in records {
-                let Some(threads) = r.threads else { continue };
-                let cost = r.seconds * threads as f64;
-                let key = (t.trial.group.clone(), t.trial.method.clone());
-                add(rates.by_method.entry(key).or_default(), cost);
-                add(
-                    rates.by_group.entry(t.trial.group.clone()).or_default(),
-                    cost,
-                );
+                if let Some(threads) = r.threads {
+                    sum += r.seconds * threads as f64;
+                    n += 1;
+                }
             }
+            if n == 0 {
+                continue;
+            }
+            let key = (t.trial.group.clone(), t.trial.method.clone());
+            add(rates.by_method.entry(key).or_default(), sum, n);
+            add(
+                rates.by_group.entry(t.trial.group.clone()).or_default(),
+                sum,
+                n,
+            );
         }
         rates
     }
@@ -130,9 +143,10 @@ impl Rates {
     }
 }
 
-fn add(entry: &mut (f64, usize), cost: f64) {
-    entry.0 += cost;
-    entry.1 += 1;
+/// Adds `epochs` epochs that cost `core_seconds` in all to a running `(sum, count)`.
+fn add(entry: &mut (f64, usize), core_seconds: f64, epochs: usize) {
+    entry.0 += core_seconds;
+    entry.1 += epochs;
 }
 
 /// Each pruned trial's untrained epochs at its method's mean core-seconds per epoch.
