@@ -4,9 +4,10 @@
 //!     cargo run --release --example layer_timing
 
 use regstudy::engine::im2col::{col2im, im2col, Window};
+use regstudy::engine::matmul::{matmul, MatRef};
 use regstudy::engine::par::column_sums;
 use regstudy::engine::{Rng, Tensor, ThreadPool};
-use regstudy::nn::{Context, Layer, MaxPool2d, Relu};
+use regstudy::nn::{Context, Conv2d, Conv2dConfig, Init, Layer, MaxPool2d, Relu};
 use std::time::Instant;
 
 fn time(name: &str, layer: &mut dyn Layer, shape: &[usize]) {
@@ -39,6 +40,65 @@ fn main() {
     pool.install(|| {
         time("max_pool", &mut MaxPool2d::new(2, 2), &[64, 32, 32, 32]);
         time("relu", &mut Relu::default(), &[64, 32, 32, 32]);
+        for (label, shape, out) in [
+            ("conv1", [64, 32, 32, 3], 32),
+            ("conv2", [64, 16, 16, 32], 64),
+        ] {
+            let config = Conv2dConfig {
+                in_channels: shape[3],
+                out_channels: out,
+                kernel_size: 3,
+                stride: 1,
+                padding: 1,
+                bias: true,
+            };
+            time(
+                label,
+                &mut Conv2d::new(label, config, Init::Pytorch, 0),
+                &shape,
+            );
+        }
+        let (m, k, n) = (16384, 288, 64);
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let dy = vec![0.125f32; m * n];
+        let mut c = vec![0.0f32; m * n];
+        let mut dw = vec![0.0f32; k * n];
+        let mut dp = vec![0.0f32; m * k];
+        let reps = 50;
+        let ms = |f: &mut dyn FnMut()| {
+            f();
+            let start = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            start.elapsed().as_secs_f64() / reps as f64 * 1e3
+        };
+        let fwd = ms(&mut || {
+            matmul(
+                MatRef::row_major(&a, m, k),
+                MatRef::row_major(&b, n, k).t(),
+                &mut c,
+                false,
+            )
+        });
+        let dwt = ms(&mut || {
+            matmul(
+                MatRef::row_major(&a, m, k).t(),
+                MatRef::row_major(&dy, m, n),
+                &mut dw,
+                false,
+            )
+        });
+        let dx = ms(&mut || {
+            matmul(
+                MatRef::row_major(&dy, m, n),
+                MatRef::row_major(&b, n, k),
+                &mut dp,
+                false,
+            )
+        });
+        println!("conv2 products: forward {fwd:.3} ms, dW^T {dwt:.3} ms, dP {dx:.3} ms");
         for (label, win) in [
             (
                 "conv1",

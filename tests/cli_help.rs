@@ -276,3 +276,47 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
 }
+
+/// `bench` times every model of PyTorch's peer script, each at its peer input, and names them
+/// as the peer does, so `tools/compare_with_pytorch.py` can pair the two JSON lines.
+#[test]
+fn bench_times_every_peer_model_and_refuses_others_with_the_list() {
+    let models = [
+        "simple-cnn",
+        "levy-initial",
+        "levy-new",
+        "standard-cnn",
+        "resnet18",
+    ];
+    let mut args = vec!["bench", "--threads", "1", "--batch-size", "2"];
+    for model in models {
+        args.extend(["--model", model]);
+    }
+    args.extend([
+        "--train-secs",
+        "0",
+        "--infer-secs",
+        "0",
+        "--warmup-secs",
+        "0",
+    ]);
+    let out = run_offline(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let timed: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert_eq!(timed, models);
+    for line in &lines {
+        assert!(line["train_img_per_s"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(line["infer_img_per_s"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    let out = run_offline(&["bench", "--model", "vgg16"]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("vgg16") && message.contains("standard-cnn"),
+        "{message}"
+    );
+}

@@ -1,13 +1,22 @@
 """Speed of regstudy against PyTorch eager, measured side by side on this machine.
 
 Runs `regstudy bench` and the peer script `../shared/bench/pytorch_peer.py` alternately
-(A B A B ...), `--pairs` times per model, and prints the median of the per-pair ratios of
-training and inference throughput. Timings on shared machines drift; a ratio of two runs taken
-back to back is far steadier than any absolute figure.
+(regstudy, PyTorch fp32, [PyTorch bf16,] regstudy, ...), `--pairs` times per model, and prints
+the median of the per-pair ratios of training and inference throughput, then a Markdown table.
 
-    python3 -m venv .venv-peer && .venv-peer/bin/pip install torch==2.13.0 numpy   # once
+PyTorch runs in the configuration a PyTorch user picks for speed on a CPU: `channels_last`
+(NHWC, regstudy's own layout), and with `--with-bf16` also bf16 autocast + `channels_last`.
+regstudy runs in fp32 (its only precision today), so the bf16 column is the gap a PyTorch user
+who turns on mixed precision would see. `--peer-layout nchw` measures PyTorch's default layout
+instead (slower on CPUs; not the fair reference).
+
+Timings on shared machines drift, and PyTorch's more than regstudy's (its bf16 rate is
+bimodal on some machines): a ratio of two runs taken back to back is far steadier than any
+absolute figure, and the median of five or more such ratios steadier still.
+
+    python3 -m venv .venv-peer && .venv-peer/bin/pip install torch==2.13.0 numpy   # once, ~5 GB
     cargo build --release
-    python3 tools/compare_with_pytorch.py simple-cnn resnet18 --pairs 3
+    python3 tools/compare_with_pytorch.py --pairs 5 --with-bf16
 
 Only the standard library is needed here; PyTorch runs in the peer's own interpreter.
 """
@@ -19,8 +28,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["simple-cnn", "levy-initial", "levy-new", "standard-cnn", "resnet18"]
 # Multiply-adds x 2 per image of one training step (forward + backward), for the share of peak.
-TRAIN_FLOP_PER_IMAGE = {"simple-cnn": 36.8e6}
+TRAIN_FLOP_PER_IMAGE = {"simple-cnn": 36.8e6, "standard-cnn": 233e6}
 
 
 def run_json(command):
@@ -28,40 +38,88 @@ def run_json(command):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def measure_model(model, args, timing):
+    """Alternates the programs `args.pairs` times; returns the per-run figures of each."""
+    layout = ["--channels-last"] if args.peer_layout == "nhwc" else []
+    peers = {"fp32": layout}
+    if args.with_bf16:
+        peers["bf16"] = layout + ["--bf16"]
+    runs = {"regstudy": [], **{name: [] for name in peers}}
+    for pair in range(args.pairs):
+        ours = run_json([args.regstudy, "bench", "--model", model] + timing)
+        runs["regstudy"].append(ours)
+        line = f"{model:<13} {pair + 1:>2}  regstudy {ours['train_img_per_s']:>8.1f} / {ours['infer_img_per_s']:<8.1f}"
+        for name, flags in peers.items():
+            theirs = run_json([args.python, args.peer, model] + timing + flags)
+            runs[name].append(theirs)
+            line += (f"  {theirs['config']:>7} {theirs['train_img_per_s']:>8.1f} / {theirs['infer_img_per_s']:<8.1f}"
+                     f" ({ours['train_img_per_s'] / theirs['train_img_per_s']:.2f}x /"
+                     f" {ours['infer_img_per_s'] / theirs['infer_img_per_s']:.2f}x)")
+        print(line, flush=True)
+    return runs
+
+
+def ratios(runs, peer, key):
+    return [o[f"{key}_img_per_s"] / t[f"{key}_img_per_s"] for o, t in zip(runs["regstudy"], runs[peer])]
+
+
+def summary_row(model, runs, args):
+    ours = runs["regstudy"]
+    cells = [model,
+             f"{median([r['train_img_per_s'] for r in ours]):.0f}",
+             f"{median([r['infer_img_per_s'] for r in ours]):.0f}"]
+    for peer in [p for p in ("fp32", "bf16") if p in runs]:
+        for key in ("train", "infer"):
+            values = ratios(runs, peer, key)
+            cells.append(f"{median(values):.2f}x ({min(values):.2f}-{max(values):.2f})")
+    peak = median([r.get("peak_rss_mb") or float("nan") for r in ours])
+    cells.append(f"{peak:.0f}")
+    if args.peak_gflops and model in TRAIN_FLOP_PER_IMAGE:
+        gflops = median([r["train_img_per_s"] for r in ours]) * TRAIN_FLOP_PER_IMAGE[model] / 1e9
+        cells.append(f"{gflops:.0f} GFLOP/s = {100 * gflops / args.peak_gflops:.0f}%")
+    elif args.peak_gflops:
+        cells.append("-")
+    return "| " + " | ".join(cells) + " |"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", default=["simple-cnn"])
-    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("models", nargs="*", default=MODELS, choices=MODELS)
+    p.add_argument("--pairs", type=int, default=5, help="alternations per model (at least 5 for PyTorch's swings)")
     p.add_argument("--train-secs", type=float, default=10.0)
     p.add_argument("--infer-secs", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peer-layout", choices=["nhwc", "nchw"], default="nhwc",
+                   help="PyTorch's memory format: nhwc = channels_last (default), nchw = PyTorch's default")
+    p.add_argument("--with-bf16", action="store_true", help="also time PyTorch with bf16 autocast")
     p.add_argument("--python", default=str(ROOT / ".venv-peer/bin/python"))
     p.add_argument("--peer", default=str(ROOT.parent / "shared/bench/pytorch_peer.py"))
     p.add_argument("--regstudy", default=str(ROOT / "target/release/regstudy"))
     p.add_argument("--peak-gflops", type=float, default=None,
-                   help="sgemm peak of this machine (examples/gemm_shapes.rs) for the share of peak")
+                   help="this machine's fp32 matrix-product peak (examples/gemm_shapes.rs) for the share of peak")
     args = p.parse_args()
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
     timing = ["--train-secs", str(args.train_secs), "--infer-secs", str(args.infer_secs),
               "--threads", str(args.threads)]
-    print("model        pair  regstudy train/infer img/s   pytorch train/infer img/s   ratios")
-    for model in args.models:
-        ratios = {"train": [], "infer": []}
-        ours_train = []
-        for pair in range(args.pairs):
-            ours = run_json([args.regstudy, "bench", "--model", model] + timing)
-            theirs = run_json([args.python, args.peer, model] + timing)
-            for key in ratios:
-                ratios[key].append(ours[f"{key}_img_per_s"] / theirs[f"{key}_img_per_s"])
-            ours_train.append(ours["train_img_per_s"])
-            print(f"{model:<12} {pair + 1:>4}  {ours['train_img_per_s']:>9.1f} / {ours['infer_img_per_s']:<9.1f}"
-                  f"        {theirs['train_img_per_s']:>9.1f} / {theirs['infer_img_per_s']:<9.1f}"
-                  f"       {ratios['train'][-1]:.2f} / {ratios['infer'][-1]:.2f}", flush=True)
-        line = (f"{model}: median ratio regstudy/PyTorch: training {statistics.median(ratios['train']):.2f}x, "
-                f"inference {statistics.median(ratios['infer']):.2f}x")
-        if args.peak_gflops and model in TRAIN_FLOP_PER_IMAGE:
-            gflops = statistics.median(ours_train) * TRAIN_FLOP_PER_IMAGE[model] / 1e9
-            line += f"; training at {gflops:.0f} GFLOP/s = {100 * gflops / args.peak_gflops:.0f}% of sgemm peak"
-        print(line, flush=True)
+    rows = [summary_row(model, measure_model(model, args, timing), args) for model in args.models]
+    layout = "channels_last" if args.peer_layout == "nhwc" else "NCHW"
+    header = ["model", "regstudy train img/s", "regstudy infer img/s",
+              f"train vs fp32 {layout}", f"infer vs fp32 {layout}"]
+    if args.with_bf16:
+        header += [f"train vs bf16 {layout}", f"infer vs bf16 {layout}"]
+    header.append("regstudy peak RSS MB")
+    if args.peak_gflops:
+        header.append("training, share of fp32 peak")
+    print()
+    print(f"regstudy / PyTorch, median of {args.pairs} per-pair ratios (range), {args.threads} threads:")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

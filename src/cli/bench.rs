@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model to time: simple-cnn, levy-initial, levy-new, resnet18. Repeatable
-    /// [default: simple-cnn].
-    #[arg(long = "model", value_name = "MODEL")]
-    models: Vec<String>,
+    /// Model to time (repeatable), with the input and classes `pytorch_peer.py` gives it.
+    #[arg(long = "model", value_name = "MODEL", value_enum, default_values_t = [BenchModel::SimpleCnn])]
+    models: Vec<BenchModel>,
     /// Seconds of timed training steps (Adam lr 1e-3, batches of --batch-size) per model.
     #[arg(long, default_value_t = 20.0)]
     train_secs: f64,
@@ -28,13 +27,13 @@ pub struct BenchArgs {
     /// Seconds of untimed warm-up before each measurement.
     #[arg(long, default_value_t = 3.0)]
     warmup_secs: f64,
-    /// Worker threads, 0 = one per core [default: 0].
+    /// Worker threads, 0 = one per core.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// Print the time spent in each layer's forward and backward pass while training.
     #[arg(long)]
     profile: bool,
-    /// Training batch size [default: 64].
+    /// Training batch size.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
 }
@@ -45,20 +44,6 @@ fn seconds(option: &str, value: f64) -> Result<Duration, String> {
 }
 
 pub fn run(args: BenchArgs) -> CommandResult {
-    let models = if args.models.is_empty() {
-        vec!["simple-cnn".to_string()]
-    } else {
-        args.models
-    };
-    for model in &models {
-        if !MODELS.contains(&model.as_str()) {
-            return Err(format!(
-                "--model: unknown benchmark model `{model}`; expected one of {}",
-                MODELS.join(", ")
-            )
-            .into());
-        }
-    }
     if !(1..=4096).contains(&args.batch_size) {
         return Err(format!(
             "--batch-size must be between 1 and 4096, got {}",
@@ -74,15 +59,42 @@ pub fn run(args: BenchArgs) -> CommandResult {
         profile: args.profile,
     };
     let pool = ThreadPool::new(args.threads).map_err(|e| format!("--threads: {e}"))?;
-    for model in &models {
+    for &model in &args.models {
         let result = measure(model, &config, &pool).ok_or("model failed to build")?;
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
 }
 
-/// The models `pytorch_peer.py` times.
-const MODELS: [&str; 4] = ["simple-cnn", "levy-initial", "levy-new", "resnet18"];
+/// The models `pytorch_peer.py` times, under the names of [`models::by_name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchModel {
+    SimpleCnn,
+    LevyInitial,
+    LevyNew,
+    StandardCnn,
+    Resnet18,
+}
+
+impl BenchModel {
+    fn name(self) -> &'static str {
+        match self {
+            Self::SimpleCnn => "simple-cnn",
+            Self::LevyInitial => "levy-initial",
+            Self::LevyNew => "levy-new",
+            Self::StandardCnn => "standard-cnn",
+            Self::Resnet18 => "resnet18",
+        }
+    }
+
+    /// Input side (square RGB images) and classes, as in `pytorch_peer.py`.
+    fn shape(self) -> (usize, usize) {
+        match self {
+            Self::LevyInitial | Self::LevyNew => (64, 200),
+            Self::SimpleCnn | Self::StandardCnn | Self::Resnet18 => (32, 10),
+        }
+    }
+}
 
 /// What to time.
 #[derive(Clone, Debug)]
@@ -109,27 +121,19 @@ struct BenchResult {
     peak_rss_mb: Option<f64>,
 }
 
-/// Input side and classes of each benchmark model, as in `pytorch_peer.py`.
-fn shape_of(model: &str) -> (usize, usize) {
-    match model {
-        "levy-initial" | "levy-new" => (64, 200),
-        _ => (32, 10),
-    }
-}
-
 /// A batch of images with their labels.
 type LabelledBatch = (Tensor, Vec<u32>);
 
 /// The benchmark network and its synthetic data: 8 batches of uniform [0, 1) images with
 /// random labels.
-fn setup(model: &str, batch: usize) -> Option<(Network, Vec<LabelledBatch>)> {
-    let (side, classes) = shape_of(model);
+fn setup(model: BenchModel, batch: usize) -> Option<(Network, Vec<LabelledBatch>)> {
+    let (side, classes) = model.shape();
     let input = InputShape {
         channels: 3,
         height: side,
         width: side,
     };
-    let net = models::by_name(model, input, classes)?
+    let net = models::by_name(model.name(), input, classes)?
         .build(Init::Pytorch, 0)
         .ok()?;
     let mut rng = Rng::new(42);
@@ -167,8 +171,8 @@ fn throughput(mut step: impl FnMut(), images: usize, warmup: Duration, duration:
     }
 }
 
-/// Times one model; `None` if the name is not a benchmark model.
-fn measure(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<BenchResult> {
+/// Times one model; `None` if it does not build for its benchmark input.
+fn measure(model: BenchModel, config: &BenchConfig, pool: &ThreadPool) -> Option<BenchResult> {
     let (mut net, batches) = setup(model, config.batch)?;
     let (train, infer) = pool.install(|| {
         let mut optimizer = AdamConfig::new(1e-3).init();
@@ -200,7 +204,7 @@ fn measure(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<Bench
         if let Some(profile) = net.profile() {
             print_profile(&profile);
         }
-        let (side, _) = shape_of(model);
+        let (side, _) = model.shape();
         let mut rng = Rng::new(43);
         let x = (0..256 * side * side * 3).map(|_| rng.next_f32()).collect();
         let x = Tensor::from_vec(&[256, side, side, 3], x).expect("shape");
@@ -219,7 +223,7 @@ fn measure(model: &str, config: &BenchConfig, pool: &ThreadPool) -> Option<Bench
     });
     Some(BenchResult {
         engine: format!("regstudy-{}", env!("CARGO_PKG_VERSION")),
-        model: model.into(),
+        model: model.name().into(),
         batch: config.batch,
         threads: pool.threads(),
         train_img_per_s: (train * 10.0).round() / 10.0,

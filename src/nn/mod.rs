@@ -23,7 +23,7 @@ pub mod spec;
 
 pub use batchnorm::BatchNorm;
 pub use block::BasicBlock;
-pub use conv2d::Conv2d;
+pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use init::Init;
