@@ -35,6 +35,16 @@ impl Window {
         self.kernel_h * self.kernel_w * self.channels
     }
 
+    /// Values of one input image (`height * width * channels`).
+    pub fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// Values of one image's patch matrix (`out_h * out_w * patch_len`).
+    pub fn patches_per_image(&self) -> usize {
+        self.out_h() * self.out_w() * self.patch_len()
+    }
+
     /// Input row of kernel row `ky` at output row `oy`, or `None` in the padding.
     #[inline]
     fn source_row(&self, oy: usize, ky: usize) -> Option<usize> {
@@ -55,71 +65,76 @@ impl Window {
 }
 
 /// Writes the patch matrix of `input` (`batch` NHWC images) into `patches`, which must hold
-/// `batch * out_h * out_w * patch_len` values.
+/// `batch * out_h * out_w * patch_len` values. Images run in parallel.
 pub fn im2col(input: &[f32], batch: usize, win: &Window, patches: &mut [f32]) {
-    let (oh, ow, c) = (win.out_h(), win.out_w(), win.channels);
-    let image_len = win.height * win.width * c;
-    let rows_len = oh * ow * win.patch_len();
+    let rows_len = win.out_h() * win.out_w() * win.patch_len();
     debug_assert_eq!(patches.len(), batch * rows_len);
     patches
         .par_chunks_mut(rows_len)
-        .zip(input.par_chunks(image_len))
+        .zip(input.par_chunks(win.image_len()))
         .take(batch)
-        .for_each(|(out, image)| {
-            let row_len = win.kernel_w * c;
-            let mut segments = out.chunks_exact_mut(row_len);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (lo, hi, x0) = win.inside_columns(ox);
-                    for ky in 0..win.kernel_h {
-                        let segment = segments.next().expect("patch row length");
-                        let Some(iy) = win.source_row(oy, ky) else {
-                            segment.fill(0.0);
-                            continue;
-                        };
-                        segment[..lo * c].fill(0.0);
-                        segment[hi * c..].fill(0.0);
-                        if hi > lo {
-                            let at = (iy * win.width + x0) * c;
-                            segment[lo * c..hi * c].copy_from_slice(&image[at..at + (hi - lo) * c]);
-                        }
-                    }
+        .for_each(|(out, image)| im2col_image(image, win, out));
+}
+
+/// [`im2col`] of one image, on the calling thread: `out` holds `out_h * out_w * patch_len`
+/// values.
+pub fn im2col_image(image: &[f32], win: &Window, out: &mut [f32]) {
+    let c = win.channels;
+    let row_len = win.kernel_w * c;
+    let mut segments = out.chunks_exact_mut(row_len);
+    for oy in 0..win.out_h() {
+        for ox in 0..win.out_w() {
+            let (lo, hi, x0) = win.inside_columns(ox);
+            for ky in 0..win.kernel_h {
+                let segment = segments.next().expect("patch row length");
+                let Some(iy) = win.source_row(oy, ky) else {
+                    segment.fill(0.0);
+                    continue;
+                };
+                segment[..lo * c].fill(0.0);
+                segment[hi * c..].fill(0.0);
+                if hi > lo {
+                    let at = (iy * win.width + x0) * c;
+                    segment[lo * c..hi * c].copy_from_slice(&image[at..at + (hi - lo) * c]);
                 }
             }
-        });
+        }
+    }
 }
 
 /// The adjoint of [`im2col`]: adds every patch-matrix entry back onto the input position it was
 /// read from. `grad_input` is overwritten. Images are independent, so they run in parallel with
 /// a fixed order of additions inside each.
 pub fn col2im(patches: &[f32], batch: usize, win: &Window, grad_input: &mut [f32]) {
-    let (oh, ow, c) = (win.out_h(), win.out_w(), win.channels);
-    let image_len = win.height * win.width * c;
-    let rows_len = oh * ow * win.patch_len();
+    let rows_len = win.out_h() * win.out_w() * win.patch_len();
     grad_input
-        .par_chunks_mut(image_len)
+        .par_chunks_mut(win.image_len())
         .zip(patches.par_chunks(rows_len))
         .take(batch)
-        .for_each(|(image, rows)| {
-            image.fill(0.0);
-            let row_len = win.kernel_w * c;
-            let mut segments = rows.chunks_exact(row_len);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let (lo, hi, x0) = win.inside_columns(ox);
-                    for ky in 0..win.kernel_h {
-                        let segment = segments.next().expect("patch row length");
-                        if let (Some(iy), true) = (win.source_row(oy, ky), hi > lo) {
-                            let at = (iy * win.width + x0) * c;
-                            let target = &mut image[at..at + (hi - lo) * c];
-                            for (g, &v) in target.iter_mut().zip(&segment[lo * c..hi * c]) {
-                                *g += v;
-                            }
-                        }
+        .for_each(|(image, rows)| col2im_image(rows, win, image));
+}
+
+/// [`col2im`] of one image, on the calling thread: `image` is overwritten.
+pub fn col2im_image(rows: &[f32], win: &Window, image: &mut [f32]) {
+    let c = win.channels;
+    image.fill(0.0);
+    let row_len = win.kernel_w * c;
+    let mut segments = rows.chunks_exact(row_len);
+    for oy in 0..win.out_h() {
+        for ox in 0..win.out_w() {
+            let (lo, hi, x0) = win.inside_columns(ox);
+            for ky in 0..win.kernel_h {
+                let segment = segments.next().expect("patch row length");
+                if let (Some(iy), true) = (win.source_row(oy, ky), hi > lo) {
+                    let at = (iy * win.width + x0) * c;
+                    let target = &mut image[at..at + (hi - lo) * c];
+                    for (g, &v) in target.iter_mut().zip(&segment[lo * c..hi * c]) {
+                        *g += v;
                     }
                 }
             }
-        });
+        }
+    }
 }
 
 #[cfg(test)]

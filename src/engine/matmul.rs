@@ -119,23 +119,10 @@ const SPLIT_MAX_OUTPUT: usize = 1 << 17;
 /// # Panics
 /// If the inner dimensions differ or `c` has the wrong length (programming errors).
 pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+    if finished_without_products(a, b, c, accumulate) {
+        return;
+    }
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(
-        k, b.rows,
-        "inner dimensions differ: {m}x{k} times {}x{n}",
-        b.rows
-    );
-    let len = m.checked_mul(n).expect("output size overflows");
-    assert_eq!(c.len(), len, "output of {m}x{n} has {} elements", c.len());
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
     if m * n <= SPLIT_MAX_OUTPUT && k >= 2 * SHORT_INNER_BLOCK {
         return matmul_split_inner(a, b, c, accumulate);
     }
@@ -145,6 +132,43 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     };
     gemm_call(a, b, c, accumulate, parallelism);
+}
+
+/// [`matmul`] on the calling thread alone, for products that are themselves one task of a
+/// parallel loop (a block of a convolution): nesting the library's own parallelism inside
+/// such a task would only add synchronisation.
+///
+/// # Panics
+/// As [`matmul`].
+pub fn matmul_serial(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+    if !finished_without_products(a, b, c, accumulate) {
+        gemm_call(a, b, c, accumulate, gemm::Parallelism::None);
+    }
+}
+
+/// Checks the shapes of `c (+)= a * b` and completes the products that need no multiply (an
+/// empty output, or an empty inner dimension: `c` is zero or unchanged); true if done.
+///
+/// # Panics
+/// If the inner dimensions differ or `c` has the wrong length (programming errors).
+fn finished_without_products(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) -> bool {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(
+        k, b.rows,
+        "inner dimensions differ: {m}x{k} times {}x{n}",
+        b.rows
+    );
+    let len = m.checked_mul(n).expect("output size overflows");
+    assert_eq!(c.len(), len, "output of {m}x{n} has {} elements", c.len());
+    if k == 0 && !accumulate {
+        c.fill(0.0);
+    }
+    m == 0 || n == 0 || k == 0
 }
 
 /// `c (+)= a * b` as a sum over blocks of the inner dimension, each block on one thread. The

@@ -2,10 +2,11 @@
 
 use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
-use crate::engine::im2col::{col2im, im2col, Window};
-use crate::engine::matmul::{matmul, MatRef};
+use crate::engine::im2col::{col2im_image, im2col_image, Window};
+use crate::engine::matmul::{matmul, matmul_serial, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
 use crate::engine::Tensor;
+use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Writes the transpose of the row-major `rows x (len / rows)` matrix `src` into `dst`.
@@ -19,17 +20,44 @@ fn transpose_into(src: &[f32], rows: usize, dst: &mut Vec<f32>) {
     }
 }
 
-/// Patch matrices up to this many values (32 MB) are kept from a training forward for its
-/// backward; larger ones (ResNet's first stages: 150 MB per convolution at batch 64) are rebuilt
-/// in backward in a buffer all convolutions share, trading one more im2col for memory.
-pub(crate) const KEEP_PATCHES_MAX: usize = 8 << 20;
+/// The patch matrix of `block` (whole images) in `buffer`, built on the calling thread.
+fn block_patches<'a>(block: &[f32], win: &Window, buffer: &'a mut Vec<f32>) -> &'a [f32] {
+    let images = block.len() / win.image_len();
+    let per_image = win.patches_per_image();
+    buffer.resize(images * per_image, 0.0);
+    let images = block.chunks_exact(win.image_len());
+    for (image, out) in images.zip(buffer.chunks_exact_mut(per_image)) {
+        im2col_image(image, win, out);
+    }
+    buffer
+}
 
-/// Buffers shared by every convolution running on a thread, used only within one call.
+/// `out[i] = sum over shares s of shares[s * out.len() + i]`, added in share order (so the
+/// result is the same for any number of threads).
+fn sum_in_order(shares: &[f32], out: &mut [f32]) {
+    let len = out.len();
+    out.par_chunks_mut(1024)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            for (j, value) in out.iter_mut().enumerate() {
+                let at = chunk * 1024 + j;
+                *value = shares.iter().skip(at).step_by(len).sum();
+            }
+        });
+}
+
+/// Patch values per block of images: a block's patch matrix (1 MiB) and its gradient stay in a
+/// core's L2 cache between im2col and the products that read them, instead of a whole batch's
+/// patches (75 MB for a 32-channel 3x3 convolution over 64 CIFAR images) passing through
+/// memory several times. A block holds at least one image.
+pub(crate) const BLOCK_PATCH_VALUES: usize = 1 << 18;
+
+/// Buffers shared by every convolution running on a thread, used only within one block.
 #[derive(Default)]
 struct Scratch {
-    /// Patches of a forward or backward whose layer does not keep them.
+    /// The patch matrix of the block of images in hand.
     patches: Vec<f32>,
-    /// dLoss/dPatches, between the input-gradient GEMM and col2im.
+    /// dLoss/dPatches of the block, between the input-gradient product and col2im.
     grad_patches: Vec<f32>,
 }
 
@@ -44,6 +72,11 @@ fn with_scratch<R>(work: impl FnOnce(&mut Scratch) -> R) -> R {
         Ok(mut scratch) => work(&mut scratch),
         Err(_) => work(&mut Scratch::default()),
     })
+}
+
+/// Images per block for a convolution with `patches_per_image` patch values per image.
+pub(crate) fn images_per_block(patches_per_image: usize) -> usize {
+    (BLOCK_PATCH_VALUES / patches_per_image.max(1)).max(1)
 }
 
 /// Hyper-parameters of a [`Conv2d`] (square kernels, equal stride and padding on both axes).
@@ -62,16 +95,21 @@ pub struct Conv2dConfig {
 /// Forward: `Y (M x O) = P (M x K) * W^T`, where `P` is the patch matrix of the input (`M` =
 /// batch * output pixels, `K = kh * kw * C`) and `W` the kernel as `O x K`.
 /// Backward: `dW = (P^T * dY)^T`, `db = column sums of dY`, `dP = dY * W`, then `dX = col2im(dP)`.
-/// A 1x1 stride-1 unpadded convolution multiplies the input directly (its patches are itself).
+///
+/// Both passes run over blocks of images ([`BLOCK_PATCH_VALUES`]), one block per task: the
+/// block's patches are built, multiplied and (in backward, built again instead of kept)
+/// consumed while they are in cache. `dW` is summed over the blocks' partial products in block
+/// order, and the blocks depend only on the shapes, so results do not depend on the number of
+/// threads. A 1x1 stride-1 unpadded convolution multiplies the input directly (its patches are
+/// itself).
 pub struct Conv2d {
     config: Conv2dConfig,
     weight: Param,
     bias: Option<Param>,
-    /// The patch matrix of the last training forward, when small enough to keep.
-    patches: Vec<f32>,
-    patches_kept: bool,
     /// dLoss/dKernel transposed (`patch_len x out_channels`), before it is written to the kernel.
     grad_weight_t: Vec<f32>,
+    /// Each block's share of `grad_weight_t`, summed in block order.
+    grad_weight_blocks: Vec<f32>,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -100,9 +138,8 @@ impl Conv2d {
             config,
             weight,
             bias,
-            patches: Vec::new(),
-            patches_kept: false,
             grad_weight_t: Vec::new(),
+            grad_weight_blocks: Vec::new(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
@@ -124,66 +161,126 @@ impl Conv2d {
         }
     }
 
-    /// `Y = P W^T + b`, with `P` the patch matrix (`rows x patch_len`).
-    fn multiply(&mut self, patches: &[f32], win: &Window) {
-        let rows = self.output.len() / self.config.out_channels;
-        let patches = MatRef::row_major(patches, rows, win.patch_len());
-        let kernel = MatRef::row_major(
-            &self.weight.value,
-            self.config.out_channels,
-            win.patch_len(),
-        );
-        let with_bias = match &self.bias {
+    /// Sets every output row to the bias (the products are then added onto it); false without
+    /// a bias.
+    fn start_from_bias(&mut self) -> bool {
+        match &self.bias {
             Some(bias) => {
                 broadcast_rows(self.output.data_mut(), &bias.value);
                 true
             }
             None => false,
-        };
-        matmul(patches, kernel.t(), self.output.data_mut(), with_bias);
-    }
-
-    /// `dW = (P^T dY)^T` and `db = column sums of dY`. The GEMM runs faster with the long patch
-    /// dimension as rows of its output than as columns (examples/gemm_shapes.rs), hence the
-    /// product into a transposed buffer.
-    fn weight_gradients(&mut self, patches: &[f32], grad_output: &Tensor, win: &Window) {
-        let out_c = self.config.out_channels;
-        let patch_len = win.patch_len();
-        let rows = grad_output.len() / out_c;
-        let dy = MatRef::row_major(grad_output.data(), rows, out_c);
-        let patches = MatRef::row_major(patches, rows, patch_len);
-        self.grad_weight_t.resize(patch_len * out_c, 0.0);
-        matmul(patches.t(), dy, &mut self.grad_weight_t, false);
-        self.store_weight_gradients(grad_output, win);
-    }
-
-    /// Writes `dW` from its transpose in `grad_weight_t`, and `db`.
-    fn store_weight_gradients(&mut self, grad_output: &Tensor, win: &Window) {
-        transpose_into(&self.grad_weight_t, win.patch_len(), &mut self.weight.grad);
-        if let Some(bias) = &mut self.bias {
-            column_sums_into(grad_output.data(), &mut bias.grad);
         }
     }
 
-    /// `dX = col2im(dY W)` (or `dY W` directly for a pointwise convolution).
-    fn input_gradient(
+    /// `Y = X W^T + b` for a pointwise convolution, whose input is its patch matrix.
+    fn forward_pointwise(&mut self, input: &Tensor, win: &Window) {
+        let with_bias = self.start_from_bias();
+        let rows = self.output.len() / self.config.out_channels;
+        let x = MatRef::row_major(input.data(), rows, win.patch_len());
+        let kernel = MatRef::row_major(
+            &self.weight.value,
+            self.config.out_channels,
+            win.patch_len(),
+        );
+        matmul(x, kernel.t(), self.output.data_mut(), with_bias);
+    }
+
+    /// `Y = P W^T + b`, block by block of images.
+    fn forward_blocks(&mut self, input: &Tensor, win: &Window) {
+        let with_bias = self.start_from_bias();
+        let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
+        let pixels = win.out_h() * win.out_w();
+        let images = images_per_block(win.patches_per_image());
+        let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+        self.output
+            .data_mut()
+            .par_chunks_mut(images * pixels * out_c)
+            .zip(input.data().par_chunks(images * win.image_len()))
+            .for_each(|(out, block)| {
+                with_scratch(|scratch| {
+                    let patches = block_patches(block, win, &mut scratch.patches);
+                    let rows = patches.len() / patch_len;
+                    let patches = MatRef::row_major(patches, rows, patch_len);
+                    matmul_serial(patches, kernel.t(), out, with_bias);
+                });
+            });
+    }
+
+    /// Pointwise backward: `dW = (X^T dY)^T`, `db`, and `dX = dY W`.
+    fn backward_pointwise(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
+        let (out_c, in_c) = (self.config.out_channels, self.config.in_channels);
+        let rows = grad_output.len() / out_c;
+        let dy = MatRef::row_major(grad_output.data(), rows, out_c);
+        let x = MatRef::row_major(input.data(), rows, in_c);
+        self.grad_weight_t.resize(in_c * out_c, 0.0);
+        matmul(x.t(), dy, &mut self.grad_weight_t, false);
+        if need_grad_input {
+            self.grad_input.reshape_for(input.shape());
+            let kernel = MatRef::row_major(&self.weight.value, out_c, in_c);
+            matmul(dy, kernel, self.grad_input.data_mut(), false);
+        }
+    }
+
+    /// Backward block by block of images: each block's patches are built again, its share of
+    /// `dW^T = P^T dY` is written to its own slot, and, when asked, `dX = col2im(dY W)` of its
+    /// images; then the shares are summed in block order.
+    fn backward_blocks(
         &mut self,
         input: &Tensor,
         grad_output: &Tensor,
         win: &Window,
-        grad_patches: &mut Vec<f32>,
+        need_grad_input: bool,
     ) {
-        let out_c = self.config.out_channels;
-        let rows = grad_output.len() / out_c;
-        let dy = MatRef::row_major(grad_output.data(), rows, out_c);
-        let kernel = MatRef::row_major(&self.weight.value, out_c, win.patch_len());
-        self.grad_input.reshape_for(input.shape());
-        if self.is_pointwise() {
-            matmul(dy, kernel, self.grad_input.data_mut(), false);
+        let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
+        let pixels = win.out_h() * win.out_w();
+        let images = images_per_block(win.patches_per_image());
+        let blocks = input.batch().div_ceil(images);
+        let share_len = patch_len * out_c;
+        self.grad_weight_blocks.resize(blocks * share_len, 0.0);
+        let mut grad_input: Vec<Option<&mut [f32]>> = if need_grad_input {
+            self.grad_input.reshape_for(input.shape());
+            let chunks = self
+                .grad_input
+                .data_mut()
+                .chunks_mut(images * win.image_len());
+            chunks.map(Some).collect()
         } else {
-            grad_patches.resize(rows * win.patch_len(), 0.0);
-            matmul(dy, kernel, grad_patches, false);
-            col2im(grad_patches, input.batch(), win, self.grad_input.data_mut());
+            (0..blocks).map(|_| None).collect()
+        };
+        let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+        self.grad_weight_blocks
+            .par_chunks_mut(share_len)
+            .zip(input.data().par_chunks(images * win.image_len()))
+            .zip(grad_output.data().par_chunks(images * pixels * out_c))
+            .zip(grad_input.par_iter_mut())
+            .for_each(|(((share, block), dy), dx)| {
+                with_scratch(|scratch| {
+                    let patches = block_patches(block, win, &mut scratch.patches);
+                    let rows = patches.len() / patch_len;
+                    let patches = MatRef::row_major(patches, rows, patch_len);
+                    let dy = MatRef::row_major(dy, rows, out_c);
+                    matmul_serial(patches.t(), dy, share, false);
+                    if let Some(dx) = dx {
+                        scratch.grad_patches.resize(rows * patch_len, 0.0);
+                        matmul_serial(dy, kernel, &mut scratch.grad_patches, false);
+                        let per_image = win.patches_per_image();
+                        let grads = scratch.grad_patches.chunks_exact(per_image);
+                        for (image, grads) in dx.chunks_exact_mut(win.image_len()).zip(grads) {
+                            col2im_image(grads, win, image);
+                        }
+                    }
+                });
+            });
+        self.grad_weight_t.resize(share_len, 0.0);
+        sum_in_order(&self.grad_weight_blocks, &mut self.grad_weight_t);
+    }
+
+    /// Writes `dW` from its transpose in `grad_weight_t`, and `db`.
+    fn store_weight_gradients(&mut self, grad_output: &Tensor, patch_len: usize) {
+        transpose_into(&self.grad_weight_t, patch_len, &mut self.weight.grad);
+        if let Some(bias) = &mut self.bias {
+            column_sums_into(grad_output.data(), &mut bias.grad);
         }
     }
 
@@ -195,28 +292,15 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
-    fn forward(&mut self, input: &Tensor, ctx: &mut Context) {
+    fn forward(&mut self, input: &Tensor, _ctx: &mut Context) {
         let (n, h, w, _) = input.nhwc();
         let win = self.window(h, w);
         self.output
             .reshape_for(&[n, win.out_h(), win.out_w(), self.config.out_channels]);
-        let len = n * win.out_h() * win.out_w() * win.patch_len();
-        self.patches_kept = false;
         if self.is_pointwise() {
-            self.multiply(input.data(), &win);
-        } else if ctx.training && len <= KEEP_PATCHES_MAX {
-            let mut patches = std::mem::take(&mut self.patches);
-            patches.resize(len, 0.0);
-            im2col(input.data(), n, &win, &mut patches);
-            self.multiply(&patches, &win);
-            self.patches = patches;
-            self.patches_kept = true;
+            self.forward_pointwise(input, &win);
         } else {
-            with_scratch(|scratch| {
-                scratch.patches.resize(len, 0.0);
-                im2col(input.data(), n, &win, &mut scratch.patches);
-                self.multiply(&scratch.patches, &win);
-            });
+            self.forward_blocks(input, &win);
         }
     }
 
@@ -225,30 +309,14 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
-        let (n, h, w, _) = input.nhwc();
+        let (_, h, w, _) = input.nhwc();
         let win = self.window(h, w);
-        let len = n * win.out_h() * win.out_w() * win.patch_len();
-        with_scratch(|scratch| {
-            let Scratch {
-                patches: rebuilt,
-                grad_patches,
-            } = scratch;
-            let patches = std::mem::take(&mut self.patches);
-            let source: &[f32] = if self.is_pointwise() {
-                input.data()
-            } else if self.patches_kept {
-                &patches
-            } else {
-                rebuilt.resize(len, 0.0);
-                im2col(input.data(), n, &win, rebuilt);
-                rebuilt
-            };
-            self.weight_gradients(source, grad_output, &win);
-            self.patches = patches;
-            if need_grad_input {
-                self.input_gradient(input, grad_output, &win, grad_patches);
-            }
-        });
+        if self.is_pointwise() {
+            self.backward_pointwise(input, grad_output, need_grad_input);
+        } else {
+            self.backward_blocks(input, grad_output, &win, need_grad_input);
+        }
+        self.store_weight_gradients(grad_output, win.patch_len());
     }
 
     fn grad_input(&self) -> &Tensor {
@@ -263,5 +331,88 @@ impl Layer for Conv2d {
         std::iter::once(&mut self.weight)
             .chain(&mut self.bias)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::im2col::{col2im, im2col};
+    use crate::engine::Rng;
+
+    /// 7 images of 24x24x16 under a 3x3 kernel: 82,944 patch values per image, so blocks of 3,
+    /// 3 and 1 images.
+    fn layer_and_batch() -> (Conv2d, Tensor, Tensor) {
+        let config = Conv2dConfig {
+            in_channels: 16,
+            out_channels: 8,
+            kernel_size: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+        };
+        let layer = Conv2d::new("c", config, Init::Pytorch, 5);
+        let mut rng = Rng::new(6);
+        let mut values = |len: usize| (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let x = Tensor::from_vec(&[7, 24, 24, 16], values(7 * 24 * 24 * 16)).unwrap();
+        let dy = Tensor::from_vec(&[7, 24, 24, 8], values(7 * 24 * 24 * 8)).unwrap();
+        (layer, x, dy)
+    }
+
+    fn close(got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{i}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn blocks_of_images_give_the_products_of_the_whole_batch() {
+        let (mut layer, x, dy) = layer_and_batch();
+        let win = layer.window(24, 24);
+        assert_eq!(images_per_block(win.patches_per_image()), 3);
+        layer.forward(&x, &mut Context::eval());
+        layer.backward(&x, &dy, true);
+
+        // The same products over the whole batch's patch matrix, built and multiplied at once.
+        let (rows, k, o) = (7 * 24 * 24, win.patch_len(), 8);
+        let mut patches = vec![0.0; rows * k];
+        im2col(x.data(), 7, &win, &mut patches);
+        let p = MatRef::row_major(&patches, rows, k);
+        let w = MatRef::row_major(&layer.weight.value, o, k);
+        let bias = &layer.bias.as_ref().unwrap().value;
+        let mut y: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+        matmul(p, w.t(), &mut y, true);
+        close(layer.output().data(), &y);
+        let d = MatRef::row_major(dy.data(), rows, o);
+        let mut dw_t = vec![0.0; k * o];
+        matmul(p.t(), d, &mut dw_t, false);
+        let mut dw = Vec::new();
+        transpose_into(&dw_t, k, &mut dw);
+        close(&layer.weight.grad, &dw);
+        let mut dp = vec![0.0; rows * k];
+        matmul(d, w, &mut dp, false);
+        let mut dx = vec![0.0; x.len()];
+        col2im(&dp, 7, &win, &mut dx);
+        close(layer.grad_input().data(), &dx);
+    }
+
+    #[test]
+    fn blocked_passes_give_the_same_bits_on_one_and_two_threads() {
+        let run = |threads: usize| {
+            let (mut layer, x, dy) = layer_and_batch();
+            let pool = crate::engine::ThreadPool::new(threads).unwrap();
+            pool.install(|| {
+                layer.forward(&x, &mut Context::eval());
+                layer.backward(&x, &dy, true);
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (
+                bits(layer.output().data()),
+                bits(&layer.weight.grad),
+                bits(layer.grad_input().data()),
+            )
+        };
+        assert_eq!(run(1), run(2));
     }
 }

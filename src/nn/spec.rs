@@ -28,7 +28,7 @@ use super::{
     AvgPool2d, BasicBlock, BatchNorm, Conv2d, Dropout, Flatten, GlobalAvgPool, Init, Layer, Linear,
     MaxPool2d, Network, Relu,
 };
-use crate::nn::conv2d::{Conv2dConfig, KEEP_PATCHES_MAX};
+use crate::nn::conv2d::{images_per_block, Conv2dConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -513,10 +513,11 @@ impl Shape {
 ///   outputs; the input image counted once), F = max(B, evaluation batch) images flow
 ///   forward (the buffers grow to the largest batch) and B = the training batch size
 ///   carries gradients back;
-/// - `patches`: the convolutions' patch matrices (im2col): (F + B) x the largest per-image
-///   patch matrix (the buffers shared by the forward pass and by the gradient), plus B x
-///   the patch matrix of each convolution small enough that training keeps it for the
-///   backward pass (up to `KEEP_PATCHES_MAX` values, see `conv2d`);
+/// - `patches`: the convolutions' patch matrices (im2col), built block by block of images
+///   (see `conv2d`): 2 x F x the largest per-image patch matrix (a block's patches and their
+///   gradient, as if every block of the largest batch were in hand at once; there are at
+///   most as many as threads), plus, per convolution, its parameter count for each block of
+///   the training batch (each block's share of the kernel gradient);
 /// - `inputs`: 4 x B x the input image, the batch in use, its augmented copy and two batches
 ///   prefetched by the loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -563,7 +564,7 @@ impl ModelSpec {
             c: channels,
         };
         let input = shape.len() as u64;
-        let (mut params, mut stored, mut largest_patches, mut kept_patches) =
+        let (mut params, mut stored, mut largest_patches, mut gradient_shares) =
             (0u64, input, 0u64, 0u64);
         let (train, forward) = (batch as u64, batch.max(eval_batch) as u64);
         for (index, spec) in self.layers.iter().enumerate() {
@@ -575,9 +576,10 @@ impl ModelSpec {
             params = params.saturating_add(plan.params as u64);
             stored = stored.saturating_add(plan.stored as u64);
             largest_patches = largest_patches.max(plan.patches as u64);
-            let patches = train.saturating_mul(plan.patches as u64);
-            if patches <= KEEP_PATCHES_MAX as u64 {
-                kept_patches += patches;
+            if plan.patches > 0 {
+                let blocks = train.div_ceil(images_per_block(plan.patches) as u64);
+                gradient_shares =
+                    gradient_shares.saturating_add(blocks.saturating_mul(plan.params as u64));
             }
             shape = plan.out;
         }
@@ -586,8 +588,8 @@ impl ModelSpec {
             activations: f32_bytes(stored.saturating_mul(forward + train)),
             patches: f32_bytes(
                 largest_patches
-                    .saturating_mul(forward + train)
-                    .saturating_add(kept_patches),
+                    .saturating_mul(2 * forward)
+                    .saturating_add(gradient_shares),
             ),
             inputs: f32_bytes(input.saturating_mul(4 * train)),
         })
@@ -858,8 +860,9 @@ mod tests {
         // Kept per image: input 64, convolution 8x8x4 = 256, flatten 256, linear 2; 20
         // images forward and 10 backward.
         assert_eq!(m.activations, 578 * 30 * 4);
-        // Patches of 8x8 positions x 9 values: shared buffers of 20 + 10 images, 10 kept.
-        assert_eq!(m.patches, (576 * 30 + 576 * 10) * 4);
+        // Patches of 8x8 positions x 9 values, and their gradient, for 20 images; the 10
+        // training images fit one block, with one share of the 40 parameters' gradient.
+        assert_eq!(m.patches, (2 * 20 * 576 + 40) * 4);
         assert_eq!(m.inputs, 64 * 4 * 10 * 4);
         assert_eq!(
             m.total(),
