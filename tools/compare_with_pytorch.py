@@ -88,7 +88,7 @@ def summary_row(model, runs, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", default=MODELS, choices=MODELS)
+    p.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: all)")
     p.add_argument("--pairs", type=int, default=5, help="alternations per model (at least 5 for PyTorch's swings)")
     p.add_argument("--train-secs", type=float, default=10.0)
     p.add_argument("--infer-secs", type=float, default=5.0)
@@ -102,6 +102,10 @@ def main():
     p.add_argument("--peak-gflops", type=float, default=None,
                    help="this machine's fp32 matrix-product peak (examples/gemm_shapes.rs) for the share of peak")
     args = p.parse_args()
+    args.models = args.models or MODELS
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown model {unknown[0]}; expected one of {', '.join(MODELS)}")
     if args.pairs < 1:
         p.error("--pairs must be at least 1")
     timing = ["--train-secs", str(args.train_secs), "--infer-secs", str(args.infer_secs),

@@ -5,6 +5,7 @@ use super::CommandResult;
 use clap::{Args, Subcommand};
 use regstudy::store;
 use regstudy::study::launch::{to_yaml, KubernetesJob, SlurmJob, WorkerSettings};
+use regstudy::study::layout::Workers;
 use regstudy::study::name::StudyName;
 use regstudy::study::runner::StudyRunOptions;
 use std::path::{Path, PathBuf};
@@ -23,9 +24,10 @@ pub enum LaunchCommand {
 /// What every worker a launch starts runs with: `study work`'s options.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// Trials trained at once by each task (pod); its threads are divided among them.
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    task_workers: usize,
+    /// Trials trained at once by each task (pod), its threads divided among them; `auto`:
+    /// each task times the divisions of its threads on its node and takes the fastest.
+    #[arg(long, value_name = "K|auto", default_value_t = Workers::Count(1))]
+    task_workers: Workers,
     /// Threads of each task in all (0: the cores it has, --cpus-per-task or the whole cores
     /// of --cpu).
     #[arg(long, default_value_t = 0)]

@@ -108,7 +108,7 @@ impl TrainObserver for TrainConsole {
             };
             bar.inc(1);
             // The live loss and accuracy every 20 batches, from the first.
-            if (progress.batch - 1) % 20 == 0 {
+            if (progress.batch - 1).is_multiple_of(20) {
                 bar.set_message(format!(
                     "loss {:.4} acc {:.2}%",
                     progress.mean_loss,

@@ -172,7 +172,7 @@ fn read_archive(path: &Path) -> Result<(Batches, Vec<Source>), DataError> {
 /// Parses one batch file of 3,073-byte records.
 fn parse_batch(data: &[u8], file: &str) -> Result<ImageSet, DataError> {
     check_batch_size(data.len() as u64, file)?;
-    if data.is_empty() || data.len() % RECORD != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(RECORD) {
         return Err(DataError::format(
             file,
             "length",

@@ -176,7 +176,7 @@ enum Kind {
 impl Kind {
     /// The kind of `NAMES[i]`.
     fn of(index: usize) -> Kind {
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             Kind::Images
         } else {
             Kind::Labels

@@ -56,7 +56,7 @@ impl PruningSchedule {
     pub fn prunes_at(&self, t: u64) -> bool {
         t >= self.begin
             && t <= self.end
-            && ((t - self.begin) % self.frequency == 0 || t == self.end)
+            && ((t - self.begin).is_multiple_of(self.frequency) || t == self.end)
     }
 
     /// The target sparsity `s_t` at step `t` (0 before `t0`, `s_f` from `t1` on).

@@ -3,6 +3,7 @@
 //! alone decides who trains what, so a task that dies, is preempted or reaches its time limit
 //! loses nothing: its trial is taken over by another worker.
 
+use super::layout::Workers;
 use super::name::StudyName;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use std::path::{Path, PathBuf};
 /// What every worker of a launch runs with: `regstudy study work`'s options.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerSettings {
-    /// Trials trained at once by one worker process.
-    pub workers: usize,
+    /// Trials trained at once by one worker process, or `auto`: each process times the
+    /// divisions of its threads on its own node (`study work --workers auto`).
+    pub workers: Workers,
     /// Threads of one worker process in all (0: one per core the task has).
     pub threads: usize,
     /// Seconds without a heartbeat after which a trial is taken over.
@@ -135,8 +137,8 @@ impl SlurmJob {
         if self.cpus_per_task == 0 {
             return refuse("cpus-per-task", "expected at least 1".into());
         }
-        if self.worker.workers == 0 {
-            return refuse("task-workers", "expected at least 1".into());
+        if self.worker.workers == Workers::Count(0) {
+            return refuse("task-workers", "expected at least 1 or `auto`".into());
         }
         for (option, value) in [
             ("partition", &self.partition),
@@ -207,7 +209,7 @@ mod tests {
             log_dir: PathBuf::from("/scratch/logs"),
             binary: PathBuf::from("/opt/regstudy/bin/regstudy"),
             worker: WorkerSettings {
-                workers: 1,
+                workers: Workers::Count(1),
                 threads: 0,
                 stale_after: 120,
                 max_attempts: 3,
@@ -253,6 +255,17 @@ exec '/opt/regstudy/bin/regstudy' study work deepa2025 --quiet --workers 1 --thr
         let mut none = job();
         none.tasks = 0;
         assert_eq!(none.script().unwrap_err().option, "workers");
+    }
+
+    #[test]
+    fn each_task_can_measure_its_own_division_of_threads() {
+        let mut auto = job();
+        auto.worker.workers = Workers::Auto;
+        let script = auto.script().unwrap();
+        assert!(script.contains(" --workers auto --threads 4 "), "{script}");
+        let mut none = job();
+        none.worker.workers = Workers::Count(0);
+        assert_eq!(none.script().unwrap_err().option, "task-workers");
     }
 
     #[test]
@@ -428,8 +441,8 @@ impl KubernetesJob {
                 );
             }
         }
-        if self.worker.workers == 0 {
-            return refuse("task-workers", "expected at least 1".into());
+        if self.worker.workers == Workers::Count(0) {
+            return refuse("task-workers", "expected at least 1 or `auto`".into());
         }
         Ok(())
     }
@@ -547,7 +560,7 @@ mod kubernetes_tests {
             memory: "8Gi".into(),
             retries_per_index: 3,
             worker: WorkerSettings {
-                workers: 1,
+                workers: Workers::Count(1),
                 threads: 0,
                 stale_after: 120,
                 max_attempts: 5,
@@ -601,6 +614,16 @@ mod kubernetes_tests {
         assert_eq!(store["name"], "REGSTUDY_STORE");
         assert_eq!(store["valueFrom"]["secretKeyRef"]["name"], "regstudy-store");
         assert_eq!(container["resources"]["limits"]["memory"], "8Gi");
+    }
+
+    #[test]
+    fn each_pod_can_measure_its_own_division_of_threads() {
+        let mut auto = job();
+        auto.worker.workers = Workers::Auto;
+        let m = auto.manifest().unwrap();
+        let args = &m["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert_eq!(args[4], "--workers");
+        assert_eq!(args[5], "auto");
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub const MARGIN: f64 = 0.05;
 pub fn candidates(threads: usize, trials: usize) -> Vec<Layout> {
     let most = threads.min(trials).max(1);
     (1..=most)
-        .filter(|w| threads % w == 0)
+        .filter(|w| threads.is_multiple_of(*w))
         .map(|workers| Layout {
             workers,
             threads_each: threads / workers,
