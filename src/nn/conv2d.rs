@@ -2,7 +2,7 @@
 
 use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
-use crate::engine::im2col::{col2im_image, im2col_image, Window};
+use crate::engine::im2col::{col2im, col2im_image, im2col, im2col_image, Window};
 use crate::engine::matmul::{matmul, matmul_serial, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
 use crate::engine::Tensor;
@@ -79,6 +79,28 @@ pub(crate) fn images_per_block(patches_per_image: usize) -> usize {
     (BLOCK_PATCH_VALUES / patches_per_image.max(1)).max(1)
 }
 
+/// Output pixels per image from which a convolution runs in blocks of images (8 x 8).
+const MIN_BLOCK_PIXELS: usize = 64;
+
+/// Whether a convolution runs block by block of images (else over the whole batch at once):
+/// when each image has at least [`MIN_BLOCK_PIXELS`] output pixels, and the blocks' shares
+/// of the kernel gradient (`kernel_len` values each) hold no more than the batch's patches.
+/// Layers with few pixels and many channels (ResNet's later stages) fail this: there a block
+/// has few rows, one product over the whole batch is faster, and the shares would be nearly
+/// as large as the patches.
+///
+/// `pixels` and `per_image` are the output pixels and patch values of one image.
+pub(crate) fn runs_in_blocks(
+    pixels: usize,
+    per_image: usize,
+    kernel_len: usize,
+    batch: usize,
+) -> bool {
+    let blocks = batch.div_ceil(images_per_block(per_image));
+    pixels >= MIN_BLOCK_PIXELS
+        && blocks.saturating_mul(kernel_len) <= batch.saturating_mul(per_image)
+}
+
 /// Hyper-parameters of a [`Conv2d`] (square kernels, equal stride and padding on both axes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dConfig {
@@ -96,11 +118,12 @@ pub struct Conv2dConfig {
 /// batch * output pixels, `K = kh * kw * C`) and `W` the kernel as `O x K`.
 /// Backward: `dW = (P^T * dY)^T`, `db = column sums of dY`, `dP = dY * W`, then `dX = col2im(dP)`.
 ///
-/// Both passes run over blocks of images ([`BLOCK_PATCH_VALUES`]), one block per task: the
-/// block's patches are built, multiplied and (in backward, built again instead of kept)
-/// consumed while they are in cache. `dW` is summed over the blocks' partial products in block
-/// order, and the blocks depend only on the shapes, so results do not depend on the number of
-/// threads. A 1x1 stride-1 unpadded convolution multiplies the input directly (its patches are
+/// Where [`runs_in_blocks`] says it pays, both passes run over blocks of images
+/// ([`BLOCK_PATCH_VALUES`]), one block per task: the block's patches are built, multiplied
+/// and (in backward, built again instead of kept) consumed while they are in cache, and `dW`
+/// is summed over the blocks' partial products in block order. Elsewhere each pass builds the
+/// whole batch's patches and multiplies them at once. Either way the work depends only on the
+/// shapes, so results do not depend on the number of threads. A 1x1 stride-1 unpadded convolution multiplies the input directly (its patches are
 /// itself).
 pub struct Conv2d {
     config: Conv2dConfig,
@@ -207,6 +230,21 @@ impl Conv2d {
             });
     }
 
+    /// `Y = P W^T + b` over the whole batch: its patch matrix in this thread's scratch, then
+    /// one parallel product.
+    fn forward_whole(&mut self, input: &Tensor, win: &Window) {
+        let with_bias = self.start_from_bias();
+        let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
+        let rows = self.output.len() / out_c;
+        with_scratch(|scratch| {
+            scratch.patches.resize(rows * patch_len, 0.0);
+            im2col(input.data(), input.batch(), win, &mut scratch.patches);
+            let patches = MatRef::row_major(&scratch.patches, rows, patch_len);
+            let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+            matmul(patches, kernel.t(), self.output.data_mut(), with_bias);
+        });
+    }
+
     /// Pointwise backward: `dW = (X^T dY)^T`, `db`, and `dX = dY W`.
     fn backward_pointwise(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
         let (out_c, in_c) = (self.config.out_channels, self.config.in_channels);
@@ -220,6 +258,36 @@ impl Conv2d {
             let kernel = MatRef::row_major(&self.weight.value, out_c, in_c);
             matmul(dy, kernel, self.grad_input.data_mut(), false);
         }
+    }
+
+    /// Backward over the whole batch at once: its patch matrix is built again in this thread's
+    /// scratch, then `dW^T = P^T dY` and `dP = dY W` are each one parallel product, and
+    /// `dX = col2im(dP)`.
+    fn backward_whole(
+        &mut self,
+        input: &Tensor,
+        grad_output: &Tensor,
+        win: &Window,
+        need_grad_input: bool,
+    ) {
+        let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
+        let rows = grad_output.len() / out_c;
+        with_scratch(|scratch| {
+            scratch.patches.resize(rows * patch_len, 0.0);
+            im2col(input.data(), input.batch(), win, &mut scratch.patches);
+            let patches = MatRef::row_major(&scratch.patches, rows, patch_len);
+            let dy = MatRef::row_major(grad_output.data(), rows, out_c);
+            self.grad_weight_t.resize(patch_len * out_c, 0.0);
+            matmul(patches.t(), dy, &mut self.grad_weight_t, false);
+            if need_grad_input {
+                let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+                scratch.grad_patches.resize(rows * patch_len, 0.0);
+                matmul(dy, kernel, &mut scratch.grad_patches, false);
+                self.grad_input.reshape_for(input.shape());
+                let dx = self.grad_input.data_mut();
+                col2im(&scratch.grad_patches, input.batch(), win, dx);
+            }
+        });
     }
 
     /// Backward block by block of images: each block's patches are built again, its share of
@@ -284,6 +352,13 @@ impl Conv2d {
         }
     }
 
+    /// See [`runs_in_blocks`].
+    fn runs_in_blocks(&self, win: &Window, batch: usize) -> bool {
+        let pixels = win.out_h() * win.out_w();
+        let kernel_len = win.patch_len() * self.config.out_channels;
+        runs_in_blocks(pixels, win.patches_per_image(), kernel_len, batch)
+    }
+
     /// True when the patch matrix is the input itself.
     fn is_pointwise(&self) -> bool {
         let c = &self.config;
@@ -299,8 +374,10 @@ impl Layer for Conv2d {
             .reshape_for(&[n, win.out_h(), win.out_w(), self.config.out_channels]);
         if self.is_pointwise() {
             self.forward_pointwise(input, &win);
-        } else {
+        } else if self.runs_in_blocks(&win, n) {
             self.forward_blocks(input, &win);
+        } else {
+            self.forward_whole(input, &win);
         }
     }
 
@@ -313,8 +390,10 @@ impl Layer for Conv2d {
         let win = self.window(h, w);
         if self.is_pointwise() {
             self.backward_pointwise(input, grad_output, need_grad_input);
-        } else {
+        } else if self.runs_in_blocks(&win, input.batch()) {
             self.backward_blocks(input, grad_output, &win, need_grad_input);
+        } else {
+            self.backward_whole(input, grad_output, &win, need_grad_input);
         }
         self.store_weight_gradients(grad_output, win.patch_len());
     }
@@ -337,15 +416,14 @@ impl Layer for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::im2col::{col2im, im2col};
     use crate::engine::Rng;
 
-    /// 7 images of 24x24x16 under a 3x3 kernel: 82,944 patch values per image, so blocks of 3,
-    /// 3 and 1 images.
-    fn layer_and_batch() -> (Conv2d, Tensor, Tensor) {
+    /// A 3x3 convolution from `c_in` to `c_out` channels over `n` random `side x side` images,
+    /// with a random output gradient.
+    fn case(n: usize, side: usize, c_in: usize, c_out: usize) -> (Conv2d, Tensor, Tensor) {
         let config = Conv2dConfig {
-            in_channels: 16,
-            out_channels: 8,
+            in_channels: c_in,
+            out_channels: c_out,
             kernel_size: 3,
             stride: 1,
             padding: 1,
@@ -354,8 +432,27 @@ mod tests {
         let layer = Conv2d::new("c", config, Init::Pytorch, 5);
         let mut rng = Rng::new(6);
         let mut values = |len: usize| (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let x = Tensor::from_vec(&[7, 24, 24, 16], values(7 * 24 * 24 * 16)).unwrap();
-        let dy = Tensor::from_vec(&[7, 24, 24, 8], values(7 * 24 * 24 * 8)).unwrap();
+        let x = Tensor::from_vec(&[n, side, side, c_in], values(n * side * side * c_in));
+        let dy = Tensor::from_vec(&[n, side, side, c_out], values(n * side * side * c_out));
+        (layer, x.unwrap(), dy.unwrap())
+    }
+
+    /// 7 images of 24x24x16: 82,944 patch values per image, so blocks of 3, 3 and 1 images,
+    /// in both passes.
+    fn blocked() -> (Conv2d, Tensor, Tensor) {
+        let (layer, x, dy) = case(7, 24, 16, 8);
+        let win = layer.window(24, 24);
+        assert_eq!(images_per_block(win.patches_per_image()), 3);
+        assert!(layer.runs_in_blocks(&win, 7));
+        (layer, x, dy)
+    }
+
+    /// 7 images of 4x4x32 to 32 channels: 16 output pixels per image, too few for blocks, so
+    /// both passes take the whole batch at once.
+    fn whole() -> (Conv2d, Tensor, Tensor) {
+        let (layer, x, dy) = case(7, 4, 32, 32);
+        let win = layer.window(4, 4);
+        assert!(!layer.runs_in_blocks(&win, 7));
         (layer, x, dy)
     }
 
@@ -366,18 +463,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn blocks_of_images_give_the_products_of_the_whole_batch() {
-        let (mut layer, x, dy) = layer_and_batch();
-        let win = layer.window(24, 24);
-        assert_eq!(images_per_block(win.patches_per_image()), 3);
+    /// The layer's forward and backward against the same products over the whole batch's
+    /// patch matrix, built and multiplied at once.
+    fn matches_the_whole_batch_products((mut layer, x, dy): (Conv2d, Tensor, Tensor)) {
+        let (n, side, _, o) = dy.nhwc();
+        let win = layer.window(side, side);
         layer.forward(&x, &mut Context::eval());
         layer.backward(&x, &dy, true);
-
-        // The same products over the whole batch's patch matrix, built and multiplied at once.
-        let (rows, k, o) = (7 * 24 * 24, win.patch_len(), 8);
+        let (rows, k) = (n * side * side, win.patch_len());
         let mut patches = vec![0.0; rows * k];
-        im2col(x.data(), 7, &win, &mut patches);
+        im2col(x.data(), n, &win, &mut patches);
         let p = MatRef::row_major(&patches, rows, k);
         let w = MatRef::row_major(&layer.weight.value, o, k);
         let bias = &layer.bias.as_ref().unwrap().value;
@@ -393,26 +488,38 @@ mod tests {
         let mut dp = vec![0.0; rows * k];
         matmul(d, w, &mut dp, false);
         let mut dx = vec![0.0; x.len()];
-        col2im(&dp, 7, &win, &mut dx);
+        col2im(&dp, n, &win, &mut dx);
         close(layer.grad_input().data(), &dx);
     }
 
+    /// Output, kernel gradient and input gradient, as bits, computed on `threads` threads.
+    fn bits_on(threads: usize, (mut layer, x, dy): (Conv2d, Tensor, Tensor)) -> Vec<Vec<u32>> {
+        let pool = crate::engine::ThreadPool::new(threads).unwrap();
+        pool.install(|| {
+            layer.forward(&x, &mut Context::eval());
+            layer.backward(&x, &dy, true);
+        });
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect();
+        vec![
+            bits(layer.output().data()),
+            bits(&layer.weight.grad),
+            bits(layer.grad_input().data()),
+        ]
+    }
+
     #[test]
-    fn blocked_passes_give_the_same_bits_on_one_and_two_threads() {
-        let run = |threads: usize| {
-            let (mut layer, x, dy) = layer_and_batch();
-            let pool = crate::engine::ThreadPool::new(threads).unwrap();
-            pool.install(|| {
-                layer.forward(&x, &mut Context::eval());
-                layer.backward(&x, &dy, true);
-            });
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            (
-                bits(layer.output().data()),
-                bits(&layer.weight.grad),
-                bits(layer.grad_input().data()),
-            )
-        };
-        assert_eq!(run(1), run(2));
+    fn blocks_of_images_give_the_products_of_the_whole_batch() {
+        matches_the_whole_batch_products(blocked());
+    }
+
+    #[test]
+    fn passes_over_the_whole_batch_give_the_same_products() {
+        matches_the_whole_batch_products(whole());
+    }
+
+    #[test]
+    fn both_ways_give_the_same_bits_on_one_and_two_threads() {
+        assert_eq!(bits_on(1, blocked()), bits_on(2, blocked()));
+        assert_eq!(bits_on(1, whole()), bits_on(2, whole()));
     }
 }

@@ -28,7 +28,7 @@ use super::{
     AvgPool2d, BasicBlock, BatchNorm, Conv2d, Dropout, Flatten, GlobalAvgPool, Init, Layer, Linear,
     MaxPool2d, Network, Relu,
 };
-use crate::nn::conv2d::{images_per_block, Conv2dConfig};
+use crate::nn::conv2d::{images_per_block, runs_in_blocks, Conv2dConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -514,10 +514,10 @@ impl Shape {
 ///   forward (the buffers grow to the largest batch) and B = the training batch size
 ///   carries gradients back;
 /// - `patches`: the convolutions' patch matrices (im2col), built block by block of images
-///   (see `conv2d`): 2 x F x the largest per-image patch matrix (a block's patches and their
-///   gradient, as if every block of the largest batch were in hand at once; there are at
-///   most as many as threads), plus, per convolution, its parameter count for each block of
-///   the training batch (each block's share of the kernel gradient);
+///   or for the whole batch (see `conv2d`): 2 x F x the largest per-image patch matrix (the
+///   patches and their gradient), plus, per convolution that runs in blocks,
+///   its kernel's size for each block of the training batch (each block's share of the
+///   kernel gradient);
 /// - `inputs`: 4 x B x the input image, the batch in use, its augmented copy and two batches
 ///   prefetched by the loader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -576,10 +576,13 @@ impl ModelSpec {
             params = params.saturating_add(plan.params as u64);
             stored = stored.saturating_add(plan.stored as u64);
             largest_patches = largest_patches.max(plan.patches as u64);
-            if plan.patches > 0 {
-                let blocks = train.div_ceil(images_per_block(plan.patches) as u64);
-                gradient_shares =
-                    gradient_shares.saturating_add(blocks.saturating_mul(plan.params as u64));
+            if let (true, Shape::Image { h, w, c }) = (plan.patches > 0, plan.out) {
+                let kernel_len = plan.patches / (h * w).max(1) * c;
+                if runs_in_blocks(h * w, plan.patches, kernel_len, batch) {
+                    let blocks = batch.div_ceil(images_per_block(plan.patches)) as u64;
+                    gradient_shares =
+                        gradient_shares.saturating_add(blocks.saturating_mul(kernel_len as u64));
+                }
             }
             shape = plan.out;
         }
@@ -861,8 +864,8 @@ mod tests {
         // images forward and 10 backward.
         assert_eq!(m.activations, 578 * 30 * 4);
         // Patches of 8x8 positions x 9 values, and their gradient, for 20 images; the 10
-        // training images fit one block, with one share of the 40 parameters' gradient.
-        assert_eq!(m.patches, (2 * 20 * 576 + 40) * 4);
+        // training images fit one block, with one share of the 36-value kernel's gradient.
+        assert_eq!(m.patches, (2 * 20 * 576 + 36) * 4);
         assert_eq!(m.inputs, 64 * 4 * 10 * 4);
         assert_eq!(
             m.total(),
