@@ -123,8 +123,8 @@ pub struct Conv2dConfig {
 /// and (in backward, built again instead of kept) consumed while they are in cache, and `dW`
 /// is summed over the blocks' partial products in block order. Elsewhere each pass builds the
 /// whole batch's patches and multiplies them at once. Either way the work depends only on the
-/// shapes, so results do not depend on the number of threads. A 1x1 stride-1 unpadded convolution multiplies the input directly (its patches are
-/// itself).
+/// shapes, so results do not depend on the number of threads. A 1x1 stride-1 unpadded
+/// convolution takes the whole-batch path with the input as its patches (they are equal).
 pub struct Conv2d {
     config: Conv2dConfig,
     weight: Param,
@@ -196,19 +196,6 @@ impl Conv2d {
         }
     }
 
-    /// `Y = X W^T + b` for a pointwise convolution, whose input is its patch matrix.
-    fn forward_pointwise(&mut self, input: &Tensor, win: &Window) {
-        let with_bias = self.start_from_bias();
-        let rows = self.output.len() / self.config.out_channels;
-        let x = MatRef::row_major(input.data(), rows, win.patch_len());
-        let kernel = MatRef::row_major(
-            &self.weight.value,
-            self.config.out_channels,
-            win.patch_len(),
-        );
-        matmul(x, kernel.t(), self.output.data_mut(), with_bias);
-    }
-
     /// `Y = P W^T + b`, block by block of images.
     fn forward_blocks(&mut self, input: &Tensor, win: &Window) {
         let with_bias = self.start_from_bias();
@@ -230,39 +217,39 @@ impl Conv2d {
             });
     }
 
-    /// `Y = P W^T + b` over the whole batch: its patch matrix in this thread's scratch, then
+    /// The whole batch's patch matrix: the input itself for a pointwise convolution, else
+    /// built in `buffer`.
+    fn whole_patches<'a>(
+        &self,
+        input: &'a Tensor,
+        win: &Window,
+        buffer: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        if self.is_pointwise() {
+            return input.data();
+        }
+        buffer.resize(input.batch() * win.patches_per_image(), 0.0);
+        im2col(input.data(), input.batch(), win, buffer);
+        buffer
+    }
+
+    /// `Y = P W^T + b` over the whole batch: its patch matrix (in this thread's scratch), then
     /// one parallel product.
     fn forward_whole(&mut self, input: &Tensor, win: &Window) {
         let with_bias = self.start_from_bias();
         let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
         let rows = self.output.len() / out_c;
         with_scratch(|scratch| {
-            scratch.patches.resize(rows * patch_len, 0.0);
-            im2col(input.data(), input.batch(), win, &mut scratch.patches);
-            let patches = MatRef::row_major(&scratch.patches, rows, patch_len);
+            let patches = self.whole_patches(input, win, &mut scratch.patches);
+            let patches = MatRef::row_major(patches, rows, patch_len);
             let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
             matmul(patches, kernel.t(), self.output.data_mut(), with_bias);
         });
     }
 
-    /// Pointwise backward: `dW = (X^T dY)^T`, `db`, and `dX = dY W`.
-    fn backward_pointwise(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
-        let (out_c, in_c) = (self.config.out_channels, self.config.in_channels);
-        let rows = grad_output.len() / out_c;
-        let dy = MatRef::row_major(grad_output.data(), rows, out_c);
-        let x = MatRef::row_major(input.data(), rows, in_c);
-        self.grad_weight_t.resize(in_c * out_c, 0.0);
-        matmul(x.t(), dy, &mut self.grad_weight_t, false);
-        if need_grad_input {
-            self.grad_input.reshape_for(input.shape());
-            let kernel = MatRef::row_major(&self.weight.value, out_c, in_c);
-            matmul(dy, kernel, self.grad_input.data_mut(), false);
-        }
-    }
-
-    /// Backward over the whole batch at once: its patch matrix is built again in this thread's
-    /// scratch, then `dW^T = P^T dY` and `dP = dY W` are each one parallel product, and
-    /// `dX = col2im(dP)`.
+    /// Backward over the whole batch at once: its patch matrix (built again in this thread's
+    /// scratch), then `dW^T = P^T dY` and `dP = dY W` are each one parallel product, and
+    /// `dX = col2im(dP)` (`dX = dP` for a pointwise convolution).
     fn backward_whole(
         &mut self,
         input: &Tensor,
@@ -273,20 +260,24 @@ impl Conv2d {
         let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
         let rows = grad_output.len() / out_c;
         with_scratch(|scratch| {
-            scratch.patches.resize(rows * patch_len, 0.0);
-            im2col(input.data(), input.batch(), win, &mut scratch.patches);
-            let patches = MatRef::row_major(&scratch.patches, rows, patch_len);
+            let patches = self.whole_patches(input, win, &mut scratch.patches);
+            let patches = MatRef::row_major(patches, rows, patch_len);
             let dy = MatRef::row_major(grad_output.data(), rows, out_c);
             self.grad_weight_t.resize(patch_len * out_c, 0.0);
             matmul(patches.t(), dy, &mut self.grad_weight_t, false);
-            if need_grad_input {
-                let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
-                scratch.grad_patches.resize(rows * patch_len, 0.0);
-                matmul(dy, kernel, &mut scratch.grad_patches, false);
-                self.grad_input.reshape_for(input.shape());
-                let dx = self.grad_input.data_mut();
-                col2im(&scratch.grad_patches, input.batch(), win, dx);
+            if !need_grad_input {
+                return;
             }
+            let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+            self.grad_input.reshape_for(input.shape());
+            if self.is_pointwise() {
+                matmul(dy, kernel, self.grad_input.data_mut(), false);
+                return;
+            }
+            scratch.grad_patches.resize(rows * patch_len, 0.0);
+            matmul(dy, kernel, &mut scratch.grad_patches, false);
+            let dx = self.grad_input.data_mut();
+            col2im(&scratch.grad_patches, input.batch(), win, dx);
         });
     }
 
@@ -352,8 +343,11 @@ impl Conv2d {
         }
     }
 
-    /// See [`runs_in_blocks`].
+    /// See [`runs_in_blocks`]; never for a pointwise convolution, whose input is its patches.
     fn runs_in_blocks(&self, win: &Window, batch: usize) -> bool {
+        if self.is_pointwise() {
+            return false;
+        }
         let pixels = win.out_h() * win.out_w();
         let kernel_len = win.patch_len() * self.config.out_channels;
         runs_in_blocks(pixels, win.patches_per_image(), kernel_len, batch)
@@ -372,9 +366,7 @@ impl Layer for Conv2d {
         let win = self.window(h, w);
         self.output
             .reshape_for(&[n, win.out_h(), win.out_w(), self.config.out_channels]);
-        if self.is_pointwise() {
-            self.forward_pointwise(input, &win);
-        } else if self.runs_in_blocks(&win, n) {
+        if self.runs_in_blocks(&win, n) {
             self.forward_blocks(input, &win);
         } else {
             self.forward_whole(input, &win);
@@ -388,9 +380,7 @@ impl Layer for Conv2d {
     fn backward(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
         let (_, h, w, _) = input.nhwc();
         let win = self.window(h, w);
-        if self.is_pointwise() {
-            self.backward_pointwise(input, grad_output, need_grad_input);
-        } else if self.runs_in_blocks(&win, input.batch()) {
+        if self.runs_in_blocks(&win, input.batch()) {
             self.backward_blocks(input, grad_output, &win, need_grad_input);
         } else {
             self.backward_whole(input, grad_output, &win, need_grad_input);
