@@ -207,6 +207,107 @@ l2,l2=0.001,0-2,0-2,3,76.33 ± 3.79,85.00,74.00,11.00,85.00,0.00,0.00,25.00,9.50
 }
 
 #[test]
+fn the_papers_claims_are_judged_with_the_numbers_they_follow_from() {
+    let dir = scratch("claims");
+    let store = fixed_store(&dir);
+    let out = dir.join("report");
+    // none: test 70, 72, 74 -> 95% CI 72.00 ± 4.97 = 67.03-76.97 (see the test above); l2
+    // beats none with p = 0.00587 (one comparison).
+    let claims = dir.join("claims.toml");
+    std::fs::write(
+        &claims,
+        r#"
+[[claim]]
+text = "No penalty reaches 60-80%"
+range = { method = "none", metric = "test_acc", low = 0.60, high = 0.80 }
+
+[[claim]]
+text = "No penalty reaches 80-90%"
+range = { method = "none", metric = "test_acc", low = 0.80, high = 0.90 }
+
+[[claim]]
+text = "No penalty reaches 70-80%"
+range = { method = "none", metric = "test_acc", low = 0.70, high = 0.80 }
+
+[[claim]]
+text = "L2 beats no penalty"
+source = "Example et al., Sec. 2"
+beats = { method = "l2", over = ["none"] }
+
+[[claim]]
+text = "No penalty beats L2"
+beats = { method = "none", over = ["l2"] }
+"#,
+    )
+    .unwrap();
+    let run = common::regstudy()
+        .args(["report", "fixed", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&out)
+        .arg("--claims")
+        .arg(&claims)
+        .output()
+        .unwrap();
+    common::assert_success(&run);
+    let table = std::fs::read_to_string(out.join("tables/claims.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows[0], "claim,source,test,regstudy's numbers,verdict");
+    assert!(
+        rows[1].ends_with("\"none: 72.00 ± 4.97% (67.03-76.97%, n = 3)\",holds"),
+        "{table}"
+    );
+    assert!(rows[2].ends_with(",does not hold"), "{table}");
+    assert!(rows[3].ends_with(",open"), "{table}");
+    assert!(
+        rows[4].contains("Example et al., Sec. 2")
+            && rows[4].contains("+4.33 pp, p = 0.00587")
+            && rows[4].ends_with(",holds"),
+        "{table}"
+    );
+    assert!(rows[5].ends_with(",does not hold"), "{table}");
+    assert!(common::stdout(&run).contains("| L2 beats no penalty"));
+}
+
+#[test]
+fn a_claims_file_naming_another_studys_method_is_refused_with_its_place() {
+    let dir = scratch("claims-bad");
+    let store = fixed_store(&dir);
+    let claims = dir.join("claims.toml");
+    std::fs::write(
+        &claims,
+        "[[claim]]\ntext = \"L1 beats no penalty\"\nbeats = { method = \"l1\", over = [\"none\"] }\n",
+    )
+    .unwrap();
+    let run = common::regstudy()
+        .args(["report", "fixed", "--store"])
+        .arg(&store)
+        .arg("--out")
+        .arg(dir.join("report"))
+        .arg("--claims")
+        .arg(&claims)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = common::stderr(&run);
+    assert!(
+        err.contains("claims.toml:1:")
+            && err.contains("claim[0].beats.method")
+            && err.contains("no method is called `l1` (methods: none, l2)"),
+        "{err}"
+    );
+    assert!(!dir.join("report").exists(), "no report without its claims");
+    let run = common::regstudy()
+        .args(["report", "fixed", "--store"])
+        .arg(&store)
+        .args(["--claims", "preset:nope"])
+        .output()
+        .unwrap();
+    assert!(common::stderr(&run)
+        .contains("no preset `nope` has claims (presets with claims: deepa2025, l2-dropout-bn)"));
+}
+
+#[test]
 fn a_study_exports_as_tensorboard_event_files_and_csv() {
     let dir = scratch("export");
     let store = fixed_store(&dir);

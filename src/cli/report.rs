@@ -7,10 +7,10 @@ use clap::{Args, ValueEnum};
 use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
-use regstudy::study::presets::{preset, PresetOptions, PRESETS};
+use regstudy::study::presets::{preset, preset_claims, PresetOptions, PRESETS, PRESET_CLAIMS};
 use regstudy::study::prune::PruneRule;
 use regstudy::study::runner::{run_study, StudyRunOptions};
-use regstudy::study::spec::StudySpec;
+use regstudy::study::spec::{read_claims, PaperClaim, StudySpec, StudySpecError};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -23,6 +23,11 @@ pub struct ReportArgs {
     /// Folder for report.md, report.html, tables/ and figures/ [default: reports/<study>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// The paper's claims to judge: a claims file (`[[claim]]` tables, each with a `range`,
+    /// `beats` or `untested` test), or `preset:NAME` for a source study's own claims
+    /// (deepa2025, l2-dropout-bn).
+    #[arg(long, value_name = "FILE|preset:NAME")]
+    claims: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -85,21 +90,66 @@ pub fn report(args: ReportArgs) -> CommandResult {
     let out = args
         .out
         .unwrap_or_else(|| Path::new("reports").join(&args.study));
-    write_and_show(store.as_ref(), args.study.as_str(), &out, &[])
+    let claims = match &args.claims {
+        Some(source) => ClaimsSource::parse(source)?,
+        None => ClaimsSource::None,
+    };
+    write_and_show(store.as_ref(), args.study.as_str(), &out, &claims, &[])
 }
 
-/// Writes the report of `study` (with `extra` files in its folder) and prints its summary
-/// tables.
+/// Where the paper's claims judged in a report come from.
+enum ClaimsSource {
+    None,
+    /// A source study's own (`preset:NAME`).
+    Preset(String),
+    /// A claims file, with its text.
+    File(PathBuf, String),
+}
+
+impl ClaimsSource {
+    /// `preset:NAME` or a file's path (read now, so that a missing file fails before the
+    /// report is made).
+    fn parse(source: &str) -> Result<ClaimsSource, String> {
+        if let Some(name) = source.strip_prefix("preset:") {
+            if !PRESET_CLAIMS.iter().any(|(n, _)| *n == name) {
+                let names: Vec<&str> = PRESET_CLAIMS.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "--claims: no preset `{name}` has claims (presets with claims: {})",
+                    names.join(", ")
+                ));
+            }
+            return Ok(ClaimsSource::Preset(name.to_string()));
+        }
+        let path = PathBuf::from(source);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read the claims: {e}", path.display()))?;
+        Ok(ClaimsSource::File(path, text))
+    }
+
+    /// The claims, checked against the study's `spec`.
+    fn read(&self, spec: &StudySpec) -> Result<Vec<PaperClaim>, StudySpecError> {
+        match self {
+            ClaimsSource::None => Ok(Vec::new()),
+            ClaimsSource::Preset(name) => preset_claims(name, spec),
+            ClaimsSource::File(path, text) => read_claims(text, path, spec),
+        }
+    }
+}
+
+/// Writes the report of `study` (with `extra` files in its folder), judging `claims`, and
+/// prints its summary tables.
 fn write_and_show(
     store: &dyn Store,
     study: &str,
     out: &Path,
+    claims: &ClaimsSource,
     extra: &[ExtraFile],
 ) -> CommandResult {
     let record = store.study(study)?;
     let origin = PathBuf::from(format!("store:{study}"));
     let spec = StudySpec::parse_unchecked(&record.spec, &origin)?;
-    let results = load(store, study, spec)?;
+    let claims = claims.read(&spec)?;
+    let results = load(store, study, spec)?.with_claims(claims);
     let files = write_report_with(&results, out, extra)?;
     print!("{}", console_summary(&results));
     println!();
@@ -145,11 +195,18 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     stopped_by_signal(&spec.name)?;
     // The report is written even when trials failed (it shows what finished); the command
     // still fails, so that a script does not take a partial study for a whole one.
+    // The preset's claims go beside its spec, so that the folder says what was judged.
+    let claims_name = format!("{}.claims.toml", spec.name);
+    let mut extra: Vec<ExtraFile> = vec![(&spec_name, text.as_bytes())];
+    if let Some((_, claims)) = PRESET_CLAIMS.iter().find(|(n, _)| *n == args.name) {
+        extra.push((&claims_name, claims.as_bytes()));
+    }
     write_and_show(
         store.as_ref(),
         &spec.name,
         &out,
-        &[(&spec_name, text.as_bytes())],
+        &ClaimsSource::Preset(args.name.clone()),
+        &extra,
     )?;
     match failed_trials_error(
         &spec.name,

@@ -18,10 +18,12 @@
 //! - Figures of a run (training, validation accuracy and loss, gap) are taken at the epoch
 //!   whose weights were tested: the last one, or the restored one under early stopping.
 
+use super::claims::{judge, ClaimFinding};
 use super::cost::{last_attempt_spans, Cost};
 use super::stats::{holm, paired_t_test, Estimate, PairedTest};
 use super::StudyResults;
 use crate::study::select::{at_chance, choose, classes_of, tested_epoch, PointScore};
+use crate::study::spec::Metric;
 use crate::train::EpochMetrics;
 use crate::trial::{Phase, TrialRecord, TrialState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,6 +121,8 @@ pub struct GroupAnalysis {
     pub baseline: Option<usize>,
     /// Published values for this group, with ours.
     pub paper: Vec<PaperComparison>,
+    /// The claims about this group (or about every group), judged.
+    pub claims: Vec<ClaimFinding>,
 }
 
 /// How a method's reported point was found.
@@ -273,7 +277,7 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PaperComparison {
     pub method: String,
-    pub metric: String,
+    pub metric: Metric,
     pub paper: f64,
     /// Our estimate of the same metric at the chosen point (fractions).
     pub ours: Option<Estimate>,
@@ -394,11 +398,18 @@ fn analyze_group(results: &StudyResults, group: &str) -> GroupAnalysis {
         }
     }
     let paper = paper_rows(results, group, &methods);
+    let claims = results
+        .claims
+        .iter()
+        .filter(|c| c.group.as_deref().is_none_or(|g| g == group))
+        .map(|c| judge(c, &methods))
+        .collect();
     GroupAnalysis {
         name: group.to_string(),
         methods,
         baseline,
         paper,
+        claims,
     }
 }
 
@@ -697,7 +708,7 @@ fn overhead(r: &ChosenResult, base: &ChosenResult) -> Option<f64> {
 }
 
 /// The paired t-test on test accuracy over the seeds both have.
-fn paired(method: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>) -> PairedTest {
+pub(super) fn paired(method: &BTreeMap<u64, f64>, base: &BTreeMap<u64, f64>) -> PairedTest {
     let seeds: Vec<u64> = method
         .keys()
         .filter(|s| base.contains_key(s))
@@ -722,28 +733,33 @@ fn paper_rows(
         .filter(|p| p.group.as_deref().is_none_or(|g| g == group))
         .map(|p| PaperComparison {
             method: p.method.clone(),
-            metric: p.metric.clone(),
+            metric: p.metric,
             paper: p.value,
             ours: methods
                 .iter()
                 .find(|m| m.name == p.method)
                 .and_then(|m| m.result.as_ref())
-                .and_then(|r| metric(r, &p.metric)),
+                .and_then(|r| r.estimate(p.metric)),
             source: p.source.clone(),
         })
         .collect()
 }
 
-/// Our estimate of a paper metric: `test_acc`, `best_val_acc`, `train_acc`, `gap_acc`.
-/// Papers quote the training accuracy as Keras reports it during the epoch, so
-/// `train_acc` and `gap_acc` are the running figures here too.
-fn metric(r: &ChosenResult, name: &str) -> Option<Estimate> {
-    match name {
-        "test_acc" => r.test_acc,
-        "best_val_acc" => r.best_val_acc,
-        "train_acc" => r.train_acc_running,
-        "gap_acc" => r.gap_running,
-        _ => None,
+impl ChosenResult {
+    /// Our estimate of `metric` over the reported runs.
+    pub fn estimate(&self, metric: Metric) -> Option<Estimate> {
+        match metric {
+            Metric::TestAcc => self.test_acc,
+            Metric::BestValAcc => self.best_val_acc,
+            Metric::ValAcc => self.val_acc,
+            Metric::TrainAcc => self.train_acc_running,
+            Metric::TrainEvalAcc => self.train_acc,
+            Metric::GapAcc => self.gap_running,
+            Metric::EvalGapAcc => self.gap,
+            Metric::ZeroWeights => self.zero_fraction,
+            Metric::SmallWeights => self.below_1e3,
+            Metric::ZeroGroups => self.zero_group_fraction,
+        }
     }
 }
 

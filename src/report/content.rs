@@ -30,6 +30,9 @@ pub fn blocks(results: &StudyResults, analysis: &Analysis) -> Vec<Block> {
     out.push(Block::Heading(2, "Reading this report".into()));
     out.push(Block::Paragraph(reading(spec.select)));
     out.push(Block::Paragraph(seeds_paragraph(spec)));
+    if !results.claims.is_empty() {
+        out.push(Block::Paragraph(claims_paragraph()));
+    }
     if let Some(pruning) = &analysis.pruning {
         out.push(Block::Paragraph(pruning_paragraph(pruning)));
     }
@@ -143,6 +146,21 @@ fn seeds_paragraph(spec: &StudySpec) -> String {
             seeds_text(&spec.seeds)
         )
     }
+}
+
+/// How the claims are judged.
+fn claims_paragraph() -> String {
+    format!(
+        "Each of the paper's claims is judged by the reported runs alone (the confirmation \
+         runs, where the study has them). A claim about a range holds when the 95% confidence \
+         interval of its figure lies inside the range, does not hold when the interval lies \
+         wholly outside it, and is open when it crosses a bound. A claim that one method beats \
+         others holds when its test accuracy is significantly above each of them (two-sided \
+         paired t-tests by seed, Holm's adjustment over the claim's comparisons, α = {ALPHA}), \
+         does not hold when any of them is significantly above it, and is open otherwise. The \
+         claims are not adjusted against each other. A claim that needs a method without \
+         reported runs has no data yet; one that the numbers cannot decide says why."
+    )
 }
 
 /// What the pruning rule is, what it stopped and what that saved.
@@ -306,6 +324,7 @@ fn group_blocks(results: &StudyResults, analysis: &Analysis, index: usize) -> Ve
     if !sentences.is_empty() {
         out.push(Block::List(sentences));
     }
+    out.extend(tables::claims(group, &prefix).map(Block::Table));
     out.push(Block::Table(tables::methods(
         group,
         &prefix,

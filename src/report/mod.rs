@@ -17,6 +17,7 @@
 //! (sorted orders, no clock), so the same study always gives the same bytes.
 
 pub mod analysis;
+pub mod claims;
 pub mod content;
 pub mod cost;
 pub mod document;
@@ -29,7 +30,7 @@ pub mod table;
 pub mod tables;
 
 use crate::store::{Store, StoreError};
-use crate::study::spec::StudySpec;
+use crate::study::spec::{PaperClaim, StudySpec};
 use crate::train::EpochMetrics;
 use crate::trial::{StudyRecord, TrialRecord};
 use document::Block;
@@ -45,6 +46,15 @@ pub struct StudyResults {
     pub trials: Vec<TrialRecord>,
     /// The recorded epochs of each trial, by trial id.
     pub epochs: BTreeMap<i64, Vec<EpochMetrics>>,
+    /// The source paper's claims to judge (none unless given with [`StudyResults::with_claims`]).
+    pub claims: Vec<PaperClaim>,
+}
+
+impl StudyResults {
+    /// The same results, with `claims` to judge in the report.
+    pub fn with_claims(self, claims: Vec<PaperClaim>) -> Self {
+        Self { claims, ..self }
+    }
 }
 
 /// Reads the study called `study` from `store`, with its trials and their epochs. The
@@ -61,6 +71,7 @@ pub fn load(store: &dyn Store, study: &str, spec: StudySpec) -> Result<StudyResu
         spec,
         trials,
         epochs,
+        claims: Vec::new(),
     })
 }
 
@@ -213,7 +224,7 @@ fn write_files(results: &StudyResults, folder: &Folder) -> Result<ReportFiles, R
 }
 
 /// The report's headline tables as Markdown, for the terminal: per group, the methods table
-/// and, where the study has published numbers, the paper table.
+/// and, where the study has them, the paper table and the claims.
 pub fn console_summary(results: &StudyResults) -> String {
     let analysis = analysis::analyze(results);
     let mut text = String::new();
@@ -222,6 +233,9 @@ pub fn console_summary(results: &StudyResults) -> String {
         let methods = tables::methods(group, &prefix, analysis.concurrent);
         let mut shown = vec![methods.with_columns(&tables::BRIEF_METHOD_COLUMNS)];
         shown.extend(tables::paper(group, &prefix));
+        shown.extend(
+            tables::claims(group, &prefix).map(|t| t.with_columns(&tables::BRIEF_CLAIM_COLUMNS)),
+        );
         for table in shown {
             text.push_str(&format!("\n### {}\n\n{}", table.title, table.to_markdown()));
         }

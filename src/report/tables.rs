@@ -274,11 +274,38 @@ pub fn paper(group: &GroupAnalysis, prefix: &str) -> Option<Table> {
     for p in &group.paper {
         t.rows.push(vec![
             p.method.clone(),
-            p.metric.clone(),
+            p.metric.name().to_string(),
             pct(Some(p.paper)),
             pct_pm(p.ours),
             signed(p.ours.map(|o| 100.0 * (o.mean - p.paper)), 2),
             p.source.clone(),
+        ]);
+    }
+    Some(t)
+}
+
+/// The columns of the claims table shown in the terminal.
+pub const BRIEF_CLAIM_COLUMNS: [&str; 3] = ["claim", "regstudy's numbers", "verdict"];
+
+/// The source paper's claims with the verdict of this group's numbers; `None` when the
+/// report judges none.
+pub fn claims(group: &GroupAnalysis, prefix: &str) -> Option<Table> {
+    if group.claims.is_empty() {
+        return None;
+    }
+    let (name, title) = named(group, prefix, "claims", "The paper's claims");
+    let mut t = Table::new(
+        title,
+        name,
+        &["claim", "source", "test", "regstudy's numbers", "verdict"],
+    );
+    for c in &group.claims {
+        t.rows.push(vec![
+            c.text.clone(),
+            c.source.clone(),
+            c.test.clone(),
+            c.evidence.clone(),
+            c.verdict.text().to_string(),
         ]);
     }
     Some(t)

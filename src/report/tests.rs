@@ -4,7 +4,7 @@
 use super::analysis::{analyze, Verdict};
 use super::*;
 use crate::regularize::{SparsityReport, WeightHistogram, WeightStats};
-use crate::study::spec::{Group, Method, PaperValue, Selection};
+use crate::study::spec::{Group, Method, Metric, PaperValue, Selection};
 use crate::train::{RunConfig, Summary};
 use crate::trial::{NewTrial, Phase, TrialState};
 
@@ -57,7 +57,7 @@ fn spec(methods: Vec<Method>) -> StudySpec {
         paper: vec![PaperValue {
             group: None,
             method: "none".into(),
-            metric: "test_acc".into(),
+            metric: Metric::TestAcc,
             value: 0.70,
             source: "Example 2025, Table 1".into(),
         }],
@@ -195,6 +195,7 @@ fn fixture() -> StudyResults {
         ]),
         trials: Vec::new(),
         epochs: BTreeMap::new(),
+        claims: Vec::new(),
     };
     let o = |best_val, test, train, val, seconds, zeros, below| Outcome {
         best_val,

@@ -97,6 +97,7 @@ fn study(strengths: &[f64], confirm_seeds: Vec<u64>, runs: &[Run]) -> StudyResul
         spec,
         trials: Vec::new(),
         epochs: BTreeMap::new(),
+        claims: Vec::new(),
     };
     for (number, r) in runs.iter().enumerate() {
         add(&mut results, number, r);
@@ -520,4 +521,132 @@ fn equal_grid_points_confirmed_on_fresh_seeds_are_called_better_at_the_nominal_r
         unconfirmed > 2.0 * confirmed,
         "{unconfirmed} vs {confirmed}"
     );
+}
+
+/// The claims' findings when `claims` are judged on `runs` (methods `none` and `l1`, one
+/// point each, reported on seeds 0-2).
+fn judged(
+    runs: &[Run],
+    claims: Vec<crate::study::spec::PaperClaim>,
+) -> Vec<super::claims::ClaimFinding> {
+    let results = study(&[], Vec::new(), runs).with_claims(claims);
+    analyze(&results).groups[0].claims.clone()
+}
+
+fn claim(test: crate::study::spec::ClaimTest) -> crate::study::spec::PaperClaim {
+    crate::study::spec::PaperClaim {
+        text: "a claim".into(),
+        source: String::new(),
+        group: None,
+        test,
+    }
+}
+
+fn range(method: &str, low: f64, high: f64) -> crate::study::spec::PaperClaim {
+    claim(crate::study::spec::ClaimTest::Range(
+        crate::study::spec::RangeTest {
+            method: method.into(),
+            metric: crate::study::spec::Metric::TestAcc,
+            low,
+            high,
+        },
+    ))
+}
+
+fn beats(method: &str, over: &str) -> crate::study::spec::PaperClaim {
+    claim(crate::study::spec::ClaimTest::Beats(
+        crate::study::spec::BeatsTest {
+            method: method.into(),
+            over: vec![over.into()],
+        },
+    ))
+}
+
+fn l1_runs(tests: [f64; 3]) -> Vec<Run> {
+    (0..3)
+        .map(|s| run("l1", None, s, &[0.6, 0.7], tests[s as usize]))
+        .collect()
+}
+
+#[test]
+fn a_range_claim_holds_inside_fails_outside_and_is_open_across_a_bound() {
+    // Test accuracy 0.70, 0.71, 0.72: mean 0.71, s = 0.01, 95% CI 0.71 ± 4.303 * 0.01 / √3
+    // = 0.6852-0.7348.
+    let runs = baseline([0.70, 0.71, 0.72]);
+    let found = judged(
+        &runs,
+        vec![
+            range("none", 0.68, 0.74),
+            range("none", 0.74, 0.90),
+            range("none", 0.60, 0.69),
+            range("none", 0.70, 0.80),
+        ],
+    );
+    let verdicts: Vec<ClaimVerdict> = found.iter().map(|f| f.verdict).collect();
+    use super::claims::ClaimVerdict;
+    assert_eq!(
+        verdicts,
+        [
+            ClaimVerdict::Holds,
+            ClaimVerdict::DoesNotHold,
+            ClaimVerdict::Open,
+            ClaimVerdict::Open
+        ]
+    );
+    assert!(
+        found[0].evidence.contains("68.52-73.48%") && found[0].evidence.contains("n = 3"),
+        "{}",
+        found[0].evidence
+    );
+}
+
+#[test]
+fn a_claim_that_one_method_beats_another_follows_the_paired_test() {
+    use super::claims::ClaimVerdict;
+    // l1 ahead by 5 points on every seed, within 0.1 point: t = 86.6, p = 0.00013.
+    let mut runs = baseline([0.70, 0.71, 0.72]);
+    runs.extend(l1_runs([0.750, 0.761, 0.769]));
+    let found = judged(&runs, vec![beats("l1", "none"), beats("none", "l1")]);
+    assert_eq!(
+        found[0].verdict,
+        ClaimVerdict::Holds,
+        "{}",
+        found[0].evidence
+    );
+    assert_eq!(found[1].verdict, ClaimVerdict::DoesNotHold);
+    assert!(
+        found[0].evidence.contains("+5.00 pp"),
+        "{}",
+        found[0].evidence
+    );
+    // Ahead on average, but not on every seed: no significant difference either way.
+    let mut runs = baseline([0.70, 0.71, 0.72]);
+    runs.extend(l1_runs([0.76, 0.67, 0.73]));
+    let found = judged(&runs, vec![beats("l1", "none"), beats("none", "l1")]);
+    assert_eq!(found[0].verdict, ClaimVerdict::Open);
+    assert_eq!(found[1].verdict, ClaimVerdict::Open);
+}
+
+#[test]
+fn a_claim_about_a_method_without_reported_runs_has_no_data_yet() {
+    use super::claims::ClaimVerdict;
+    let runs = baseline([0.70, 0.71, 0.72]);
+    let found = judged(&runs, vec![beats("l1", "none"), range("l1", 0.5, 0.9)]);
+    assert_eq!(found[0].verdict, ClaimVerdict::NoData);
+    assert!(found[0].evidence.contains("l1"), "{}", found[0].evidence);
+    assert_eq!(found[1].verdict, ClaimVerdict::NoData);
+    let untested = claim(crate::study::spec::ClaimTest::Untested {
+        why: "no rule given".into(),
+    });
+    let found = judged(&runs, vec![untested]);
+    assert_eq!(found[0].verdict, ClaimVerdict::NotTested);
+    assert_eq!(found[0].evidence, "no rule given");
+}
+
+#[test]
+fn a_claim_about_another_group_is_not_judged_in_this_one() {
+    let mut other = range("none", 0.0, 1.0);
+    other.group = Some("mnist".into());
+    let found = judged(&baseline([0.70, 0.71, 0.72]), vec![other]);
+    assert!(found.is_empty());
 }

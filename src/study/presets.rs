@@ -6,7 +6,7 @@
 //! what the quick form runs.
 
 use crate::study::prune::PruneRule;
-use crate::study::spec::{StudySpec, StudySpecError};
+use crate::study::spec::{read_claims, PaperClaim, StudySpec, StudySpecError};
 use std::path::PathBuf;
 
 /// The presets: name and spec text.
@@ -18,6 +18,29 @@ pub const PRESETS: [(&str, &str); 3] = [
     ),
     ("levy", include_str!("../../presets/levy.toml")),
 ];
+
+/// The source papers' claims, with their tests (see [`crate::study::spec::PaperClaim`]): preset
+/// name and claims file text. Kept apart from the spec, so that a claim can be added or
+/// reworded without changing a study that has already run.
+pub const PRESET_CLAIMS: [(&str, &str); 2] = [
+    (
+        "deepa2025",
+        include_str!("../../presets/deepa2025.claims.toml"),
+    ),
+    (
+        "l2-dropout-bn",
+        include_str!("../../presets/l2-dropout-bn.claims.toml"),
+    ),
+];
+
+/// The claims of preset `name`, checked against `spec` (the preset's study, in any of its
+/// forms: quick, pruned, with another data set); none for a preset without claims.
+pub fn preset_claims(name: &str, spec: &StudySpec) -> Result<Vec<PaperClaim>, StudySpecError> {
+    match PRESET_CLAIMS.iter().find(|(n, _)| *n == name) {
+        Some((_, text)) => read_claims(text, &PathBuf::from(format!("preset:{name}.claims")), spec),
+        None => Ok(Vec::new()),
+    }
+}
 
 /// How a preset is adapted to this run.
 #[derive(Clone, Debug, Default)]
@@ -231,6 +254,21 @@ mod tests {
                 let suffix = if quick { "-quick" } else { "" };
                 assert_eq!(spec.name, format!("{name}{suffix}"));
                 assert!(!spec.paper.is_empty(), "{name} has the paper's numbers");
+            }
+        }
+    }
+
+    #[test]
+    fn every_presets_claims_name_methods_of_its_study_in_every_form() {
+        for (name, _) in PRESET_CLAIMS {
+            for quick in [false, true] {
+                let options = PresetOptions {
+                    quick,
+                    ..PresetOptions::default()
+                };
+                let (_, spec) = preset(name, &options).unwrap();
+                let claims = preset_claims(name, &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(claims.len() >= 3, "{name}: {} claims", claims.len());
             }
         }
     }

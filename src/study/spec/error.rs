@@ -50,6 +50,15 @@ impl Locator<'_> {
         }
     }
 
+    /// A TOML error located at the key it is about.
+    pub(super) fn toml_error(&self, e: &toml::de::Error) -> StudySpecError {
+        let span = e.span();
+        let field = span
+            .clone()
+            .map_or_else(String::new, |s| self.key_at(s.start));
+        self.error(span, field, e.message().trim().to_string())
+    }
+
     /// 1-based line and column (in characters) of byte `offset`.
     pub(super) fn position(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];

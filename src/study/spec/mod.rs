@@ -60,12 +60,14 @@
 //! errors `error` locates at a file, line and field; `expand` turns the spec into trials, with
 //! one walk over groups x methods x points that serves every expansion and count.
 
+mod claims;
 mod error;
 mod expand;
 mod parse;
 #[cfg(test)]
 mod tests;
 
+pub use claims::{read_claims, BeatsTest, ClaimTest, PaperClaim, RangeTest};
 pub use error::StudySpecError;
 pub use expand::{value_text, DatasetUse};
 
@@ -110,6 +112,68 @@ pub struct Method {
     pub point_from: Option<String>,
 }
 
+/// A figure of a method's reported runs that a paper quotes or a claim is about, as a
+/// fraction in [0, 1]; each run's figure is taken at the epoch whose weights were tested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Accuracy on the test set.
+    TestAcc,
+    /// Highest validation accuracy of any epoch (the figure papers quote).
+    BestValAcc,
+    /// Validation accuracy of the tested weights.
+    ValAcc,
+    /// Training accuracy as Keras reports it: averaged during the epoch, with dropout,
+    /// batch statistics and augmentation active (the figure papers quote).
+    TrainAcc,
+    /// Training accuracy of the tested weights in evaluation mode.
+    TrainEvalAcc,
+    /// `train_acc - val_acc`: the gap papers quote.
+    GapAcc,
+    /// `train_eval_acc - val_acc`: the gap of the tested weights.
+    EvalGapAcc,
+    /// Share of kernel weights exactly 0.
+    ZeroWeights,
+    /// Share of kernel weights with `|w| < 1e-3`.
+    SmallWeights,
+    /// Share of output groups (conv filters, linear units) whose every weight is 0.
+    ZeroGroups,
+}
+
+impl Metric {
+    /// The name in spec and claims files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TestAcc => "test_acc",
+            Metric::BestValAcc => "best_val_acc",
+            Metric::ValAcc => "val_acc",
+            Metric::TrainAcc => "train_acc",
+            Metric::TrainEvalAcc => "train_eval_acc",
+            Metric::GapAcc => "gap_acc",
+            Metric::EvalGapAcc => "eval_gap_acc",
+            Metric::ZeroWeights => "zero_weights",
+            Metric::SmallWeights => "small_weights",
+            Metric::ZeroGroups => "zero_groups",
+        }
+    }
+
+    /// What it is, in words, for a report.
+    pub fn description(self) -> &'static str {
+        match self {
+            Metric::TestAcc => "test accuracy",
+            Metric::BestValAcc => "best validation accuracy over epochs",
+            Metric::ValAcc => "validation accuracy",
+            Metric::TrainAcc => "training accuracy (running, as Keras reports it)",
+            Metric::TrainEvalAcc => "training accuracy (eval)",
+            Metric::GapAcc => "gap (running training accuracy - validation accuracy)",
+            Metric::EvalGapAcc => "gap (eval training accuracy - validation accuracy)",
+            Metric::ZeroWeights => "kernel weights exactly 0",
+            Metric::SmallWeights => "kernel weights with |w| < 1e-3",
+            Metric::ZeroGroups => "filters and units entirely 0",
+        }
+    }
+}
+
 /// A published number to show beside ours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,8 +182,8 @@ pub struct PaperValue {
     #[serde(default)]
     pub group: Option<String>,
     pub method: String,
-    /// `test_acc`, `best_val_acc`, `train_acc` (final epoch) or `gap_acc`; fractions in [0, 1].
-    pub metric: String,
+    /// A fraction in [0, 1].
+    pub metric: Metric,
     pub value: f64,
     /// Where the number is printed (paper, table, figure).
     #[serde(default)]

@@ -463,3 +463,96 @@ fn later_trials_of_several_groups_are_numbered_by_group_then_waiting_method_then
     );
     assert_eq!(later[6].config.lr, 0.01);
 }
+
+fn claims(text: &str) -> Result<Vec<PaperClaim>, StudySpecError> {
+    read_claims(text, Path::new("claims.toml"), &parse(GOOD).unwrap())
+}
+
+#[test]
+fn a_claims_file_reads_each_kind_of_test() {
+    let text = r#"
+[[claim]]
+text = "The baseline reaches 65-70%"
+source = "Sec. 4"
+range = { method = "none", metric = "best_val_acc", low = 0.65, high = 0.70 }
+
+[[claim]]
+text = "L1 beats no penalty"
+beats = { method = "l1", over = ["none"] }
+
+[[claim]]
+text = "L1 is best balanced"
+untested = "balance is not defined"
+"#;
+    let read = claims(text).unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(
+        read[0].test,
+        ClaimTest::Range(RangeTest {
+            method: "none".into(),
+            metric: Metric::BestValAcc,
+            low: 0.65,
+            high: 0.70
+        })
+    );
+    assert_eq!(read[0].source, "Sec. 4");
+    assert!(matches!(&read[1].test, ClaimTest::Beats(b) if b.over == ["none"]));
+    assert!(
+        matches!(&read[2].test, ClaimTest::Untested { why } if why == "balance is not defined")
+    );
+}
+
+#[test]
+fn a_bad_claim_is_located_by_claim_and_field() {
+    let cases = [
+        (
+            "text = \"x\"\nbeats = { method = \"l3\", over = [\"none\"] }",
+            "claim[0].beats.method",
+            "no method is called `l3`",
+        ),
+        (
+            "text = \"x\"\nbeats = { method = \"l1\", over = [\"l1\"] }",
+            "claim[0].beats.over",
+            "compared with itself",
+        ),
+        (
+            "text = \"x\"\nbeats = { method = \"l1\", over = [] }",
+            "claim[0].beats.over",
+            "at least one method",
+        ),
+        (
+            "text = \"x\"\nrange = { method = \"none\", metric = \"test_acc\", low = 0.9, high = 0.1 }",
+            "claim[0].range",
+            "low <= high",
+        ),
+        (
+            "text = \"x\"\nuntested = \"a\"\nbeats = { method = \"l1\", over = [\"none\"] }",
+            "claim[0].test",
+            "exactly one of",
+        ),
+        (
+            "text = \"x\"\ngroup = \"mnist\"\nuntested = \"a\"",
+            "claim[0].group",
+            "no group is called `mnist`",
+        ),
+        ("text = \" \"\nuntested = \"a\"", "claim[0].text", "the claim's words"),
+    ];
+    for (body, field, problem) in cases {
+        let err = claims(&format!("[[claim]]\n{body}\n")).unwrap_err();
+        assert_eq!(err.field, field, "{body}");
+        assert!(err.problem.contains(problem), "{body}: {err}");
+        assert_eq!(err.file, Path::new("claims.toml"));
+        assert!(err.position.is_some(), "{err}");
+    }
+}
+
+#[test]
+fn an_unknown_metric_in_a_claim_names_the_metrics_there_are() {
+    let text = "[[claim]]\ntext = \"x\"\nrange = { method = \"none\", metric = \"f1\", low = 0.1, high = 0.2 }\n";
+    let err = claims(text).unwrap_err();
+    assert!(
+        err.problem.contains("f1") && err.problem.contains("test_acc"),
+        "{err}"
+    );
+    assert_eq!(err.position.map(|p| p.0), Some(3));
+}
