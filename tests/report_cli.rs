@@ -291,7 +291,7 @@ fn a_claims_file_naming_another_studys_method_is_refused_with_its_place() {
     assert!(!run.status.success());
     let err = common::stderr(&run);
     assert!(
-        err.contains("claims.toml:1:")
+        err.contains("claims.toml:3:")
             && err.contains("claim[0].beats.method")
             && err.contains("no method is called `l1` (methods: none, l2)"),
         "{err}"
@@ -303,8 +303,9 @@ fn a_claims_file_naming_another_studys_method_is_refused_with_its_place() {
         .args(["--claims", "preset:nope"])
         .output()
         .unwrap();
-    assert!(common::stderr(&run)
-        .contains("no preset `nope` has claims (presets with claims: deepa2025, l2-dropout-bn)"));
+    assert!(common::stderr(&run).contains(
+        "no preset `nope` has claims (presets with claims: deepa2025, l2-dropout-bn, levy)"
+    ));
 }
 
 #[test]

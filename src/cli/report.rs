@@ -25,7 +25,7 @@ pub struct ReportArgs {
     out: Option<PathBuf>,
     /// The paper's claims to judge: a claims file (`[[claim]]` tables, each with a `range`,
     /// `beats` or `untested` test), or `preset:NAME` for a source study's own claims
-    /// (deepa2025, l2-dropout-bn).
+    /// (deepa2025, l2-dropout-bn, levy).
     #[arg(long, value_name = "FILE|preset:NAME")]
     claims: Option<String>,
 }
@@ -94,7 +94,22 @@ pub fn report(args: ReportArgs) -> CommandResult {
         Some(source) => ClaimsSource::parse(source)?,
         None => ClaimsSource::None,
     };
-    write_and_show(store.as_ref(), args.study.as_str(), &out, &claims, &[])
+    write_and_show(store.as_ref(), args.study.as_str(), &out, &claims, &[])?;
+    if let (None, Some(preset)) = (&args.claims, preset_of(args.study.as_str())) {
+        println!("(add --claims preset:{preset} to judge the paper's claims)");
+    }
+    Ok(())
+}
+
+/// The preset with claims that a study of this name was made from by `reproduce`
+/// (`deepa2025`, `deepa2025-quick`, `deepa2025-pruned`, `deepa2025-quick-pruned`).
+fn preset_of(study: &str) -> Option<&'static str> {
+    let base = study.strip_suffix("-pruned").unwrap_or(study);
+    let base = base.strip_suffix("-quick").unwrap_or(base);
+    PRESET_CLAIMS
+        .iter()
+        .map(|(name, _)| *name)
+        .find(|name| *name == base)
 }
 
 /// Where the paper's claims judged in a report come from.

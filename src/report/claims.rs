@@ -1,10 +1,10 @@
 //! The source paper's claims, judged by a group's reported runs: each verdict follows from
 //! the numbers given beside it (see [`crate::study::spec::PaperClaim`] for the tests).
 
-use super::analysis::{paired, MethodAnalysis, ALPHA};
+use super::analysis::{paired, ChosenResult, MethodAnalysis, ALPHA};
 use super::format::{p_value, pct_pm, signed, MISSING};
 use super::stats::{holm, PairedTest};
-use crate::study::spec::{BeatsTest, ClaimTest, PaperClaim, RangeTest};
+use crate::study::spec::{BeatsTest, ClaimTest, Metric, PaperClaim, RangeTest};
 
 /// What a group's numbers say of a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,30 +62,59 @@ pub fn judge(claim: &PaperClaim, methods: &[MethodAnalysis]) -> ClaimFinding {
 }
 
 /// `name`'s reported runs in this group, if it has any.
-fn result<'a>(
-    methods: &'a [MethodAnalysis],
-    name: &str,
-) -> Option<&'a super::analysis::ChosenResult> {
+fn result<'a>(methods: &'a [MethodAnalysis], name: &str) -> Option<&'a ChosenResult> {
     methods.iter().find(|m| m.name == name)?.result.as_ref()
 }
 
+/// A range in percent: `60.00-80.00%`, or `[-5.00, 5.00]%` when a bound is negative.
+fn percent_range(low: f64, high: f64) -> String {
+    if low < 0.0 {
+        format!("[{:.2}, {:.2}]%", 100.0 * low, 100.0 * high)
+    } else {
+        format!("{:.2}-{:.2}%", 100.0 * low, 100.0 * high)
+    }
+}
+
+/// How many of the reported runs diverged or failed, as a clause (`; 1 of 3 runs
+/// diverged`), or nothing.
+fn lost_runs(r: &ChosenResult) -> String {
+    let runs = r.trial_ids.len() + r.diverged + r.failed;
+    match (r.diverged, r.failed) {
+        (0, 0) => String::new(),
+        (d, 0) => format!("; {d} of {runs} runs diverged"),
+        (0, f) => format!("; {f} of {runs} runs failed"),
+        (d, f) => format!("; {d} of {runs} runs diverged, {f} failed"),
+    }
+}
+
 fn judge_range(range: &RangeTest, methods: &[MethodAnalysis]) -> (String, String, ClaimVerdict) {
-    let what = range.metric.description();
+    let (what, name) = (range.metric.description(), &range.method);
     let test = format!(
-        "95% CI of {what} of {} inside {:.2}-{:.2}%",
-        range.method,
-        100.0 * range.low,
-        100.0 * range.high
+        "95% CI of {what} of {name} inside {}",
+        percent_range(range.low, range.high)
     );
-    let estimate = result(methods, &range.method).and_then(|r| r.estimate(range.metric));
-    let Some(e) = estimate else {
-        let evidence = format!("{} has no reported {what} yet", range.method);
-        return (test, evidence, ClaimVerdict::NoData);
+    let Some(r) = result(methods, name) else {
+        return (
+            test,
+            format!("{name} has no reported runs yet"),
+            ClaimVerdict::NoData,
+        );
+    };
+    let lost = lost_runs(r);
+    // Test accuracy counts a diverged run at chance; any other figure would be that of the
+    // runs that survived, which flatters the method.
+    if r.diverged > 0 && range.metric != Metric::TestAcc {
+        let evidence =
+            format!("{name}: {what} is known only for the runs that did not diverge{lost}");
+        return (test, evidence, ClaimVerdict::Open);
+    }
+    let Some(e) = r.estimate(range.metric) else {
+        let evidence = format!("{name}: no finished run has a {what}{lost}");
+        return (test, evidence, ClaimVerdict::Open);
     };
     let Some(half) = e.half_width else {
         let evidence = format!(
-            "{}: {:.2}% from {} run: no interval",
-            range.method,
+            "{name}: {:.2}% from {} run: no interval{lost}",
             100.0 * e.mean,
             e.n
         );
@@ -100,79 +129,94 @@ fn judge_range(range: &RangeTest, methods: &[MethodAnalysis]) -> (String, String
         ClaimVerdict::Open
     };
     let evidence = format!(
-        "{}: {}% ({:.2}-{:.2}%, n = {})",
-        range.method,
+        "{name}: {}% ({}, n = {}){lost}",
         pct_pm(Some(e)),
-        100.0 * low,
-        100.0 * high,
+        percent_range(low, high),
         e.n
     );
     (test, evidence, verdict)
 }
 
+/// One comparison of a `beats` claim: the rival, its results and the paired test.
+struct Comparison<'a> {
+    rival: &'a str,
+    theirs: &'a ChosenResult,
+    test: PairedTest,
+}
+
 fn judge_beats(beats: &BeatsTest, methods: &[MethodAnalysis]) -> (String, String, ClaimVerdict) {
-    let how = if beats.over.len() == 1 {
-        format!("paired t-test by seed, α = {ALPHA}")
-    } else {
-        format!(
-            "paired t-tests by seed, Holm over {} comparisons, α = {ALPHA}",
-            beats.over.len()
-        )
-    };
+    let k = beats.over.len();
     let test = format!(
-        "test accuracy of {} significantly above {} ({how})",
+        "test accuracy of {} above {} (paired t-test{} by seed, α = {ALPHA})",
         beats.method,
         beats.over.join(", "),
+        if k == 1 { "" } else { "s" }
     );
     let missing: Vec<&str> = std::iter::once(&beats.method)
         .chain(&beats.over)
         .filter(|name| result(methods, name).and_then(|r| r.test_acc).is_none())
         .map(String::as_str)
         .collect();
-    let (Some(own), true) = (result(methods, &beats.method), missing.is_empty()) else {
+    let own = result(methods, &beats.method).filter(|_| missing.is_empty());
+    let rivals: Option<Vec<(&str, &ChosenResult)>> = beats
+        .over
+        .iter()
+        .map(|name| Some((name.as_str(), result(methods, name)?)))
+        .collect();
+    let (Some(own), Some(rivals)) = (own, rivals) else {
         let evidence = format!("no reported test accuracy yet for {}", missing.join(", "));
         return (test, evidence, ClaimVerdict::NoData);
     };
-    let accuracy = |r: &super::analysis::ChosenResult| pct_pm(r.test_acc);
-    let mut parts = vec![format!("{} {}%", beats.method, accuracy(own))];
-    let mut tested: Vec<(usize, f64, f64)> = Vec::new();
-    let mut untested = false;
-    for (i, other) in beats.over.iter().enumerate() {
-        let theirs = result(methods, other).expect("checked above");
-        match paired(&own.test_by_seed, &theirs.test_by_seed) {
-            PairedTest::Tested { p, mean_diff, .. } => tested.push((i, p, mean_diff)),
-            PairedTest::NotTested { reason, .. } => {
-                untested = true;
-                parts.push(format!(
-                    "{other} {}%: not tested ({reason})",
-                    accuracy(theirs)
-                ));
-            }
-        }
-    }
-    let raw: Vec<f64> = tested.iter().map(|&(_, p, _)| p).collect();
+    let accuracy = |r: &ChosenResult| {
+        let chance = if r.at_chance { " (at chance)" } else { "" };
+        format!("{}%{chance}", pct_pm(r.test_acc))
+    };
+    let comparisons: Vec<Comparison> = rivals
+        .into_iter()
+        .map(|(rival, theirs)| Comparison {
+            rival,
+            theirs,
+            test: paired(&own.test_by_seed, &theirs.test_by_seed),
+        })
+        .collect();
+    // Holm over all k comparisons: one that could not be tested counts with p = 1.
+    let raw: Vec<f64> = comparisons
+        .iter()
+        .map(|c| match c.test {
+            PairedTest::Tested { p, .. } => p,
+            PairedTest::NotTested { .. } => 1.0,
+        })
+        .collect();
+    let adjusted = holm(&raw);
+    let mut parts = vec![format!("{} {}", beats.method, accuracy(own))];
     let (mut ahead, mut behind) = (0, 0);
-    for (&(i, _, diff), adjusted) in tested.iter().zip(holm(&raw)) {
-        let other = &beats.over[i];
-        let theirs = result(methods, other).expect("checked above");
-        parts.push(format!(
-            "{other} {}%: {} pp, {} = {}",
-            accuracy(theirs),
-            signed(Some(100.0 * diff), 2),
-            if tested.len() == 1 { "p" } else { "Holm p" },
-            p_value(adjusted)
-        ));
-        if adjusted < ALPHA {
-            if diff > 0.0 {
-                ahead += 1;
-            } else {
-                behind += 1;
+    for (c, &p_holm) in comparisons.iter().zip(&adjusted) {
+        let line = match &c.test {
+            PairedTest::Tested { p, mean_diff, .. } => {
+                ahead += usize::from(*p < ALPHA && *mean_diff > 0.0);
+                behind += usize::from(p_holm < ALPHA && *mean_diff < 0.0);
+                let holm_part = if k > 1 {
+                    format!(", Holm p = {}", p_value(p_holm))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} pp, p = {}{holm_part}",
+                    signed(Some(100.0 * mean_diff), 2),
+                    p_value(*p)
+                )
             }
-        }
+            PairedTest::NotTested { reason, .. } => format!("not tested ({reason})"),
+        };
+        parts.push(format!("{} {}: {line}", c.rival, accuracy(c.theirs)));
     }
-    let verdict = if behind > 0 {
+    // A method at chance learned nothing and is not ranked, as in the methods table.
+    let at_chance = own.at_chance || comparisons.iter().any(|c| c.theirs.at_chance);
+    let verdict = if at_chance {
+        ClaimVerdict::Open
+    } else if behind > 0 {
         ClaimVerdict::DoesNotHold
-    } else if !untested && ahead == beats.over.len() {
+    } else if ahead == k {
         ClaimVerdict::Holds
     } else {
         ClaimVerdict::Open

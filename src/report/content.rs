@@ -154,11 +154,17 @@ fn claims_paragraph() -> String {
         "Each of the paper's claims is judged by the reported runs alone (the confirmation \
          runs, where the study has them). A claim about a range holds when the 95% confidence \
          interval of its figure lies inside the range, does not hold when the interval lies \
-         wholly outside it, and is open when it crosses a bound. A claim that one method beats \
-         others holds when its test accuracy is significantly above each of them (two-sided \
-         paired t-tests by seed, Holm's adjustment over the claim's comparisons, α = {ALPHA}), \
-         does not hold when any of them is significantly above it, and is open otherwise. The \
-         claims are not adjusted against each other. A claim that needs a method without \
+         wholly outside it, and is open when it crosses a bound or when a reported run \
+         diverged and the figure is not test accuracy (which alone counts such a run, at \
+         chance). A claim that one method beats others holds when its test accuracy is above \
+         each of theirs by a two-sided paired t-test by seed at p < {ALPHA} (an \
+         intersection-union test: every comparison must reject, so no adjustment is needed), \
+         does not hold when any of them is above it at Holm-adjusted p < {ALPHA} over the \
+         claim's comparisons, and is open otherwise or when a method compared is at chance. \
+         Each claim is a test of its own: the claims are not adjusted against each other, nor \
+         against the methods table, whose tests against the baseline are adjusted over the \
+         whole group, so a claim that one method beats the baseline can hold while the \
+         methods table finds no significant difference. A claim that needs a method without \
          reported runs has no data yet; one that the numbers cannot decide says why."
     )
 }

@@ -644,9 +644,114 @@ fn a_claim_about_a_method_without_reported_runs_has_no_data_yet() {
 }
 
 #[test]
-fn a_claim_about_another_group_is_not_judged_in_this_one() {
+fn a_claim_is_judged_in_its_own_group_and_not_in_another() {
     let mut other = range("none", 0.0, 1.0);
     other.group = Some("mnist".into());
-    let found = judged(&baseline([0.70, 0.71, 0.72]), vec![other]);
-    assert!(found.is_empty());
+    let mut own = range("none", 0.0, 1.0);
+    own.group = Some(String::new());
+    let found = judged(&baseline([0.70, 0.71, 0.72]), vec![other, own]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].verdict, super::claims::ClaimVerdict::Holds);
+}
+
+fn runs_of(method: &str, tests: [f64; 3]) -> Vec<Run> {
+    (0..3)
+        .map(|s| run(method, None, s, &[0.6, 0.7], tests[s as usize]))
+        .collect()
+}
+
+fn beats_all(method: &str, over: &[&str]) -> crate::study::spec::PaperClaim {
+    claim(crate::study::spec::ClaimTest::Beats(
+        crate::study::spec::BeatsTest {
+            method: method.into(),
+            over: over.iter().map(|o| o.to_string()).collect(),
+        },
+    ))
+}
+
+#[test]
+fn beating_several_rivals_needs_each_test_and_losing_to_one_is_adjusted_by_holm() {
+    use super::claims::ClaimVerdict;
+    // l1 - none = l1 - l2 = 3, 4, 5.5 points: t = 5.74 with 2 degrees of freedom,
+    // p = 1 - t / sqrt(t^2 + 2) = 0.0291 for each. Every comparison rejects at 0.05, so the
+    // intersection-union test holds, although Holm's adjusted p (0.0582) would not.
+    let mut runs = baseline([0.70, 0.71, 0.72]);
+    runs.extend(runs_of("l1", [0.73, 0.75, 0.775]));
+    runs.extend(runs_of("l2", [0.70, 0.71, 0.72]));
+    let found = judged(
+        &runs,
+        vec![
+            beats_all("l1", &["none", "l2"]),
+            beats_all("none", &["l1", "l2"]),
+            beats_all("none", &["l1"]),
+        ],
+    );
+    assert_eq!(
+        found[0].verdict,
+        ClaimVerdict::Holds,
+        "{}",
+        found[0].evidence
+    );
+    assert!(
+        found[0].evidence.contains("p = 0.0291, Holm p = 0.0582"),
+        "{}",
+        found[0].evidence
+    );
+    // none below l1 at Holm p = 0.0582 over two comparisons, equal to l2 (not tested:
+    // zero variance): open. Against l1 alone, p = 0.0291: does not hold.
+    assert_eq!(
+        found[1].verdict,
+        ClaimVerdict::Open,
+        "{}",
+        found[1].evidence
+    );
+    assert!(found[1]
+        .evidence
+        .contains("l2 71.00 ± 2.48%: not tested (zero variance)"));
+    assert_eq!(found[2].verdict, ClaimVerdict::DoesNotHold);
+}
+
+#[test]
+fn a_comparison_with_a_method_at_chance_is_open() {
+    use super::claims::ClaimVerdict;
+    let mut runs = baseline([0.70, 0.71, 0.72]);
+    runs.extend(runs_of("l1", [0.10, 0.11, 0.09]));
+    let found = judged(&runs, vec![beats("none", "l1")]);
+    assert_eq!(found[0].verdict, ClaimVerdict::Open);
+    assert!(
+        found[0].evidence.contains("(at chance)"),
+        "{}",
+        found[0].evidence
+    );
+}
+
+#[test]
+fn a_range_claim_without_an_interval_or_with_diverged_runs_is_open() {
+    use super::claims::ClaimVerdict;
+    let one = vec![run("none", None, 0, &[0.6, 0.7], 0.70)];
+    let found = judged(&one, vec![range("none", 0.0, 1.0)]);
+    assert_eq!(found[0].verdict, ClaimVerdict::Open);
+    assert!(found[0].evidence.contains("from 1 run: no interval"));
+    // A diverged run counts at chance in test accuracy only; other figures would be the
+    // survivors'.
+    let mut runs = baseline([0.70, 0.71, 0.72]);
+    runs[2].state = TrialState::Diverged;
+    let mut val = range("none", 0.0, 1.0);
+    if let crate::study::spec::ClaimTest::Range(r) = &mut val.test {
+        r.metric = crate::study::spec::Metric::ValAcc;
+    }
+    let found = judged(&runs, vec![val, range("none", 0.0, 1.0)]);
+    assert_eq!(found[0].verdict, ClaimVerdict::Open);
+    assert!(
+        found[0].evidence.contains("1 of 3 runs diverged"),
+        "{}",
+        found[0].evidence
+    );
+    // Test accuracy counts the diverged run at chance (0.1): 0.70, 0.71, 0.10, whose
+    // interval (-36.45% to 137.11%) crosses both bounds.
+    assert_eq!(
+        found[1].evidence,
+        "none: 50.33 ± 86.78% ([-36.45, 137.11]%, n = 3); 1 of 3 runs diverged"
+    );
+    assert_eq!(found[1].verdict, ClaimVerdict::Open);
 }

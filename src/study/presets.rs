@@ -22,7 +22,7 @@ pub const PRESETS: [(&str, &str); 3] = [
 /// The source papers' claims, with their tests (see [`crate::study::spec::PaperClaim`]): preset
 /// name and claims file text. Kept apart from the spec, so that a claim can be added or
 /// reworded without changing a study that has already run.
-pub const PRESET_CLAIMS: [(&str, &str); 2] = [
+pub const PRESET_CLAIMS: [(&str, &str); 3] = [
     (
         "deepa2025",
         include_str!("../../presets/deepa2025.claims.toml"),
@@ -31,6 +31,7 @@ pub const PRESET_CLAIMS: [(&str, &str); 2] = [
         "l2-dropout-bn",
         include_str!("../../presets/l2-dropout-bn.claims.toml"),
     ),
+    ("levy", include_str!("../../presets/levy.claims.toml")),
 ];
 
 /// The claims of preset `name`, checked against `spec` (the preset's study, in any of its
@@ -261,14 +262,19 @@ mod tests {
     #[test]
     fn every_presets_claims_name_methods_of_its_study_in_every_form() {
         for (name, _) in PRESET_CLAIMS {
-            for quick in [false, true] {
+            for (quick, prune) in [
+                (false, None),
+                (true, None),
+                (false, Some("asha".parse().unwrap())),
+            ] {
                 let options = PresetOptions {
                     quick,
+                    prune,
                     ..PresetOptions::default()
                 };
                 let (_, spec) = preset(name, &options).unwrap();
                 let claims = preset_claims(name, &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
-                assert!(claims.len() >= 3, "{name}: {} claims", claims.len());
+                assert!(claims.len() >= 4, "{name}: {} claims", claims.len());
             }
         }
     }

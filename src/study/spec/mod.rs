@@ -113,7 +113,8 @@ pub struct Method {
 }
 
 /// A figure of a method's reported runs that a paper quotes or a claim is about, as a
-/// fraction in [0, 1]; each run's figure is taken at the epoch whose weights were tested.
+/// fraction (a share in [0, 1]; the gaps, differences of two shares, in [-1, 1]). Each run's
+/// figure is taken at the epoch whose weights were tested, except `best_val_acc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {

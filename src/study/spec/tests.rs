@@ -503,56 +503,105 @@ untested = "balance is not defined"
 }
 
 #[test]
-fn a_bad_claim_is_located_by_claim_and_field() {
+fn a_bad_claim_is_located_by_claim_field_and_line() {
+    // Each body is the second claim, from line 5 on; the bad value is on `line`.
     let cases = [
         (
             "text = \"x\"\nbeats = { method = \"l3\", over = [\"none\"] }",
-            "claim[0].beats.method",
-            "no method is called `l3`",
+            "claim[1].beats.method",
+            6,
+            "no method is called `l3` (methods: none, l1)",
         ),
         (
-            "text = \"x\"\nbeats = { method = \"l1\", over = [\"l1\"] }",
-            "claim[0].beats.over",
+            "text = \"x\"\nbeats = { method = \"l1\", over = [\"none\", \"l1\"] }",
+            "claim[1].beats.over",
+            6,
             "compared with itself",
         ),
         (
+            "text = \"x\"\nbeats = { method = \"l1\", over = [\"none\", \"none\"] }",
+            "claim[1].beats.over",
+            6,
+            "`none` is named twice",
+        ),
+        (
             "text = \"x\"\nbeats = { method = \"l1\", over = [] }",
-            "claim[0].beats.over",
+            "claim[1].beats.over",
+            6,
             "at least one method",
         ),
         (
             "text = \"x\"\nrange = { method = \"none\", metric = \"test_acc\", low = 0.9, high = 0.1 }",
-            "claim[0].range",
+            "claim[1].range.high",
+            6,
             "low <= high",
         ),
         (
+            "text = \"x\"\nrange = { method = \"none\", metric = \"test_acc\", low = 65, high = 70 }",
+            "claim[1].range.low",
+            6,
+            "0.65 for 65%",
+        ),
+        (
             "text = \"x\"\nuntested = \"a\"\nbeats = { method = \"l1\", over = [\"none\"] }",
-            "claim[0].test",
-            "exactly one of",
+            "claim[1]",
+            4,
+            "exactly one test",
+        ),
+        (
+            "text = \"x\"\nuntested = \" \"",
+            "claim[1].untested",
+            6,
+            "why the claim is not tested",
         ),
         (
             "text = \"x\"\ngroup = \"mnist\"\nuntested = \"a\"",
-            "claim[0].group",
-            "no group is called `mnist`",
+            "claim[1].group",
+            6,
+            "no group is called `mnist`: the study has no groups",
         ),
-        ("text = \" \"\nuntested = \"a\"", "claim[0].text", "the claim's words"),
+        ("text = \" \"\nuntested = \"a\"", "claim[1].text", 5, "the claim's words"),
     ];
-    for (body, field, problem) in cases {
-        let err = claims(&format!("[[claim]]\n{body}\n")).unwrap_err();
+    for (body, field, line, problem) in cases {
+        let text = format!("[[claim]]\ntext = \"fine\"\nuntested = \"a\"\n[[claim]]\n{body}\n");
+        let err = claims(&text).unwrap_err();
         assert_eq!(err.field, field, "{body}");
         assert!(err.problem.contains(problem), "{body}: {err}");
         assert_eq!(err.file, Path::new("claims.toml"));
-        assert!(err.position.is_some(), "{err}");
+        assert_eq!(err.position.map(|p| p.0), Some(line), "{body}: {err}");
     }
 }
 
 #[test]
-fn an_unknown_metric_in_a_claim_names_the_metrics_there_are() {
-    let text = "[[claim]]\ntext = \"x\"\nrange = { method = \"none\", metric = \"f1\", low = 0.1, high = 0.2 }\n";
-    let err = claims(text).unwrap_err();
+fn a_misspelt_or_unknown_value_in_a_claim_names_the_claim_the_field_and_the_choices() {
+    let first = "[[claim]]\ntext = \"fine\"\nuntested = \"a\"\n";
+    let text = format!(
+        "{first}[[claim]]\ntext = \"x\"\nrange = {{ method = \"none\", metrc = \"test_acc\", low = 0.1, high = 0.2 }}\n"
+    );
+    let err = claims(&text).unwrap_err();
+    assert_eq!(err.field, "claim[1].range.metrc");
+    assert!(err.problem.contains("`metric`"), "{err}");
+    assert_eq!(err.position.map(|p| p.0), Some(6));
+    let text = format!(
+        "{first}[[claim]]\ntext = \"x\"\nrange = {{ method = \"none\", metric = \"f1\", low = 0.1, high = 0.2 }}\n"
+    );
+    let err = claims(&text).unwrap_err();
+    assert_eq!(err.field, "claim[1].range.metric");
     assert!(
         err.problem.contains("f1") && err.problem.contains("test_acc"),
         "{err}"
     );
-    assert_eq!(err.position.map(|p| p.0), Some(3));
+    let err = claims("# nothing here\n").unwrap_err();
+    assert_eq!(err.field, "claim");
+}
+
+#[test]
+fn a_paper_value_with_an_unknown_metric_is_located() {
+    let text = format!("{GOOD}\n[[paper]]\nmethod = \"l1\"\nmetric = \"f1\"\nvalue = 0.5\n");
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.problem.contains("f1") && err.problem.contains("best_val_acc"),
+        "{err}"
+    );
+    assert_eq!(err.position, Some((19, 10)), "{err}");
 }
