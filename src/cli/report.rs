@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use regstudy::report::{console_summary, load, write_report_with, ExtraFile};
 use regstudy::store::{self, Store};
 use regstudy::study::name::StudyName;
-use regstudy::study::presets::{preset, preset_claims, PresetOptions, PRESETS, PRESET_CLAIMS};
+use regstudy::study::presets::{
+    claims_text, preset, preset_claims, PresetOptions, PRESETS, PRESET_CLAIMS,
+};
 use regstudy::study::prune::PruneRule;
 use regstudy::study::runner::{run_study, StudyRunOptions};
 use regstudy::study::spec::{read_claims, PaperClaim, StudySpec, StudySpecError};
@@ -126,7 +128,7 @@ impl ClaimsSource {
     /// report is made).
     fn parse(source: &str) -> Result<ClaimsSource, String> {
         if let Some(name) = source.strip_prefix("preset:") {
-            if !PRESET_CLAIMS.iter().any(|(n, _)| *n == name) {
+            if claims_text(name).is_none() {
                 let names: Vec<&str> = PRESET_CLAIMS.iter().map(|(n, _)| *n).collect();
                 return Err(format!(
                     "--claims: no preset `{name}` has claims (presets with claims: {})",
@@ -213,7 +215,7 @@ pub fn reproduce(args: ReproduceArgs) -> CommandResult {
     // The preset's claims go beside its spec, so that the folder says what was judged.
     let claims_name = format!("{}.claims.toml", spec.name);
     let mut extra: Vec<ExtraFile> = vec![(&spec_name, text.as_bytes())];
-    if let Some((_, claims)) = PRESET_CLAIMS.iter().find(|(n, _)| *n == args.name) {
+    if let Some(claims) = claims_text(&args.name) {
         extra.push((&claims_name, claims.as_bytes()));
     }
     write_and_show(

@@ -152,18 +152,14 @@ fn judge_beats(beats: &BeatsTest, methods: &[MethodAnalysis]) -> (String, String
         beats.over.join(", "),
         if k == 1 { "" } else { "s" }
     );
+    // Each method named, with its reported runs when they have a test accuracy.
+    let found = |name: &str| result(methods, name).filter(|r| r.test_acc.is_some());
     let missing: Vec<&str> = std::iter::once(&beats.method)
         .chain(&beats.over)
-        .filter(|name| result(methods, name).and_then(|r| r.test_acc).is_none())
         .map(String::as_str)
+        .filter(|name| found(name).is_none())
         .collect();
-    let own = result(methods, &beats.method).filter(|_| missing.is_empty());
-    let rivals: Option<Vec<(&str, &ChosenResult)>> = beats
-        .over
-        .iter()
-        .map(|name| Some((name.as_str(), result(methods, name)?)))
-        .collect();
-    let (Some(own), Some(rivals)) = (own, rivals) else {
+    let (Some(own), true) = (found(&beats.method), missing.is_empty()) else {
         let evidence = format!("no reported test accuracy yet for {}", missing.join(", "));
         return (test, evidence, ClaimVerdict::NoData);
     };
@@ -171,8 +167,10 @@ fn judge_beats(beats: &BeatsTest, methods: &[MethodAnalysis]) -> (String, String
         let chance = if r.at_chance { " (at chance)" } else { "" };
         format!("{}%{chance}", pct_pm(r.test_acc))
     };
-    let comparisons: Vec<Comparison> = rivals
-        .into_iter()
+    let comparisons: Vec<Comparison> = beats
+        .over
+        .iter()
+        .filter_map(|rival| Some((rival, found(rival)?)))
         .map(|(rival, theirs)| Comparison {
             rival,
             theirs,

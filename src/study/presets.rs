@@ -37,10 +37,18 @@ pub const PRESET_CLAIMS: [(&str, &str); 3] = [
 /// The claims of preset `name`, checked against `spec` (the preset's study, in any of its
 /// forms: quick, pruned, with another data set); none for a preset without claims.
 pub fn preset_claims(name: &str, spec: &StudySpec) -> Result<Vec<PaperClaim>, StudySpecError> {
-    match PRESET_CLAIMS.iter().find(|(n, _)| *n == name) {
-        Some((_, text)) => read_claims(text, &PathBuf::from(format!("preset:{name}.claims")), spec),
+    match claims_text(name) {
+        Some(text) => read_claims(text, &PathBuf::from(format!("preset:{name}.claims")), spec),
         None => Ok(Vec::new()),
     }
+}
+
+/// The claims file of preset `name`, if it has one.
+pub fn claims_text(name: &str) -> Option<&'static str> {
+    PRESET_CLAIMS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// How a preset is adapted to this run.

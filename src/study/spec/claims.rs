@@ -23,12 +23,12 @@
 
 use super::error::{Locator, StudySpecError};
 use super::{Metric, StudySpec};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::Path;
 use toml::Spanned;
 
 /// A claim and its test.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PaperClaim {
     /// The claim, in the paper's words.
     pub text: String,
@@ -40,7 +40,7 @@ pub struct PaperClaim {
 }
 
 /// How a claim is decided.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ClaimTest {
     /// The method's value of a metric lies in `[low, high]`.
     Range(RangeTest),
@@ -54,7 +54,7 @@ pub enum ClaimTest {
 /// inside `[low, high]`; does not hold when it lies wholly outside; open when it crosses a
 /// bound, or when a reported run diverged and the metric is not test accuracy (which alone
 /// counts such a run, at chance).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RangeTest {
     pub method: String,
     pub metric: Metric,
@@ -69,7 +69,7 @@ pub struct RangeTest {
 /// must reject. Does not hold when any method in `over` is above it at Holm-adjusted
 /// p < 0.05 over the claim's comparisons. Open otherwise, and when a method compared is at
 /// chance (not ranked, as in the methods table).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BeatsTest {
     pub method: String,
     pub over: Vec<String>,
@@ -89,8 +89,8 @@ struct RawClaim {
     #[serde(default)]
     source: String,
     group: Option<Spanned<String>>,
-    range: Option<Spanned<RawRange>>,
-    beats: Option<Spanned<RawBeats>>,
+    range: Option<RawRange>,
+    beats: Option<RawBeats>,
     untested: Option<Spanned<String>>,
 }
 
@@ -161,10 +161,7 @@ fn toml_error(at: &Locator, e: &toml::de::Error) -> StudySpecError {
         let inner = match line[inner_start..].split_once('=') {
             Some((key, _)) => key.trim().to_string(),
             // The error is at a key (an unknown one): the word there.
-            None => at.text[offset..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
-                .collect(),
+            None => at.word_at(offset),
         };
         error.field = format!("{outer}.{inner}");
     }
@@ -186,8 +183,8 @@ fn check_claim(raw: Spanned<RawClaim>, spec: &StudySpec) -> Result<PaperClaim, P
         check_group(spec, group)?;
     }
     let test = match (raw.range, raw.beats, raw.untested) {
-        (Some(range), None, None) => ClaimTest::Range(check_range(range.into_inner(), spec)?),
-        (None, Some(beats), None) => ClaimTest::Beats(check_beats(beats.into_inner(), spec)?),
+        (Some(range), None, None) => ClaimTest::Range(check_range(range, spec)?),
+        (None, Some(beats), None) => ClaimTest::Beats(check_beats(beats, spec)?),
         (None, None, Some(why)) if why.get_ref().trim().is_empty() => {
             let problem = "expected why the claim is not tested, got nothing".to_string();
             return Err(("untested".into(), why.span(), problem));

@@ -76,7 +76,12 @@ impl Locator<'_> {
         if let Some((key, _)) = before.split_once('=') {
             return key.trim().trim_matches('"').to_string();
         }
-        self.text[offset..]
+        self.word_at(offset)
+    }
+
+    /// The bare key (letters, digits, `_`, `-`) that starts at byte `offset`.
+    pub(super) fn word_at(&self, offset: usize) -> String {
+        self.text[offset.min(self.text.len())..]
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
             .collect()
