@@ -1,11 +1,12 @@
 //! Matrix-multiply throughput on the shapes of a simple-CNN training step (batch 64) and a
 //! ResNet-18 layer, for the `gemm` crate (through regstudy's `matmul`, which splits long inner
-//! dimensions) and `matrixmultiply`, on the same thread pool. Prints GFLOP/s, median of 20 runs.
+//! dimensions) and `matrixmultiply`, on the same thread pool, and for regstudy's bf16 products
+//! where the CPU has AVX512-BF16. Prints GFLOP/s, median of 20 runs.
 //!
 //!     cargo run --release --example gemm_shapes [THREADS]
 
 use regstudy::engine::matmul::{matmul, MatRef};
-use regstudy::engine::{Rng, ThreadPool};
+use regstudy::engine::{Precision, Rng, ThreadPool};
 use std::time::Instant;
 
 /// (label, m, k, n, a transposed, b transposed)
@@ -52,7 +53,11 @@ fn main() {
         .unwrap_or(0);
     let pool = ThreadPool::new(threads).unwrap();
     println!("{} threads; GFLOP/s (median of 20)", pool.threads());
-    println!("{:<16} {:>8} {:>15}", "shape", "gemm", "matrixmultiply");
+    let bf16 = Precision::Bf16.kernel().is_ok();
+    println!(
+        "{:<16} {:>8} {:>15} {:>8}",
+        "shape", "gemm", "matrixmultiply", "bf16"
+    );
     let mut rng = Rng::new(0);
     for (label, m, k, n, at, bt) in SHAPES {
         let a: Vec<f32> = (0..m * k).map(|_| rng.next_f32()).collect();
@@ -72,7 +77,9 @@ fn main() {
         let (ars, acs) = if at { (1, m as isize) } else { (k as isize, 1) };
         let (brs, bcs) = if bt { (1, k as isize) } else { (n as isize, 1) };
         let flops = 2.0 * (m * n * k) as f64;
-        let ours = pool.install(|| time(|| matmul(av, bv, &mut c, false)));
+        let ours = pool.install(|| time(|| matmul(av, bv, &mut c, false, Precision::Fp32)));
+        let bf16_time =
+            bf16.then(|| pool.install(|| time(|| matmul(av, bv, &mut c, false, Precision::Bf16))));
         let mm = pool.install(|| {
             time(|| unsafe {
                 matrixmultiply::sgemm(
@@ -93,8 +100,9 @@ fn main() {
                 )
             })
         });
+        let bf16_rate = bf16_time.map_or("-".to_string(), |t| format!("{:.1}", flops / t / 1e9));
         println!(
-            "{label:<16} {:>8.1} {:>15.1}",
+            "{label:<16} {:>8.1} {:>15.1} {bf16_rate:>8}",
             flops / ours / 1e9,
             flops / mm / 1e9
         );

@@ -6,7 +6,7 @@
 use regstudy::engine::im2col::{col2im, im2col, Window};
 use regstudy::engine::matmul::{matmul, MatRef};
 use regstudy::engine::par::column_sums;
-use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::engine::{Precision, Rng, Tensor, ThreadPool};
 use regstudy::nn::{Context, Conv2d, Conv2dConfig, Init, Layer, MaxPool2d, Relu};
 use std::time::Instant;
 
@@ -80,6 +80,7 @@ fn main() {
                 MatRef::row_major(&b, n, k).t(),
                 &mut c,
                 false,
+                Precision::Fp32,
             )
         });
         let dwt = ms(&mut || {
@@ -88,6 +89,7 @@ fn main() {
                 MatRef::row_major(&dy, m, n),
                 &mut dw,
                 false,
+                Precision::Fp32,
             )
         });
         let dx = ms(&mut || {
@@ -96,6 +98,7 @@ fn main() {
                 MatRef::row_major(&b, n, k),
                 &mut dp,
                 false,
+                Precision::Fp32,
             )
         });
         println!("conv2 products: forward {fwd:.3} ms, dW^T {dwt:.3} ms, dP {dx:.3} ms");

@@ -252,6 +252,16 @@ fn study_names_are_positional() {
     assert!(stderr(&out).contains("--study"), "{}", stderr(&out));
 }
 
+/// `bench` options that time nothing: one step of each kind.
+const NO_TIMING: [&str; 6] = [
+    "--train-secs",
+    "0",
+    "--infer-secs",
+    "0",
+    "--warmup-secs",
+    "0",
+];
+
 /// Output piped into a reader that has gone ends the command as it ends any Unix tool: by
 /// SIGPIPE, with nothing on standard error (no panic on the failed write). `bench` prints
 /// its result with `println!`, which panics on a closed pipe when SIGPIPE is ignored.
@@ -261,20 +271,52 @@ fn output_into_a_closed_pipe_ends_the_command_quietly() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let out = common::regstudy()
-        .args([
-            "bench",
-            "--train-secs",
-            "0",
-            "--infer-secs",
-            "0",
-            "--warmup-secs",
-            "0",
-        ])
+        .arg("bench")
+        .args(NO_TIMING)
         .stdout(writer)
         .output()
         .unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
+}
+
+/// `bench --precision bf16` runs on the AVX512-BF16 kernel and says so, or, on a CPU without
+/// it, refuses naming the option and the instructions missing.
+fn bench_in_bf16_names_its_kernel_or_refuses() {
+    let args = [
+        &[
+            "bench",
+            "--threads",
+            "1",
+            "--batch-size",
+            "2",
+            "--precision",
+            "bf16",
+        ][..],
+        &NO_TIMING,
+    ]
+    .concat();
+    let out = run_offline(&args);
+    if regstudy::engine::bf16::has_avx512_bf16() {
+        assert!(out.status.success(), "{}", stderr(&out));
+        let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert!(
+            line["kernel"]
+                .as_str()
+                .unwrap()
+                .contains("AVX512-BF16 (VDPBF16PS)"),
+            "{line}"
+        );
+        assert_eq!(line["precision"], "bf16");
+        assert!(line["train_img_per_s"].as_f64().unwrap() > 0.0, "{line}");
+    } else {
+        assert!(!out.status.success());
+        let message = stderr(&out);
+        assert!(
+            message.contains("--precision") && message.contains("AVX512-BF16"),
+            "{message}"
+        );
+    }
 }
 
 /// `bench` times every model of PyTorch's peer script, each at its peer input, and names them
@@ -292,14 +334,7 @@ fn bench_times_every_peer_model_and_refuses_others_with_the_list() {
     for model in models {
         args.extend(["--model", model]);
     }
-    args.extend([
-        "--train-secs",
-        "0",
-        "--infer-secs",
-        "0",
-        "--warmup-secs",
-        "0",
-    ]);
+    args.extend(NO_TIMING);
     let out = run_offline(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out)
@@ -312,6 +347,12 @@ fn bench_times_every_peer_model_and_refuses_others_with_the_list() {
         assert!(line["train_img_per_s"].as_f64().unwrap() > 0.0, "{line}");
         assert!(line["infer_img_per_s"].as_f64().unwrap() > 0.0, "{line}");
     }
+    assert!(
+        lines[0]["kernel"].as_str().unwrap().starts_with("fp32"),
+        "{}",
+        lines[0]
+    );
+    bench_in_bf16_names_its_kernel_or_refuses();
     let out = run_offline(&["bench", "--model", "vgg16"]);
     assert!(!out.status.success());
     let message = stderr(&out);

@@ -47,7 +47,7 @@ fn kernel_zeros(run: &Path) -> usize {
 }
 
 #[test]
-fn simple_cnn_reaches_97_percent_on_mnist_in_one_epoch() {
+fn simple_cnn_reaches_97_percent_on_mnist_in_one_epoch_and_bf16_within_0_3_points_of_it() {
     let run = out_dir("full");
     let out = run.to_str().unwrap();
     train_ok(&["--model", "simple-cnn", "--epochs", "1", "--out", out]);
@@ -70,7 +70,59 @@ fn simple_cnn_reaches_97_percent_on_mnist_in_one_epoch() {
     let m: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert!(m["val_acc"].as_f64().unwrap() > 0.95);
     assert!(m["images_per_s"].as_f64().unwrap() > 0.0);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["precision"], "fp32");
+    bf16_is_within_0_3_points_of_fp32_and_repeats_bit_for_bit(acc);
     std::fs::remove_dir_all(&run).unwrap();
+}
+
+/// The same epoch in bf16, twice (or, on a CPU without AVX512-BF16, the error saying so).
+fn bf16_is_within_0_3_points_of_fp32_and_repeats_bit_for_bit(fp32_acc: f64) {
+    let runs = [out_dir("bf16-a"), out_dir("bf16-b")];
+    let args = |run: &Scratch| {
+        let out = run.to_str().unwrap().to_string();
+        let args = [
+            "--model",
+            "simple-cnn",
+            "--epochs",
+            "1",
+            "--precision",
+            "bf16",
+            "--out",
+        ];
+        train(&[&args[..], &[out.as_str()]].concat())
+    };
+    let first = args(&runs[0]);
+    if !regstudy::engine::bf16::has_avx512_bf16() {
+        let err = common::stderr(&first);
+        assert!(
+            !first.status.success() && err.contains("--precision") && err.contains("AVX512-BF16"),
+            "{err}"
+        );
+        return;
+    }
+    common::assert_success(&first);
+    common::assert_success(&args(&runs[1]));
+    let acc = summary(&runs[0])["test_acc"].as_f64().unwrap();
+    assert!(
+        (acc - fp32_acc).abs() <= 0.003,
+        "bf16 {acc} against fp32 {fp32_acc}"
+    );
+    let weights = |run: &Scratch| std::fs::read(run.join("weights.safetensors")).unwrap();
+    assert!(
+        weights(&runs[0]) == weights(&runs[1]),
+        "two bf16 runs of one seed differ"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs[0].join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["precision"], "bf16");
+    assert!(
+        record["kernel"].as_str().unwrap().contains("VDPBF16PS"),
+        "{record}"
+    );
+    let config = std::fs::read_to_string(runs[0].join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
 }
 
 #[test]

@@ -1,14 +1,15 @@
 """Speed of regstudy against PyTorch eager, measured side by side on this machine.
 
 Runs `regstudy bench` and the peer script `../shared/bench/pytorch_peer.py` alternately
-(regstudy, PyTorch fp32, [PyTorch bf16,] regstudy, ...), `--pairs` times per model, and prints
-the median of the per-pair ratios of training and inference throughput, then a Markdown table.
+(regstudy fp32, PyTorch fp32, [regstudy bf16, PyTorch bf16,] regstudy fp32, ...), `--pairs`
+times per model, and prints the median of the per-pair ratios of training and inference
+throughput, then a Markdown table.
 
-PyTorch runs in the configuration a PyTorch user picks for speed on a CPU: `channels_last`
-(NHWC, regstudy's own layout), and with `--with-bf16` also bf16 autocast + `channels_last`.
-regstudy runs in fp32 (its only precision today), so the bf16 column is the gap a PyTorch user
-who turns on mixed precision would see. `--peer-layout nchw` measures PyTorch's default layout
-instead (slower on CPUs; not the fair reference).
+Each precision is compared with PyTorch in the configuration a PyTorch user picks for speed on
+a CPU: regstudy fp32 against fp32 `channels_last` (NHWC, regstudy's own layout), and with
+`--with-bf16` regstudy `--precision bf16` against bf16 autocast + `channels_last`.
+`--peer-layout nchw` measures PyTorch's default layout instead (slower on CPUs; not the fair
+reference).
 
 Timings on shared machines drift, and PyTorch's more than regstudy's (its bf16 rate is
 bimodal on some machines): a ratio of two runs taken back to back is far steadier than any
@@ -16,7 +17,7 @@ absolute figure, and the median of five or more such ratios steadier still.
 
     python3 -m venv .venv-peer && .venv-peer/bin/pip install torch==2.13.0 numpy   # once, ~5 GB
     cargo build --release
-    python3 tools/compare_with_pytorch.py --pairs 5 --with-bf16
+    python3 tools/compare_with_pytorch.py --pairs 5 --with-bf16 --python /path/to/venv/bin/python
 
 Only the standard library is needed here; PyTorch runs in the peer's own interpreter.
 """
@@ -48,38 +49,41 @@ def measure_model(model, args, timing):
     peers = {"fp32": layout}
     if args.with_bf16:
         peers["bf16"] = layout + ["--bf16"]
-    runs = {"regstudy": [], **{name: [] for name in peers}}
+    # regstudy's run of each precision, then the peer's; the two form one pair.
+    runs = {name: {"regstudy": [], "pytorch": []} for name in peers}
     for pair in range(args.pairs):
-        ours = run_json([args.regstudy, "bench", "--model", model] + timing)
-        runs["regstudy"].append(ours)
-        line = f"{model:<13} {pair + 1:>2}  regstudy {ours['train_img_per_s']:>8.1f} / {ours['infer_img_per_s']:<8.1f}"
+        line = f"{model:<13} {pair + 1:>2}"
         for name, flags in peers.items():
+            ours = run_json([args.regstudy, "bench", "--model", model, "--precision", name] + timing)
             theirs = run_json([args.python, args.peer, model] + timing + flags)
-            runs[name].append(theirs)
-            line += (f"  {theirs['config']:>7} {theirs['train_img_per_s']:>8.1f} / {theirs['infer_img_per_s']:<8.1f}"
+            runs[name]["regstudy"].append(ours)
+            runs[name]["pytorch"].append(theirs)
+            line += (f"  {name} regstudy {ours['train_img_per_s']:>7.1f} / {ours['infer_img_per_s']:<7.1f}"
+                     f" {theirs['config']} {theirs['train_img_per_s']:>7.1f} / {theirs['infer_img_per_s']:<7.1f}"
                      f" ({ours['train_img_per_s'] / theirs['train_img_per_s']:.2f}x /"
                      f" {ours['infer_img_per_s'] / theirs['infer_img_per_s']:.2f}x)")
         print(line, flush=True)
     return runs
 
 
-def ratios(runs, peer, key):
-    return [o[f"{key}_img_per_s"] / t[f"{key}_img_per_s"] for o, t in zip(runs["regstudy"], runs[peer])]
+def ratios(pair_runs, key):
+    return [o[f"{key}_img_per_s"] / t[f"{key}_img_per_s"]
+            for o, t in zip(pair_runs["regstudy"], pair_runs["pytorch"])]
 
 
 def summary_row(model, runs, args):
-    ours = runs["regstudy"]
-    cells = [model,
-             f"{median([r['train_img_per_s'] for r in ours]):.0f}",
-             f"{median([r['infer_img_per_s'] for r in ours]):.0f}"]
-    for peer in [p for p in ("fp32", "bf16") if p in runs]:
+    cells = [model]
+    for name in runs:
+        ours = runs[name]["regstudy"]
+        cells.append(f"{median([r['train_img_per_s'] for r in ours]):.0f}"
+                     f" / {median([r['infer_img_per_s'] for r in ours]):.0f}")
         for key in ("train", "infer"):
-            values = ratios(runs, peer, key)
+            values = ratios(runs[name], key)
             cells.append(f"{median(values):.2f}x ({min(values):.2f}-{max(values):.2f})")
-    peak = median([r.get("peak_rss_mb") or float("nan") for r in ours])
+    peak = median([r.get("peak_rss_mb") or float("nan") for r in runs["fp32"]["regstudy"]])
     cells.append(f"{peak:.0f}")
     if args.peak_gflops and model in TRAIN_FLOP_PER_IMAGE:
-        gflops = median([r["train_img_per_s"] for r in ours]) * TRAIN_FLOP_PER_IMAGE[model] / 1e9
+        gflops = median([r["train_img_per_s"] for r in runs["fp32"]["regstudy"]]) * TRAIN_FLOP_PER_IMAGE[model] / 1e9
         cells.append(f"{gflops:.0f} GFLOP/s = {100 * gflops / args.peak_gflops:.0f}%")
     elif args.peak_gflops:
         cells.append("-")
@@ -112,11 +116,12 @@ def main():
               "--threads", str(args.threads)]
     rows = [summary_row(model, measure_model(model, args, timing), args) for model in args.models]
     layout = "channels_last" if args.peer_layout == "nhwc" else "NCHW"
-    header = ["model", "regstudy train img/s", "regstudy infer img/s",
-              f"train vs fp32 {layout}", f"infer vs fp32 {layout}"]
+    header = ["model", "regstudy fp32 train / infer img/s",
+              f"fp32 train vs PyTorch fp32 {layout}", f"fp32 infer vs PyTorch fp32 {layout}"]
     if args.with_bf16:
-        header += [f"train vs bf16 {layout}", f"infer vs bf16 {layout}"]
-    header.append("regstudy peak RSS MB")
+        header += ["regstudy bf16 train / infer img/s",
+                   f"bf16 train vs PyTorch bf16 {layout}", f"bf16 infer vs PyTorch bf16 {layout}"]
+    header.append("regstudy fp32 peak RSS MB")
     if args.peak_gflops:
         header.append("training, share of fp32 peak")
     print()

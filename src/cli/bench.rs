@@ -4,7 +4,7 @@
 
 use super::CommandResult;
 use clap::Args;
-use regstudy::engine::{Rng, Tensor, ThreadPool};
+use regstudy::engine::{Precision, Rng, Tensor, ThreadPool};
 use regstudy::models;
 use regstudy::nn::spec::InputShape;
 use regstudy::nn::{Context, Init, Network};
@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Arithmetic of the products: fp32, or bf16 (bfloat16 operands, fp32 sums; the peer's
+    /// `--bf16`). The result names the kernel used.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
 }
 
 fn seconds(option: &str, value: f64) -> Result<Duration, String> {
@@ -51,7 +55,13 @@ pub fn run(args: BenchArgs) -> CommandResult {
         )
         .into());
     }
+    let kernel = args
+        .precision
+        .kernel()
+        .map_err(|e| format!("--precision: {e}"))?;
     let config = BenchConfig {
+        precision: args.precision,
+        kernel,
         batch: args.batch_size,
         warmup: seconds("warmup-secs", args.warmup_secs)?,
         train: seconds("train-secs", args.train_secs)?,
@@ -99,6 +109,8 @@ impl BenchModel {
 /// What to time.
 #[derive(Clone, Debug)]
 struct BenchConfig {
+    precision: Precision,
+    kernel: &'static str,
     /// Training batch size (inference always uses 256, as the peer script does).
     batch: usize,
     warmup: Duration,
@@ -115,6 +127,10 @@ struct BenchResult {
     model: String,
     batch: usize,
     threads: usize,
+    /// `fp32` or `bf16`, as the peer's `config` names its precision.
+    precision: Precision,
+    /// The code that multiplies in that precision on this CPU.
+    kernel: &'static str,
     train_img_per_s: f64,
     infer_img_per_s: f64,
     /// Peak resident memory of the process so far, in MB (Linux only).
@@ -174,6 +190,7 @@ fn throughput(mut step: impl FnMut(), images: usize, warmup: Duration, duration:
 /// Times one model; `None` if it does not build for its benchmark input.
 fn measure(model: BenchModel, config: &BenchConfig, pool: &ThreadPool) -> Option<BenchResult> {
     let (mut net, batches) = setup(model, config.batch)?;
+    net.set_precision(config.precision);
     let (train, infer) = pool.install(|| {
         let mut optimizer = AdamConfig::new(1e-3).init();
         if config.profile {
@@ -226,6 +243,8 @@ fn measure(model: BenchModel, config: &BenchConfig, pool: &ThreadPool) -> Option
         model: model.name().into(),
         batch: config.batch,
         threads: pool.threads(),
+        precision: config.precision,
+        kernel: config.kernel,
         train_img_per_s: (train * 10.0).round() / 10.0,
         infer_img_per_s: (infer * 10.0).round() / 10.0,
         peak_rss_mb: peak_rss_mb(),

@@ -4,6 +4,7 @@ use super::progress::TrainConsole;
 use super::CommandResult;
 use clap::{Args, ValueEnum};
 use regstudy::data::DatasetSpec;
+use regstudy::engine::Precision;
 use regstudy::models;
 use regstudy::nn::Init;
 use regstudy::regularize::{L1Mode, LayerStrength, PenaltyKind, RegularizerSpec};
@@ -127,6 +128,10 @@ pub struct TrainArgs {
     seed: Option<u64>,
     #[arg(long, help = with_default("Worker threads, 0 = one per core", defaults().threads))]
     threads: Option<usize>,
+    #[arg(long, value_enum, help = with_default(
+        "Arithmetic of the products: fp32, or bf16 (bfloat16 operands, fp32 sums; needs \
+         AVX512-BF16)", enum_name(defaults().precision)))]
+    precision: Option<Precision>,
     #[arg(long, allow_negative_numbers = true, help = with_default(
         "Fraction of the training set held out for validation", defaults().val_fraction))]
     val_fraction: Option<f64>,
@@ -287,7 +292,7 @@ fn apply(args: &TrainArgs, config: &mut RunConfig) -> Result<Vec<&'static str>, 
     }
     overlay!(args, config, given;
         init, l1_mode, weight_decay, decoupled_decay, normalization, optimizer, lr, adam_eps,
-        momentum, batch_size, epochs, seed, threads, val_fraction, early_stop_monitor);
+        momentum, batch_size, epochs, seed, threads, precision, val_fraction, early_stop_monitor);
     for (option, value, field) in [
         (
             "penalize_biases",

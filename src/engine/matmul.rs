@@ -3,7 +3,13 @@
 //! `gemm` 0.19 (with its runtime-dispatched AVX-512 kernels) was chosen by measurement: on the
 //! shapes of a simple-CNN training step it was the fastest of `gemm`, `faer` and
 //! `matrixmultiply` on 2 threads, and the steadiest (see `examples/gemm_shapes.rs`).
-//! Transposed operands are strided views, so no operand is ever copied.
+//! Transposed operands are strided views, so no fp32 operand is ever copied.
+//!
+//! In [`Precision::Bf16`] the products run on [`super::bf16`] instead: operands rounded to
+//! bf16, sums in fp32. The blocking of long inner dimensions is the same in both.
+
+use super::bf16;
+use super::Precision;
 
 /// A read-only view of a `rows x cols` matrix inside a slice, with element (i, j) at
 /// `data[i * row_stride + j * col_stride]`.
@@ -82,6 +88,42 @@ impl<'a> MatRef<'a> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+
+    /// The slice the view lies in; element (i, j) is at `i * row_stride + j * col_stride`.
+    pub(crate) fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    pub(crate) fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+
+    pub(crate) fn col_stride(&self) -> usize {
+        self.col_stride
+    }
+
+    /// Element (i, j).
+    ///
+    /// # Panics
+    /// If (i, j) is outside the matrix.
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        assert!(
+            i < self.rows && j < self.cols,
+            "element ({i}, {j}) of {}x{}",
+            self.rows,
+            self.cols
+        );
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    /// Element (i, j), or zero outside the matrix (the padding of a packed operand).
+    pub(crate) fn at_or_zero(&self, i: usize, j: usize) -> f32 {
+        if i < self.rows && j < self.cols {
+            self.at(i, j)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Below this many multiply-adds a product runs on the calling thread: waking the pool costs
@@ -111,27 +153,32 @@ fn inner_block(k: usize) -> usize {
 /// Largest output (elements) multiplied by splitting the inner dimension.
 const SPLIT_MAX_OUTPUT: usize = 1 << 17;
 
-/// `c = a * b`, or `c += a * b` when `accumulate`; `c` is row-major `a.rows() x b.cols()`.
+/// `c = a * b`, or `c += a * b` when `accumulate`; `c` is row-major `a.rows() x b.cols()`,
+/// with the operands rounded to bf16 first in [`Precision::Bf16`].
 ///
 /// Runs on the current rayon pool (see [`super::ThreadPool`]). The split of work depends only
 /// on the shapes and the pool's size, so results are bit-identical for a given thread count.
 ///
 /// # Panics
 /// If the inner dimensions differ or `c` has the wrong length (programming errors).
-pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool, precision: Precision) {
     if finished_without_products(a, b, c, accumulate) {
         return;
     }
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m * n <= SPLIT_MAX_OUTPUT && k >= 2 * SHORT_INNER_BLOCK {
-        return matmul_split_inner(a, b, c, accumulate);
+        return matmul_split_inner(a, b, c, accumulate, precision);
     }
-    let parallelism = if m * n * k < PARALLEL_MIN_FLOPS || rayon::current_num_threads() == 1 {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    };
-    gemm_call(a, b, c, accumulate, parallelism);
+    if m * n * k < PARALLEL_MIN_FLOPS || rayon::current_num_threads() == 1 {
+        return serial_product(a, b, c, accumulate, precision);
+    }
+    match precision {
+        Precision::Fp32 => {
+            let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+            gemm_call(a, b, c, accumulate, threads);
+        }
+        Precision::Bf16 => bf16::matmul(a, b, c, accumulate, bf16::Kernel::detect()),
+    }
 }
 
 /// [`matmul`] on the calling thread alone, for products that are themselves one task of a
@@ -140,9 +187,29 @@ pub fn matmul(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
 ///
 /// # Panics
 /// As [`matmul`].
-pub fn matmul_serial(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+pub fn matmul_serial(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+    precision: Precision,
+) {
     if !finished_without_products(a, b, c, accumulate) {
-        gemm_call(a, b, c, accumulate, gemm::Parallelism::None);
+        serial_product(a, b, c, accumulate, precision);
+    }
+}
+
+/// One product on the calling thread, on checked shapes with no empty dimension.
+fn serial_product(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+    precision: Precision,
+) {
+    match precision {
+        Precision::Fp32 => gemm_call(a, b, c, accumulate, gemm::Parallelism::None),
+        Precision::Bf16 => bf16::matmul_serial(a, b, c, accumulate, bf16::Kernel::detect()),
     }
 }
 
@@ -174,7 +241,13 @@ fn finished_without_products(
 /// `c (+)= a * b` as a sum over blocks of the inner dimension, each block on one thread. The
 /// blocks depend only on the shapes, and their products are added in block order, so the
 /// result does not depend on the number of threads.
-fn matmul_split_inner(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: bool) {
+fn matmul_split_inner(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+    precision: Precision,
+) {
     use rayon::prelude::*;
     let (k, len) = (a.cols, c.len());
     let block = inner_block(k);
@@ -186,7 +259,7 @@ fn matmul_split_inner(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], accumulate: b
         .for_each(|(i, partial)| {
             let (start, end) = (i * block, ((i + 1) * block).min(k));
             let (a, b) = (a.columns(start, end), b.rows_range(start, end));
-            gemm_call(a, b, partial, false, gemm::Parallelism::None);
+            serial_product(a, b, partial, false, precision);
         });
     c.par_chunks_mut(1024).enumerate().for_each(|(chunk, out)| {
         for (j, value) in out.iter_mut().enumerate() {
@@ -237,19 +310,40 @@ fn gemm_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::bf16::{from_bf16, to_bf16};
     use crate::engine::Rng;
 
-    fn naive(a: &MatRef, b: &MatRef) -> Vec<f64> {
-        let at = |m: &MatRef, i: usize, j: usize| m.data[i * m.row_stride + j * m.col_stride];
-        let mut c = vec![0.0f64; a.rows * b.cols];
+    const PRECISIONS: [Precision; 2] = [Precision::Fp32, Precision::Bf16];
+
+    /// The exact product of the operands as `precision` reads them (rounded to bf16 or not),
+    /// in f64, with the sum of the magnitudes of its terms.
+    fn naive(a: &MatRef, b: &MatRef, precision: Precision) -> Vec<(f64, f64)> {
+        let read = |x: f32| match precision {
+            Precision::Fp32 => x as f64,
+            Precision::Bf16 => from_bf16(to_bf16(x)) as f64,
+        };
+        let mut c = Vec::with_capacity(a.rows * b.cols);
         for i in 0..a.rows {
             for j in 0..b.cols {
-                c[i * b.cols + j] = (0..a.cols)
-                    .map(|p| at(a, i, p) as f64 * at(b, p, j) as f64)
-                    .sum();
+                let terms = (0..a.cols).map(|p| read(a.at(i, p)) * read(b.at(p, j)));
+                c.push(terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs())));
             }
         }
         c
+    }
+
+    /// Asserts the f32 sums are within the bound of any order of summation of `k` exact
+    /// products, `k u / (1 - k u) * sum |terms|` with `u = 2^-24`, plus `extra` on each.
+    fn assert_close(got: &[f32], want: &[(f64, f64)], k: usize, extra: f64) {
+        let ku = (k + 2) as f64 * f64::from(f32::EPSILON) / 2.0;
+        for (index, (&got, &(sum, magnitude))) in got.iter().zip(want).enumerate() {
+            let bound = ku / (1.0 - ku) * magnitude + extra;
+            let error = (got as f64 - sum).abs();
+            assert!(
+                error <= bound,
+                "c[{index}] = {got}, exact {sum}, bound {bound}"
+            );
+        }
     }
 
     fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
@@ -280,11 +374,11 @@ mod tests {
                 MatRef::row_major(&b_data, n, k).t(),
             ),
         ];
-        for (a, b) in cases {
-            let mut c = vec![0.0; m * n];
-            matmul(a, b, &mut c, false);
-            for (got, want) in c.iter().zip(naive(&a, &b)) {
-                assert!((*got as f64 - want).abs() < 1e-4, "{got} vs {want}");
+        for precision in PRECISIONS {
+            for (a, b) in cases {
+                let mut c = vec![0.0; m * n];
+                matmul(a, b, &mut c, false, precision);
+                assert_close(&c, &naive(&a, &b, precision), k, 0.0);
             }
         }
     }
@@ -302,45 +396,67 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        let mut c = vec![1.0; m * n];
-        pool.install(|| matmul(a, b, &mut c, true));
-        for (got, want) in c.iter().zip(naive(&a, &b)) {
-            assert!(
-                (*got as f64 - (want + 1.0)).abs() < 1e-3,
-                "{got} vs {}",
-                want + 1.0
-            );
-        }
-        let mut single = vec![1.0; m * n];
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap();
-        one.install(|| matmul(a, b, &mut single, true));
-        let mut again = vec![1.0; m * n];
-        pool.install(|| matmul(a, b, &mut again, true));
-        assert_eq!(c, again, "two runs on two threads differ");
-        assert_eq!(c, single, "one and two threads differ");
+        for precision in PRECISIONS {
+            let mut c = vec![1.0; m * n];
+            pool.install(|| matmul(a, b, &mut c, true, precision));
+            let want: Vec<_> = naive(&a, &b, precision)
+                .into_iter()
+                .map(|(sum, magnitude)| (sum + 1.0, magnitude + 1.0))
+                .collect();
+            assert_close(&c, &want, k, 0.0);
+            let mut single = vec![1.0; m * n];
+            one.install(|| matmul(a, b, &mut single, true, precision));
+            let mut again = vec![1.0; m * n];
+            pool.install(|| matmul(a, b, &mut again, true, precision));
+            assert_eq!(c, again, "two runs on two threads differ in {precision}");
+            assert_eq!(c, single, "one and two threads differ in {precision}");
+        }
+    }
+
+    #[test]
+    fn products_split_among_threads_do_not_depend_on_the_thread_count() {
+        let mut rng = Rng::new(13);
+        // Big enough to run in parallel, with rows and columns that fill no whole tile.
+        let (m, k, n) = (301, 77, 45);
+        let a_data = random(m * k, &mut rng);
+        let b_data = random(k * n, &mut rng);
+        let (a, b) = (
+            MatRef::row_major(&a_data, m, k),
+            MatRef::row_major(&b_data, k, n),
+        );
+        for precision in PRECISIONS {
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = vec![0.0; m * n];
+                pool.install(|| matmul(a, b, &mut c, false, precision));
+                c
+            };
+            let one = on(1);
+            assert_close(&one, &naive(&a, &b, precision), k, 0.0);
+            assert_eq!(one, on(2), "one and two threads differ in {precision}");
+            assert_eq!(one, on(3), "one and three threads differ in {precision}");
+        }
     }
 
     #[test]
     fn accumulate_adds_to_the_existing_output() {
+        // Small integers are exact in bf16 too.
         let a = [1.0, 2.0, 3.0, 4.0];
         let b = [1.0, 0.0, 0.0, 1.0];
-        let mut c = [10.0, 10.0, 10.0, 10.0];
-        matmul(
-            MatRef::row_major(&a, 2, 2),
-            MatRef::row_major(&b, 2, 2),
-            &mut c,
-            true,
-        );
-        assert_eq!(c, [11.0, 12.0, 13.0, 14.0]);
-        matmul(
-            MatRef::row_major(&a, 2, 2),
-            MatRef::row_major(&b, 2, 2),
-            &mut c,
-            false,
-        );
-        assert_eq!(c, [1.0, 2.0, 3.0, 4.0]);
+        for precision in PRECISIONS {
+            let mut c = [10.0, 10.0, 10.0, 10.0];
+            let (a, b) = (MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2));
+            matmul(a, b, &mut c, true, precision);
+            assert_eq!(c, [11.0, 12.0, 13.0, 14.0]);
+            matmul(a, b, &mut c, false, precision);
+            assert_eq!(c, [1.0, 2.0, 3.0, 4.0]);
+        }
     }
 }

@@ -4,13 +4,16 @@
 //! Activations are stored channels-last (NHWC): a convolution then becomes one matrix multiply
 //! of the image patches (`N*H*W` rows) by the kernel, and its output is already NHWC.
 
+pub mod bf16;
 pub mod im2col;
 pub mod matmul;
 pub mod par;
 pub mod pool;
+pub mod precision;
 pub mod rng;
 pub mod tensor;
 
 pub use pool::ThreadPool;
+pub use precision::Precision;
 pub use rng::{Rng, SplitMix64};
 pub use tensor::Tensor;

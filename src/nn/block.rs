@@ -3,7 +3,7 @@
 use super::conv2d::Conv2dConfig;
 use super::{BatchNorm, Context, Conv2d, Init, Layer, Param, Relu};
 use crate::engine::par::CHUNK;
-use crate::engine::Tensor;
+use crate::engine::{Precision, Tensor};
 use rayon::prelude::*;
 
 /// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))` (He et al. 2016), where both
@@ -172,5 +172,13 @@ impl Layer for BasicBlock {
             out.extend(bn.params_mut());
         }
         out
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.conv1.set_precision(precision);
+        self.conv2.set_precision(precision);
+        if let Some((conv, _)) = &mut self.downsample {
+            conv.set_precision(precision);
+        }
     }
 }

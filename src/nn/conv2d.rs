@@ -5,7 +5,7 @@ use super::{Context, Init, Layer, Param, ParamKind};
 use crate::engine::im2col::{col2im, col2im_image, im2col, im2col_image, Window};
 use crate::engine::matmul::{matmul, matmul_serial, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
-use crate::engine::Tensor;
+use crate::engine::{Precision, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -133,6 +133,7 @@ pub struct Conv2d {
     grad_weight_t: Vec<f32>,
     /// Each block's share of `grad_weight_t`, summed in block order.
     grad_weight_blocks: Vec<f32>,
+    precision: Precision,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -163,6 +164,7 @@ impl Conv2d {
             bias,
             grad_weight_t: Vec::new(),
             grad_weight_blocks: Vec::new(),
+            precision: Precision::Fp32,
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
@@ -203,6 +205,7 @@ impl Conv2d {
         let pixels = win.out_h() * win.out_w();
         let images = images_per_block(win.patches_per_image());
         let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+        let precision = self.precision;
         self.output
             .data_mut()
             .par_chunks_mut(images * pixels * out_c)
@@ -212,7 +215,7 @@ impl Conv2d {
                     let patches = block_patches(block, win, &mut scratch.patches);
                     let rows = patches.len() / patch_len;
                     let patches = MatRef::row_major(patches, rows, patch_len);
-                    matmul_serial(patches, kernel.t(), out, with_bias);
+                    matmul_serial(patches, kernel.t(), out, with_bias, precision);
                 });
             });
     }
@@ -239,11 +242,18 @@ impl Conv2d {
         let with_bias = self.start_from_bias();
         let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
         let rows = self.output.len() / out_c;
+        let precision = self.precision;
         with_scratch(|scratch| {
             let patches = self.whole_patches(input, win, &mut scratch.patches);
             let patches = MatRef::row_major(patches, rows, patch_len);
             let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
-            matmul(patches, kernel.t(), self.output.data_mut(), with_bias);
+            matmul(
+                patches,
+                kernel.t(),
+                self.output.data_mut(),
+                with_bias,
+                precision,
+            );
         });
     }
 
@@ -259,23 +269,24 @@ impl Conv2d {
     ) {
         let (out_c, patch_len) = (self.config.out_channels, win.patch_len());
         let rows = grad_output.len() / out_c;
+        let precision = self.precision;
         with_scratch(|scratch| {
             let patches = self.whole_patches(input, win, &mut scratch.patches);
             let patches = MatRef::row_major(patches, rows, patch_len);
             let dy = MatRef::row_major(grad_output.data(), rows, out_c);
             self.grad_weight_t.resize(patch_len * out_c, 0.0);
-            matmul(patches.t(), dy, &mut self.grad_weight_t, false);
+            matmul(patches.t(), dy, &mut self.grad_weight_t, false, precision);
             if !need_grad_input {
                 return;
             }
             let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
             self.grad_input.reshape_for(input.shape());
             if self.is_pointwise() {
-                matmul(dy, kernel, self.grad_input.data_mut(), false);
+                matmul(dy, kernel, self.grad_input.data_mut(), false, precision);
                 return;
             }
             scratch.grad_patches.resize(rows * patch_len, 0.0);
-            matmul(dy, kernel, &mut scratch.grad_patches, false);
+            matmul(dy, kernel, &mut scratch.grad_patches, false, precision);
             let dx = self.grad_input.data_mut();
             col2im(&scratch.grad_patches, input.batch(), win, dx);
         });
@@ -308,6 +319,7 @@ impl Conv2d {
             (0..blocks).map(|_| None).collect()
         };
         let kernel = MatRef::row_major(&self.weight.value, out_c, patch_len);
+        let precision = self.precision;
         self.grad_weight_blocks
             .par_chunks_mut(share_len)
             .zip(input.data().par_chunks(images * win.image_len()))
@@ -319,10 +331,10 @@ impl Conv2d {
                     let rows = patches.len() / patch_len;
                     let patches = MatRef::row_major(patches, rows, patch_len);
                     let dy = MatRef::row_major(dy, rows, out_c);
-                    matmul_serial(patches.t(), dy, share, false);
+                    matmul_serial(patches.t(), dy, share, false, precision);
                     if let Some(dx) = dx {
                         scratch.grad_patches.resize(rows * patch_len, 0.0);
-                        matmul_serial(dy, kernel, &mut scratch.grad_patches, false);
+                        matmul_serial(dy, kernel, &mut scratch.grad_patches, false, precision);
                         let per_image = win.patches_per_image();
                         let grads = scratch.grad_patches.chunks_exact(per_image);
                         for (image, grads) in dx.chunks_exact_mut(win.image_len()).zip(grads) {
@@ -401,6 +413,10 @@ impl Layer for Conv2d {
             .chain(&mut self.bias)
             .collect()
     }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
 }
 
 #[cfg(test)]
@@ -467,16 +483,16 @@ mod tests {
         let w = MatRef::row_major(&layer.weight.value, o, k);
         let bias = &layer.bias.as_ref().unwrap().value;
         let mut y: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
-        matmul(p, w.t(), &mut y, true);
+        matmul(p, w.t(), &mut y, true, Precision::Fp32);
         close(layer.output().data(), &y);
         let d = MatRef::row_major(dy.data(), rows, o);
         let mut dw_t = vec![0.0; k * o];
-        matmul(p.t(), d, &mut dw_t, false);
+        matmul(p.t(), d, &mut dw_t, false, Precision::Fp32);
         let mut dw = Vec::new();
         transpose_into(&dw_t, k, &mut dw);
         close(&layer.weight.grad, &dw);
         let mut dp = vec![0.0; rows * k];
-        matmul(d, w, &mut dp, false);
+        matmul(d, w, &mut dp, false, Precision::Fp32);
         let mut dx = vec![0.0; x.len()];
         col2im(&dp, n, &win, &mut dx);
         close(layer.grad_input().data(), &dx);

@@ -4,17 +4,24 @@
 //! evaluated in f32 and summed in f64; central differences `(L(x + h e_i) - L(x - h e_i)) / 2h`
 //! must match the analytic dL/dx_i and dL/dtheta_i. Inputs are distinct values at least 0.01
 //! apart and away from 0, so no difference step crosses a ReLU kink or changes a max-pool winner.
+//!
+//! Layers with matrix products are also checked in bf16: the analytic gradients of the bf16
+//! layer against the finite differences of the same layer in fp32 (the true gradient; a
+//! difference quotient of the bf16 forward would only measure its rounding steps), within a
+//! tolerance for operands rounded to 8 significant bits.
 
 use super::conv2d::Conv2dConfig;
 use super::*;
-use crate::engine::{Rng, Tensor};
+use crate::engine::{Precision, Rng, Tensor};
 
-/// Difference step, tolerance (absolute + relative) for one check.
+/// Difference step, tolerance (absolute + relative + a fraction of the largest gradient of
+/// the same tensor) for one check.
 #[derive(Clone, Copy)]
 struct Tolerance {
     step: f32,
     abs: f64,
     rel: f64,
+    of_largest: f64,
 }
 
 /// Piecewise-linear layers: FD is exact up to rounding, so a large step keeps rounding small.
@@ -22,6 +29,7 @@ const LINEAR: Tolerance = Tolerance {
     step: 4e-3,
     abs: 1e-3,
     rel: 1e-2,
+    of_largest: 0.0,
 };
 
 /// Smooth non-linear layers (batch norm): a smaller step for a smaller truncation error.
@@ -29,6 +37,27 @@ const SMOOTH: Tolerance = Tolerance {
     step: 1e-3,
     abs: 4e-3,
     rel: 2e-2,
+    of_largest: 0.0,
+};
+
+/// Products of bf16-rounded operands: each term is off by up to 2^-8 of itself, so a sum is
+/// off by up to 2^-8 of the sum of its terms' magnitudes, which for a weight gradient (a sum
+/// over every pixel of the batch) is several times the gradient itself. Measured errors on
+/// these layers stay below 1% of the tensor's largest gradient; 2^-6 of it is allowed. A
+/// wrong product (a transposed or misplaced operand) is off by the size of the gradients.
+const BF16: Tolerance = Tolerance {
+    step: 4e-3,
+    abs: 1e-3,
+    rel: 1e-2,
+    of_largest: 1.0 / 64.0,
+};
+
+/// [`BF16`] for smooth layers, with [`SMOOTH`]'s step.
+const BF16_SMOOTH: Tolerance = Tolerance {
+    step: SMOOTH.step,
+    abs: SMOOTH.abs,
+    rel: SMOOTH.rel,
+    ..BF16
 };
 
 /// Distinct values spaced 0.01 apart, shuffled, none within 0.005 of zero.
@@ -53,12 +82,18 @@ fn weighted_sum(layer: &mut dyn Layer, x: &Tensor, ctx: &Context, r: &[f32]) -> 
         .sum()
 }
 
-fn assert_close(what: &str, analytic: f32, numeric: f64, tol: Tolerance) {
+/// Asserts `analytic` is within `tol` of `numeric`; `largest` is the largest magnitude in the
+/// analytic gradient's tensor.
+fn assert_close(what: &str, analytic: f32, numeric: f64, largest: f32, tol: Tolerance) {
     let err = (analytic as f64 - numeric).abs();
     assert!(
-        err <= tol.abs + tol.rel * numeric.abs(),
+        err <= tol.abs + tol.rel * numeric.abs() + tol.of_largest * largest as f64,
         "{what}: analytic {analytic} vs finite difference {numeric}"
     );
+}
+
+fn largest(values: &[f32]) -> f32 {
+    values.iter().fold(0.0, |max, v| max.max(v.abs()))
 }
 
 /// Indices to check: all of them for small tensors, a fixed sample of 150 otherwise.
@@ -71,7 +106,20 @@ fn sample(len: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 /// Checks dL/dx and dL/dtheta of `layer` at a random input of `shape`.
-fn check(mut layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance) {
+fn check(layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance) {
+    check_in(Precision::Fp32, layer, shape, training, tol);
+}
+
+/// [`check`] for the gradients `layer` computes in `precision`; the finite differences are
+/// of the layer in fp32. In bf16 the layer's output must also differ from its fp32 output
+/// (its products do round).
+fn check_in(
+    precision: Precision,
+    mut layer: impl Layer,
+    shape: &[usize],
+    training: bool,
+    tol: Tolerance,
+) {
     let mut rng = Rng::new(99);
     let x = distinct_input(shape, &mut rng);
     let ctx = Context {
@@ -83,10 +131,20 @@ fn check(mut layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance)
         .map(|_| rng.uniform(-1.0, 1.0))
         .collect();
     let grad_output = Tensor::from_vec(layer.output().shape(), r.clone()).unwrap();
+    let fp32_output = layer.output().data().to_vec();
+    layer.set_precision(precision);
     weighted_sum(&mut layer, &x, &ctx, &r);
+    if precision != Precision::Fp32 {
+        assert_ne!(
+            layer.output().data(),
+            fp32_output,
+            "{precision} did not round"
+        );
+    }
     layer.backward(&x, &grad_output, true);
     let grad_input = layer.grad_input().data().to_vec();
     let grads: Vec<Vec<f32>> = layer.params().iter().map(|p| p.grad.clone()).collect();
+    layer.set_precision(Precision::Fp32);
 
     for i in sample(x.len(), &mut rng) {
         let mut shifted = x.clone();
@@ -95,7 +153,13 @@ fn check(mut layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance)
         shifted.data_mut()[i] -= 2.0 * tol.step;
         let minus = weighted_sum(&mut layer, &shifted, &ctx, &r);
         let numeric = (plus - minus) / (2.0 * tol.step as f64);
-        assert_close(&format!("dL/dx[{i}]"), grad_input[i], numeric, tol);
+        assert_close(
+            &format!("dL/dx[{i}]"),
+            grad_input[i],
+            numeric,
+            largest(&grad_input),
+            tol,
+        );
     }
     let count = layer.params().len();
     for (k, grad) in grads.iter().enumerate().take(count) {
@@ -111,7 +175,13 @@ fn check(mut layer: impl Layer, shape: &[usize], training: bool, tol: Tolerance)
             let minus = weighted_sum(&mut layer, &x, &ctx, &r);
             nudge(&mut layer, tol.step);
             let numeric = (plus - minus) / (2.0 * tol.step as f64);
-            assert_close(&format!("dL/d{name}[{i}]"), grad[i], numeric, tol);
+            assert_close(
+                &format!("dL/d{name}[{i}]"),
+                grad[i],
+                numeric,
+                largest(grad),
+                tol,
+            );
         }
     }
 }
@@ -236,4 +306,36 @@ fn basic_block_with_projection_gradients_match_finite_differences() {
         true,
         SMOOTH,
     );
+}
+
+#[test]
+fn bf16_conv2d_gradients_match_fp32_finite_differences() {
+    let bf16 = Precision::Bf16;
+    check_in(bf16, conv(3, 4, 3, 1, 1, true), &[2, 5, 6, 3], false, BF16);
+    check_in(bf16, conv(2, 3, 3, 2, 0, false), &[2, 7, 7, 2], false, BF16);
+    check_in(bf16, conv(4, 3, 1, 1, 0, true), &[2, 3, 3, 4], false, BF16);
+}
+
+#[test]
+fn bf16_conv2d_gradients_over_blocks_of_images_match_fp32_finite_differences() {
+    // 9 x 9 outputs per image, so the layer runs block by block of images.
+    check_in(
+        Precision::Bf16,
+        conv(2, 3, 3, 1, 1, true),
+        &[2, 9, 9, 2],
+        false,
+        BF16,
+    );
+}
+
+#[test]
+fn bf16_linear_gradients_match_fp32_finite_differences() {
+    let layer = Linear::new("fc", 7, 5, true, Init::Keras, 2);
+    check_in(Precision::Bf16, layer, &[3, 7], false, BF16);
+}
+
+#[test]
+fn bf16_basic_block_gradients_match_fp32_finite_differences() {
+    let block = BasicBlock::new("b", 2, 4, 2, Init::Pytorch, 4);
+    check_in(Precision::Bf16, block, &[2, 5, 5, 2], true, BF16_SMOOTH);
 }

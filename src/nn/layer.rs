@@ -1,7 +1,7 @@
 //! The contract every layer keeps.
 
 use super::Param;
-use crate::engine::{Rng, Tensor};
+use crate::engine::{Precision, Rng, Tensor};
 
 /// What a forward pass needs besides its input.
 #[derive(Clone, Debug)]
@@ -55,4 +55,8 @@ pub trait Layer: Send {
     fn params_mut(&mut self) -> Vec<&mut Param> {
         Vec::new()
     }
+
+    /// Sets how the layer's matrix products multiply (fp32 unless set); layers without
+    /// products ignore it.
+    fn set_precision(&mut self, _precision: Precision) {}
 }

@@ -4,7 +4,7 @@ use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
 use crate::engine::matmul::{matmul, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
-use crate::engine::Tensor;
+use crate::engine::{Precision, Tensor};
 
 /// `y = x W^T + b`, with `W` of shape `[out, in]` as in PyTorch.
 ///
@@ -14,6 +14,7 @@ pub struct Linear {
     out_features: usize,
     weight: Param,
     bias: Option<Param>,
+    precision: Precision,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -54,6 +55,7 @@ impl Linear {
             out_features,
             weight,
             bias,
+            precision: Precision::Fp32,
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
@@ -73,7 +75,8 @@ impl Layer for Linear {
             }
             None => false,
         };
-        matmul(x, weight.t(), self.output.data_mut(), with_bias);
+        let precision = self.precision;
+        matmul(x, weight.t(), self.output.data_mut(), with_bias, precision);
     }
 
     fn output(&self) -> &Tensor {
@@ -84,14 +87,20 @@ impl Layer for Linear {
         let n = input.batch();
         let dy = MatRef::row_major(grad_output.data(), n, self.out_features);
         let x = MatRef::row_major(input.data(), n, self.in_features);
-        matmul(dy.t(), x, &mut self.weight.grad, false);
+        matmul(dy.t(), x, &mut self.weight.grad, false, self.precision);
         if let Some(bias) = &mut self.bias {
             column_sums_into(grad_output.data(), &mut bias.grad);
         }
         if need_grad_input {
             self.grad_input.reshape_for(input.shape());
             let weight = MatRef::row_major(&self.weight.value, self.out_features, self.in_features);
-            matmul(dy, weight, self.grad_input.data_mut(), false);
+            matmul(
+                dy,
+                weight,
+                self.grad_input.data_mut(),
+                false,
+                self.precision,
+            );
         }
     }
 
@@ -107,5 +116,9 @@ impl Layer for Linear {
         std::iter::once(&mut self.weight)
             .chain(&mut self.bias)
             .collect()
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 }

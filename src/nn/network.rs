@@ -1,7 +1,7 @@
 //! A sequential network built from a [`ModelSpec`].
 
 use super::{Context, Layer, ModelSpec, Param};
-use crate::engine::Tensor;
+use crate::engine::{Precision, Tensor};
 
 /// Layers applied in order; built by [`ModelSpec::build`].
 pub struct Network {
@@ -114,6 +114,13 @@ impl Network {
             .iter_mut()
             .flat_map(|l| l.params_mut())
             .collect()
+    }
+
+    /// Sets how every convolution and linear layer multiplies (fp32 when built).
+    pub fn set_precision(&mut self, precision: Precision) {
+        for layer in &mut self.layers {
+            layer.set_precision(precision);
+        }
     }
 
     /// Number of trainable values.

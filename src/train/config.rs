@@ -4,6 +4,7 @@
 
 use super::early_stop::EarlyStopMonitor;
 use crate::data::DatasetSpec;
+use crate::engine::Precision;
 use crate::models;
 use crate::nn::{Init, ModelSpec};
 use crate::regularize::spec::{GradientOnly, TermSpec};
@@ -121,6 +122,12 @@ pub struct RunConfig {
     /// Worker threads; 0 means one per core. Runs are bit-identical for the same seed and
     /// thread count. Default: 0.
     pub threads: usize,
+    /// Arithmetic of the convolutions' and linear layers' products: `fp32` (default) or
+    /// `bf16` (operands rounded to bfloat16, sums in fp32, as PyTorch's CPU autocast; needs
+    /// AVX512-BF16). Weights, gradients, optimizer state and losses stay fp32 either way.
+    /// Recorded in `run.json` always, in `config.toml` when not fp32.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
     /// Fraction of the training set held out for validation (stratified, seeded), in
     /// [0, 1). Default: 0.1.
     pub val_fraction: f64,
@@ -194,6 +201,7 @@ impl Default for RunConfig {
             epochs: 10,
             seed: 0,
             threads: 0,
+            precision: Precision::Fp32,
             val_fraction: 0.1,
             patience: None,
             early_stop_monitor: EarlyStopMonitor::DataLoss,

@@ -115,7 +115,12 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<RunOutcom
         EVAL_BATCH,
         resources::available_memory(),
     )?;
+    let kernel = c
+        .precision
+        .kernel()
+        .map_err(|e| TrainError::Invalid(format!("--precision: {e}")))?;
     let mut net = spec.build(c.init, c.seed)?;
+    net.set_precision(c.precision);
     if net.classes() != data.classes {
         return Err(TrainError::Invalid(format!(
             "--model: the network outputs {} classes, the data set has {}",
@@ -145,7 +150,7 @@ pub fn run(checked: &CheckedRunConfig, options: &RunOptions) -> Result<RunOutcom
         record::update(&folder, c, &data.identity)?;
         state
     } else {
-        create_run_folder(&folder, checked, &spec, &net, &data, pool.threads())?;
+        create_run_folder(&folder, checked, &spec, &net, &data, pool.threads(), kernel)?;
         TrainState {
             epochs_done: 0,
             dropout_rng: Rng::derive(c.seed, DROPOUT_STREAM).state(),
@@ -319,6 +324,7 @@ fn create_run_folder(
     net: &Network,
     data: &Data,
     threads: usize,
+    kernel: &str,
 ) -> Result<(), TrainError> {
     if folder.holds_run() {
         let out = folder.path().display();
@@ -337,6 +343,8 @@ fn create_run_folder(
         "version": env!("CARGO_PKG_VERSION"),
         "threads": threads,
         "seed": config.seed,
+        "precision": config.precision,
+        "kernel": kernel,
         "data": data.identity,
         "config": config,
         "train_images": data.train.len(),

@@ -390,6 +390,15 @@ fn check_option(
             format!("`{name}` cannot be set in a study: {why}"),
         ));
     }
+    if name == "precision" && !path.starts_with("base.") {
+        return Err(at.error(
+            Some(key.span()),
+            path,
+            "`precision` is set once for the whole study, in [base]: trials of different \
+             arithmetic are never compared"
+                .to_string(),
+        ));
+    }
     let mut one = toml::Table::new();
     one.insert(name.clone(), value.clone());
     toml::Value::Table(one)

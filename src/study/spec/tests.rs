@@ -1,4 +1,5 @@
 use super::*;
+use crate::engine::Precision;
 use crate::train::EpochMetrics;
 use crate::trial::{NewTrial, Phase, TrialRecord};
 
@@ -117,6 +118,29 @@ fn a_bad_value_names_its_key_and_a_threads_setting_is_refused() {
     assert_eq!(err.field, "base.threads");
     let err = parse(&GOOD.replace("seeds = 2", "seeds = 10000000000")).unwrap_err();
     assert_eq!(err.field, "seeds");
+}
+
+#[test]
+fn precision_is_set_for_the_whole_study_and_refused_per_method() {
+    let spec = parse(&GOOD.replace("epochs = 1", "epochs = 1\nprecision = \"bf16\"")).unwrap();
+    assert!(spec
+        .trials()
+        .iter()
+        .all(|t| t.config.precision == Precision::Bf16));
+    assert!(parse(GOOD)
+        .unwrap()
+        .trials()
+        .iter()
+        .all(|t| t.config.precision.is_fp32()));
+    let text = GOOD.replace(
+        "set = { penalty = \"l1\" }",
+        "set = { penalty = \"l1\", precision = \"bf16\" }",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(err.field.ends_with("precision"), "{err}");
+    assert!(err.problem.contains("[base]"), "{err}");
+    let err = parse(&GOOD.replace("epochs = 1", "epochs = 1\nprecision = \"fp16\"")).unwrap_err();
+    assert_eq!(err.field, "base.precision");
 }
 
 #[test]
