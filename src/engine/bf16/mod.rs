@@ -149,7 +149,7 @@ pub(crate) fn matmul(
     // Tasks of whole tiles, about four per thread; the split does not change any sum.
     let tiles_per_task = tiles.div_ceil(4 * rayon::current_num_threads()).max(1);
     with_b_buffer(|b_buffer| {
-        let b = pack_b(b, kernel, b_buffer);
+        let b = pack_b(b, kernel, b_buffer, true);
         c.par_chunks_mut(tiles_per_task * MR * n)
             .enumerate()
             .for_each(|(task, c)| {
@@ -169,7 +169,7 @@ pub(crate) fn matmul_serial(
     kernel: Kernel,
 ) {
     with_b_buffer(|b_buffer| {
-        let b = pack_b(b, kernel, b_buffer);
+        let b = pack_b(b, kernel, b_buffer, false);
         product_of_rows(a, &b, c, accumulate, kernel);
     });
 }
@@ -332,28 +332,46 @@ fn pack_a<'b>(a: MatRef<'_>, kernel: Kernel, buffer: &'b mut Vec<u32>) -> Packed
     }
 }
 
-/// Packs `b` into `buffer` as panels of [`NR`] columns.
-fn pack_b<'b>(b: MatRef<'_>, kernel: Kernel, buffer: &'b mut Vec<u32>) -> PackedB<'b> {
+/// Packs `b` into `buffer` as panels of [`NR`] columns; the panels are packed in parallel
+/// when `parallel` (each is independent of the others).
+fn pack_b<'b>(
+    b: MatRef<'_>,
+    kernel: Kernel,
+    buffer: &'b mut Vec<u32>,
+    parallel: bool,
+) -> PackedB<'b> {
     let (k, n) = (b.rows(), b.cols());
     let pairs = k.div_ceil(2);
     let data = zeroed_aligned(buffer, n.div_ceil(NR) * NR * pairs);
-    let packed_by_vectors = match kernel {
-        Kernel::Portable => false,
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => avx512::pack_b(b, pairs, data),
+    let pack = |(q, panel): (usize, &mut [u32])| {
+        let first = q * NR;
+        pack_b_panel(b.columns(first, n.min(first + NR)), kernel, pairs, panel);
     };
-    if !packed_by_vectors {
-        for j in 0..n {
-            for p in 0..pairs {
-                let at = (j / NR) * pairs * NR + p * NR + j % NR;
-                data[at] = pair(b.at(2 * p, j), b.at_or_zero(2 * p + 1, j));
-            }
-        }
+    if parallel {
+        data.par_chunks_mut(pairs * NR).enumerate().for_each(pack);
+    } else {
+        data.chunks_mut(pairs * NR).enumerate().for_each(pack);
     }
     PackedB {
         data,
         pairs,
         columns: n,
+    }
+}
+
+/// Packs the (at most [`NR`]) columns of `b` into one zeroed panel.
+fn pack_b_panel(b: MatRef<'_>, kernel: Kernel, pairs: usize, panel: &mut [u32]) {
+    let packed_by_vectors = match kernel {
+        Kernel::Portable => false,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => avx512::pack_b(b, pairs, panel),
+    };
+    if !packed_by_vectors {
+        for j in 0..b.cols() {
+            for p in 0..pairs {
+                panel[p * NR + j] = pair(b.at(2 * p, j), b.at_or_zero(2 * p + 1, j));
+            }
+        }
     }
 }
 
@@ -501,8 +519,8 @@ mod tests {
                     "a of {shape:?}, layout {:?}",
                     got.layout
                 );
-                let want = pack_b(b, Kernel::Portable, &mut scalar);
-                let got = pack_b(b, vector, &mut vectors);
+                let want = pack_b(b, Kernel::Portable, &mut scalar, false);
+                let got = pack_b(b, vector, &mut vectors, true);
                 assert_eq!(want.data, got.data, "b of {shape:?}");
             }
         }
