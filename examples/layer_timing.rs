@@ -10,7 +10,8 @@ use regstudy::engine::{Precision, Rng, Tensor, ThreadPool};
 use regstudy::nn::{Context, Conv2d, Conv2dConfig, Init, Layer, MaxPool2d, Relu};
 use std::time::Instant;
 
-fn time(name: &str, layer: &mut dyn Layer, shape: &[usize]) {
+/// Times `layer`'s passes; `flops` is a forward pass's multiply-adds times two (0: not shown).
+fn time(name: &str, layer: &mut dyn Layer, shape: &[usize], flops: f64) {
     let mut rng = Rng::new(0);
     let n: usize = shape.iter().product();
     let x = Tensor::from_vec(shape, (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()).unwrap();
@@ -28,21 +29,39 @@ fn time(name: &str, layer: &mut dyn Layer, shape: &[usize]) {
         layer.backward(&x, &dy, true);
     }
     let bwd = start.elapsed().as_secs_f64() / reps as f64;
+    let rate = |secs: f64, passes: f64| {
+        if flops > 0.0 {
+            format!(" ({:.0} GFLOP/s)", passes * flops / secs / 1e9)
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{name:<12} forward {:.3} ms, backward {:.3} ms",
+        "{name:<16} forward {:.3} ms{}, backward {:.3} ms{}",
         fwd * 1e3,
-        bwd * 1e3
+        rate(fwd, 1.0),
+        bwd * 1e3,
+        rate(bwd, 2.0)
     );
 }
 
 fn main() {
     let pool = ThreadPool::new(0).unwrap();
     pool.install(|| {
-        time("max_pool", &mut MaxPool2d::new(2, 2), &[64, 32, 32, 32]);
-        time("relu", &mut Relu::default(), &[64, 32, 32, 32]);
+        time(
+            "max_pool",
+            &mut MaxPool2d::new(2, 2),
+            &[64, 32, 32, 32],
+            0.0,
+        );
+        time("relu", &mut Relu::default(), &[64, 32, 32, 32], 0.0);
+        // simple-cnn's two convolutions, then standard-cnn's second of each block.
         for (label, shape, out) in [
             ("conv1", [64, 32, 32, 3], 32),
             ("conv2", [64, 16, 16, 32], 64),
+            ("conv1_2", [64, 32, 32, 32], 32),
+            ("conv2_2", [64, 16, 16, 64], 64),
+            ("conv3_2", [64, 8, 8, 128], 128),
         ] {
             let config = Conv2dConfig {
                 in_channels: shape[3],
@@ -52,11 +71,17 @@ fn main() {
                 padding: 1,
                 bias: true,
             };
-            time(
-                label,
-                &mut Conv2d::new(label, config, Init::Pytorch, 0),
-                &shape,
-            );
+            let flops = 2.0 * (shape[0] * shape[1] * shape[2] * shape[3] * 9 * out) as f64;
+            // Each convolution both ways: read directly from the padded images where that
+            // pays on this CPU, and through the patch matrix.
+            for direct in [true, false] {
+                let layer = Conv2d::new(label, config, Init::Pytorch, 0).with_direct_passes(direct);
+                if direct && !layer.takes_direct_passes(shape[1], shape[2]) {
+                    continue;
+                }
+                let name = format!("{label} {}", if direct { "direct" } else { "patches" });
+                time(&name, &mut { layer }, &shape, flops);
+            }
         }
         let (m, k, n) = (16384, 288, 64);
         let a = vec![0.5f32; m * k];

@@ -138,10 +138,11 @@ pub fn col2im_image(rows: &[f32], win: &Window, image: &mut [f32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn window(h: usize, w: usize, c: usize, k: usize, s: usize, p: usize) -> Window {
+    /// A window of a square `k x k` kernel with stride `s` and padding `p`.
+    pub(crate) fn window(h: usize, w: usize, c: usize, k: usize, s: usize, p: usize) -> Window {
         Window {
             height: h,
             width: w,

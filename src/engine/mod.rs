@@ -5,6 +5,7 @@
 //! of the image patches (`N*H*W` rows) by the kernel, and its output is already NHWC.
 
 pub mod bf16;
+pub(crate) mod direct_conv;
 pub mod im2col;
 pub mod matmul;
 pub mod par;

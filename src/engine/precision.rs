@@ -37,6 +37,10 @@ impl Precision {
     /// Checks that this CPU can multiply in this precision, and says with which kernel.
     pub fn kernel(self) -> Result<&'static str, PrecisionError> {
         match self {
+            Precision::Fp32 if super::direct_conv::Kernel::detect().is_some() => Ok(
+                "fp32: AVX-512 12x32 direct kernel for stride-1 convolutions, gemm crate \
+                 (runtime-dispatched AVX-512/AVX2/SSE) for the other products",
+            ),
             Precision::Fp32 => Ok("fp32: gemm crate (runtime-dispatched AVX-512/AVX2/SSE)"),
             Precision::Bf16 if super::bf16::has_avx512_bf16() => {
                 Ok("bf16: AVX512-BF16 (VDPBF16PS) 12x32 kernel, fp32 accumulation")

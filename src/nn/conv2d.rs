@@ -2,6 +2,7 @@
 
 use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
+use crate::engine::direct_conv::{self, convolve_image, kernel_gradient, Grid, PackedWeight};
 use crate::engine::im2col::{col2im, col2im_image, im2col, im2col_image, Window};
 use crate::engine::matmul::{matmul, matmul_serial, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
@@ -59,6 +60,8 @@ struct Scratch {
     patches: Vec<f32>,
     /// dLoss/dPatches of the block, between the input-gradient product and col2im.
     grad_patches: Vec<f32>,
+    /// The padded image of a direct convolution.
+    direct: direct_conv::Scratch,
 }
 
 thread_local! {
@@ -78,6 +81,14 @@ fn with_scratch<R>(work: impl FnOnce(&mut Scratch) -> R) -> R {
 pub(crate) fn images_per_block(patches_per_image: usize) -> usize {
     (BLOCK_PATCH_VALUES / patches_per_image.max(1)).max(1)
 }
+
+/// Images per share of a direct convolution's kernel gradient (see
+/// [`Conv2d::grad_weight_direct`]): shares are summed in order, so their size is fixed, not
+/// set by the thread count.
+const DIRECT_SHARE_IMAGES: usize = 8;
+
+/// Input channels from which a direct convolution also computes its input gradient directly.
+const DIRECT_MIN_GRAD_INPUT_CHANNELS: usize = 16;
 
 /// Output pixels per image from which a convolution runs in blocks of images (8 x 8).
 const MIN_BLOCK_PIXELS: usize = 64;
@@ -118,7 +129,12 @@ pub struct Conv2dConfig {
 /// batch * output pixels, `K = kh * kw * C`) and `W` the kernel as `O x K`.
 /// Backward: `dW = (P^T * dY)^T`, `db = column sums of dY`, `dP = dY * W`, then `dX = col2im(dP)`.
 ///
-/// Where [`runs_in_blocks`] says it pays, both passes run over blocks of images
+/// A stride-1 fp32 convolution whose output rows fill the kernel's tiles well
+/// ([`direct_conv::pays`]) takes the direct passes on a CPU with AVX-512: the forward pass, `dW`
+/// and (with at least [`DIRECT_MIN_GRAD_INPUT_CHANNELS`] input channels) `dX` read each padded
+/// image in place, with no patch matrix ([`direct_conv`]).
+///
+/// Elsewhere, where [`runs_in_blocks`] says it pays, both passes run over blocks of images
 /// ([`BLOCK_PATCH_VALUES`]), one block per task: the block's patches are built, multiplied
 /// and (in backward, built again instead of kept) consumed while they are in cache, and `dW`
 /// is summed over the blocks' partial products in block order. Elsewhere each pass builds the
@@ -133,6 +149,11 @@ pub struct Conv2d {
     grad_weight_t: Vec<f32>,
     /// Each block's share of `grad_weight_t`, summed in block order.
     grad_weight_blocks: Vec<f32>,
+    /// The kernel as the direct passes multiply it (forward, or turned for the input gradient).
+    packed_weight: PackedWeight,
+    /// Whether the direct passes may be taken where they pay (always, except to compare the
+    /// two ways in tests).
+    direct_allowed: bool,
     precision: Precision,
     output: Tensor,
     grad_input: Tensor,
@@ -164,10 +185,27 @@ impl Conv2d {
             bias,
             grad_weight_t: Vec::new(),
             grad_weight_blocks: Vec::new(),
+            packed_weight: PackedWeight::default(),
+            direct_allowed: true,
             precision: Precision::Fp32,
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
+    }
+
+    /// The same layer, with the direct passes allowed or not: the patch-matrix passes compute
+    /// the same convolution, summed in another order.
+    pub fn with_direct_passes(self, allowed: bool) -> Self {
+        Self {
+            direct_allowed: allowed,
+            ..self
+        }
+    }
+
+    /// Whether the passes over `height x width` inputs read the padded image directly (see
+    /// [`direct_conv`]) rather than a patch matrix.
+    pub fn takes_direct_passes(&self, height: usize, width: usize) -> bool {
+        self.direct_kernel(&self.window(height, width)).is_some()
     }
 
     pub fn config(&self) -> &Conv2dConfig {
@@ -216,6 +254,99 @@ impl Conv2d {
                     let rows = patches.len() / patch_len;
                     let patches = MatRef::row_major(patches, rows, patch_len);
                     matmul_serial(patches, kernel.t(), out, with_bias, precision);
+                });
+            });
+    }
+
+    /// `Y = conv(X, W) + b` read straight from each padded image (see [`direct_conv`]), one
+    /// image per task.
+    fn forward_direct(&mut self, input: &Tensor, win: &Window, kernel: direct_conv::Kernel) {
+        let out_c = self.config.out_channels;
+        self.packed_weight.for_output(&self.weight.value, out_c);
+        let grid = Grid::new(*win);
+        let (weight, bias) = (&self.packed_weight, self.bias.as_ref());
+        let bias = bias.map(|b| b.value.as_slice());
+        self.output
+            .data_mut()
+            .par_chunks_mut(win.out_h() * win.out_w() * out_c)
+            .zip(input.data().par_chunks(win.image_len()))
+            .for_each(|(out, image)| {
+                with_scratch(|scratch| {
+                    let scratch = &mut scratch.direct;
+                    convolve_image(kernel, &grid, image, weight, bias, out, scratch);
+                });
+            });
+    }
+
+    /// `dW^T = P^T dY` read straight from each padded image: shares of
+    /// [`DIRECT_SHARE_IMAGES`] images in parallel, each summed image by image, then the shares
+    /// in order.
+    fn grad_weight_direct(
+        &mut self,
+        input: &Tensor,
+        grad_output: &Tensor,
+        win: &Window,
+        kernel: direct_conv::Kernel,
+    ) {
+        let share_len = win.patch_len() * self.config.out_channels;
+        let shares = input.batch().div_ceil(DIRECT_SHARE_IMAGES);
+        let grads_per_image = win.out_h() * win.out_w() * self.config.out_channels;
+        self.grad_weight_blocks.resize(shares * share_len, 0.0);
+        let grid = Grid::new(*win);
+        self.grad_weight_blocks
+            .par_chunks_mut(share_len)
+            .zip(
+                input
+                    .data()
+                    .par_chunks(DIRECT_SHARE_IMAGES * win.image_len()),
+            )
+            .zip(
+                grad_output
+                    .data()
+                    .par_chunks(DIRECT_SHARE_IMAGES * grads_per_image),
+            )
+            .for_each(|((share, images), dy)| {
+                with_scratch(|scratch| {
+                    let scratch = &mut scratch.direct;
+                    kernel_gradient(kernel, &grid, images, dy, share, true, scratch);
+                });
+            });
+        self.grad_weight_t.resize(share_len, 0.0);
+        sum_in_order(&self.grad_weight_blocks, &mut self.grad_weight_t);
+    }
+
+    /// `dX`, as the direct convolution of `dY` padded by `k - 1 - p` with the turned kernel,
+    /// one image per task.
+    fn grad_input_direct(
+        &mut self,
+        input: &Tensor,
+        grad_output: &Tensor,
+        win: &Window,
+        kernel: direct_conv::Kernel,
+    ) {
+        let (out_c, size) = (self.config.out_channels, self.config.kernel_size);
+        self.packed_weight
+            .for_input_gradient(&self.weight.value, out_c, size);
+        let back = Window {
+            height: win.out_h(),
+            width: win.out_w(),
+            channels: out_c,
+            kernel_h: size,
+            kernel_w: size,
+            stride: 1,
+            padding: size - 1 - win.padding,
+        };
+        let grid = Grid::new(back);
+        let weight = &self.packed_weight;
+        self.grad_input.reshape_for(input.shape());
+        self.grad_input
+            .data_mut()
+            .par_chunks_mut(win.image_len())
+            .zip(grad_output.data().par_chunks(back.image_len()))
+            .for_each(|(dx, dy)| {
+                with_scratch(|scratch| {
+                    let scratch = &mut scratch.direct;
+                    convolve_image(kernel, &grid, dy, weight, None, dx, scratch);
                 });
             });
     }
@@ -365,6 +496,17 @@ impl Conv2d {
         runs_in_blocks(pixels, win.patches_per_image(), kernel_len, batch)
     }
 
+    /// The direct kernel, when this convolution takes the direct passes: fp32, stride 1, not
+    /// pointwise, few rows dropped, on a CPU with the kernel (see [`direct_conv`]).
+    fn direct_kernel(&self, win: &Window) -> Option<direct_conv::Kernel> {
+        let fp32 = self.precision.is_fp32() && self.direct_allowed;
+        if fp32 && direct_conv::supports(win) && direct_conv::pays(win) && !self.is_pointwise() {
+            direct_conv::Kernel::detect()
+        } else {
+            None
+        }
+    }
+
     /// True when the patch matrix is the input itself.
     fn is_pointwise(&self) -> bool {
         let c = &self.config;
@@ -378,7 +520,9 @@ impl Layer for Conv2d {
         let win = self.window(h, w);
         self.output
             .reshape_for(&[n, win.out_h(), win.out_w(), self.config.out_channels]);
-        if self.runs_in_blocks(&win, n) {
+        if let Some(kernel) = self.direct_kernel(&win) {
+            self.forward_direct(input, &win, kernel);
+        } else if self.runs_in_blocks(&win, n) {
             self.forward_blocks(input, &win);
         } else {
             self.forward_whole(input, &win);
@@ -392,7 +536,17 @@ impl Layer for Conv2d {
     fn backward(&mut self, input: &Tensor, grad_output: &Tensor, need_grad_input: bool) {
         let (_, h, w, _) = input.nhwc();
         let win = self.window(h, w);
-        if self.runs_in_blocks(&win, input.batch()) {
+        // The direct input gradient has the input's channels as its output columns: with
+        // few, most of each tile's lanes would be idle, and the patch matrix does better.
+        let direct = self.direct_kernel(&win).filter(|_| {
+            !need_grad_input || self.config.in_channels >= DIRECT_MIN_GRAD_INPUT_CHANNELS
+        });
+        if let Some(kernel) = direct {
+            self.grad_weight_direct(input, grad_output, &win, kernel);
+            if need_grad_input {
+                self.grad_input_direct(input, grad_output, &win, kernel);
+            }
+        } else if self.runs_in_blocks(&win, input.batch()) {
             self.backward_blocks(input, grad_output, &win, need_grad_input);
         } else {
             self.backward_whole(input, grad_output, &win, need_grad_input);
@@ -444,21 +598,31 @@ mod tests {
     }
 
     /// 7 images of 24x24x16: 82,944 patch values per image, so blocks of 3, 3 and 1 images,
-    /// in both passes.
+    /// in both passes (the direct passes not allowed).
     fn blocked() -> (Conv2d, Tensor, Tensor) {
         let (layer, x, dy) = case(7, 24, 16, 8);
+        let layer = layer.with_direct_passes(false);
         let win = layer.window(24, 24);
         assert_eq!(images_per_block(win.patches_per_image()), 3);
-        assert!(layer.runs_in_blocks(&win, 7));
+        assert!(layer.runs_in_blocks(&win, 7) && !layer.takes_direct_passes(24, 24));
         (layer, x, dy)
     }
 
-    /// 7 images of 4x4x32 to 32 channels: 16 output pixels per image, too few for blocks, so
-    /// both passes take the whole batch at once.
+    /// 7 images of 4x4x32 to 32 channels: 16 output pixels per image, too few for blocks or
+    /// the direct passes, so both passes take the whole batch at once.
     fn whole() -> (Conv2d, Tensor, Tensor) {
         let (layer, x, dy) = case(7, 4, 32, 32);
         let win = layer.window(4, 4);
-        assert!(!layer.runs_in_blocks(&win, 7));
+        assert!(!layer.runs_in_blocks(&win, 7) && !layer.takes_direct_passes(4, 4));
+        (layer, x, dy)
+    }
+
+    /// 11 images of 16x16x16 to 40 channels (two panels, the second partial), read directly
+    /// from the padded images where the CPU has the kernel: shares of 8 and 3 images.
+    fn direct() -> (Conv2d, Tensor, Tensor) {
+        let (layer, x, dy) = case(11, 16, 16, 40);
+        let expected = direct_conv::Kernel::detect().is_some();
+        assert_eq!(layer.takes_direct_passes(16, 16), expected);
         (layer, x, dy)
     }
 
@@ -524,8 +688,14 @@ mod tests {
     }
 
     #[test]
-    fn both_ways_give_the_same_bits_on_one_and_two_threads() {
+    fn direct_passes_give_the_products_of_the_whole_batch() {
+        matches_the_whole_batch_products(direct());
+    }
+
+    #[test]
+    fn every_way_gives_the_same_bits_on_one_and_two_threads() {
         assert_eq!(bits_on(1, blocked()), bits_on(2, blocked()));
         assert_eq!(bits_on(1, whole()), bits_on(2, whole()));
+        assert_eq!(bits_on(1, direct()), bits_on(2, direct()));
     }
 }

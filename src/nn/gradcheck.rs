@@ -204,6 +204,19 @@ fn conv2d_gradients_match_finite_differences() {
 }
 
 #[test]
+fn direct_conv2d_gradients_match_finite_differences() {
+    // 6 x 14 outputs: 84 of the 96 grid rows used, and 16 input channels, so both passes and
+    // the input gradient read the padded images directly where the CPU has the kernel.
+    let layer = conv(16, 5, 3, 1, 1, true);
+    let expected = crate::engine::direct_conv::Kernel::detect().is_some();
+    assert_eq!(layer.takes_direct_passes(6, 14), expected);
+    check(layer, &[2, 6, 14, 16], false, LINEAR);
+    let layer = conv(16, 3, 2, 1, 0, false);
+    assert_eq!(layer.takes_direct_passes(9, 12), expected);
+    check(layer, &[2, 9, 12, 16], false, LINEAR);
+}
+
+#[test]
 fn strided_unpadded_conv2d_gradients_match_finite_differences() {
     check(conv(2, 3, 3, 2, 0, false), &[2, 7, 7, 2], false, LINEAR);
 }
