@@ -55,13 +55,16 @@ fn main() {
             0.0,
         );
         time("relu", &mut Relu::default(), &[64, 32, 32, 32], 0.0);
-        // simple-cnn's two convolutions, then standard-cnn's second of each block.
+        // simple-cnn's two convolutions, standard-cnn's second of each block, then ResNet-18's.
         for (label, shape, out) in [
             ("conv1", [64, 32, 32, 3], 32),
             ("conv2", [64, 16, 16, 32], 64),
             ("conv1_2", [64, 32, 32, 32], 32),
             ("conv2_2", [64, 16, 16, 64], 64),
             ("conv3_2", [64, 8, 8, 128], 128),
+            // ResNet-18's first and second stages.
+            ("layer1", [64, 32, 32, 64], 64),
+            ("layer2", [64, 16, 16, 128], 128),
         ] {
             let config = Conv2dConfig {
                 in_channels: shape[3],

@@ -81,15 +81,22 @@ pub(super) fn pack_b(b: MatRef<'_>, pairs: usize, data: &mut [u32]) -> bool {
         unsafe { pack_b_rows(src, k, n, b.row_stride(), pairs, data) };
         true
     } else if b.row_stride() == 1 {
-        // Each column is a run of k elements: convert it whole, then place its pairs NR apart.
-        let mut column = vec![0u32; pairs];
+        // Each column is a run of k elements: convert it a piece at a time, into a buffer on
+        // the stack, then place its pairs NR apart. Pieces have an even length, so no pair
+        // straddles two of them.
+        const PIECE_PAIRS: usize = 64;
+        let mut converted = [0u32; PIECE_PAIRS];
         for j in 0..n {
             let run = &src[j * b.col_stride()..][..k];
-            // SAFETY: the CPU has the features; the run holds k elements, `column` ceil(k/2).
-            unsafe { convert_run(run, &mut column) };
             let panel = &mut data[(j / NR) * pairs * NR..][..pairs * NR];
-            for (p, &value) in column.iter().enumerate() {
-                panel[p * NR + j % NR] = value;
+            for (piece_index, piece) in run.chunks(2 * PIECE_PAIRS).enumerate() {
+                let piece_pairs = &mut converted[..piece.len().div_ceil(2)];
+                // SAFETY: the CPU has the features; `piece_pairs` holds ceil(len / 2) pairs.
+                unsafe { convert_run(piece, piece_pairs) };
+                let first = piece_index * PIECE_PAIRS;
+                for (p, &value) in piece_pairs.iter().enumerate() {
+                    panel[(first + p) * NR + j % NR] = value;
+                }
             }
         }
         true

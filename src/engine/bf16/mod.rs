@@ -506,6 +506,7 @@ mod tests {
             (25, 64, 33),
             (12, 67, 64),
             (5, 300, 70),
+            (3, 257, 40),
         ] {
             let (m, k, n) = shape;
             let a = awkward_values(m * k, &mut rng);
