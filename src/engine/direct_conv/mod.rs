@@ -90,6 +90,8 @@ pub(crate) struct Grid {
     hp: usize,
     /// The output row of each grid row, or [`SKIP`]; as many as the tiles cover.
     destinations: Vec<usize>,
+    /// Offsets of each tap `(ky, kx)` from a grid row's first input value, in floats.
+    taps: Vec<usize>,
 }
 
 impl Grid {
@@ -109,26 +111,20 @@ impl Grid {
                 }
             })
             .collect();
+        let (k, c) = (win.kernel_h, win.channels);
+        let taps = (0..k * k).map(|t| ((t / k) * wp + t % k) * c).collect();
         Self {
             win,
             wp,
             hp: win.height + 2 * p,
             destinations,
+            taps,
         }
     }
 
     /// Grid rows holding every output pixel: `out_h * Wp`.
     fn rows(&self) -> usize {
         self.win.out_h() * self.wp
-    }
-
-    /// Offsets of each tap `(ky, kx)` from a grid row's first input value, in floats.
-    fn tap_offsets(&self) -> Vec<usize> {
-        let k = self.win.kernel_h;
-        let c = self.win.channels;
-        (0..k * k)
-            .map(|t| ((t / k) * self.wp + t % k) * c)
-            .collect()
     }
 
     /// Length of a padded image, with room for the last tile's rows past the grid (their
@@ -289,13 +285,13 @@ pub(crate) fn convolve_image(
     assert_eq!(out.len(), win.out_h() * win.out_w() * n);
     assert!(bias.is_none_or(|b| b.len() == n));
     grid.pad(image, &mut scratch.padded);
-    let taps = grid.tap_offsets();
+    let taps = &grid.taps;
     let bias_values = bias.unwrap_or(&[]);
     for q in 0..n.div_ceil(NR) {
         for first in (0..grid.rows()).step_by(MR) {
             let tile = Tile {
                 a_at: first * win.channels,
-                taps: &taps,
+                taps,
                 channels: win.channels,
                 b_at: q * weight.k * NR,
                 rows: grid.destinations(first),
