@@ -22,6 +22,7 @@ def bench(binary, model, args):
         binary, "bench", "--model", model,
         "--train-secs", str(args.train_secs), "--infer-secs", str(args.infer_secs),
         "--warmup-secs", str(args.warmup_secs), "--threads", str(args.threads),
+        "--precision", args.precision,
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -41,6 +42,8 @@ def main():
     parser.add_argument("--infer-secs", type=float, default=2)
     parser.add_argument("--warmup-secs", type=float, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="the precision both builds train and infer in")
     args = parser.parse_args()
 
     rows = []

@@ -42,9 +42,10 @@ impl Precision {
                  (runtime-dispatched AVX-512/AVX2/SSE) for the other products",
             ),
             Precision::Fp32 => Ok("fp32: gemm crate (runtime-dispatched AVX-512/AVX2/SSE)"),
-            Precision::Bf16 if super::bf16::has_avx512_bf16() => {
-                Ok("bf16: AVX512-BF16 (VDPBF16PS) 12x32 kernel, fp32 accumulation")
-            }
+            Precision::Bf16 if super::bf16::has_avx512_bf16() => Ok(
+                "bf16: AVX512-BF16 (VDPBF16PS) 12x32 kernels, direct for stride-1 \
+                    convolutions, packed for the other products; fp32 accumulation",
+            ),
             Precision::Bf16 => Err(PrecisionError::Bf16Unsupported),
         }
     }

@@ -2,7 +2,9 @@
 
 use super::init::{rng_for, Fans};
 use super::{Context, Init, Layer, Param, ParamKind};
-use crate::engine::direct_conv::{self, convolve_image, kernel_gradient, Grid, PackedWeight};
+use crate::engine::direct_conv::{
+    self, convolve_image, convolve_image_pairs, kernel_gradient, Grid, PackedPairs, PackedWeight,
+};
 use crate::engine::im2col::{col2im, col2im_image, im2col, im2col_image, Window};
 use crate::engine::matmul::{matmul, matmul_serial, MatRef};
 use crate::engine::par::{broadcast_rows, column_sums_into};
@@ -112,6 +114,51 @@ pub(crate) fn runs_in_blocks(
         && blocks.saturating_mul(kernel_len) <= batch.saturating_mul(per_image)
 }
 
+/// A kernel packed for the direct passes, in the layer's precision.
+#[derive(Clone, Copy)]
+enum DirectWeight<'w> {
+    Fp32(&'w PackedWeight),
+    Bf16(&'w PackedPairs),
+}
+
+impl<'w> DirectWeight<'w> {
+    fn of(precision: Precision, fp32: &'w PackedWeight, bf16: &'w PackedPairs) -> Self {
+        match precision {
+            Precision::Fp32 => DirectWeight::Fp32(fp32),
+            Precision::Bf16 => DirectWeight::Bf16(bf16),
+        }
+    }
+
+    /// Convolves each image of `images` (geometry `win`) into its slot of `out`, one image
+    /// per task, each output starting from `bias` when given.
+    fn convolve_images(
+        self,
+        kernel: direct_conv::Kernel,
+        win: &Window,
+        images: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let grid = Grid::new(*win);
+        let out_len = out.len() / (images.len() / win.image_len()).max(1);
+        out.par_chunks_mut(out_len)
+            .zip(images.par_chunks(win.image_len()))
+            .for_each(|(out, image)| {
+                with_scratch(|scratch| {
+                    let scratch = &mut scratch.direct;
+                    match self {
+                        DirectWeight::Fp32(weight) => {
+                            convolve_image(kernel, &grid, image, weight, bias, out, scratch)
+                        }
+                        DirectWeight::Bf16(weight) => {
+                            convolve_image_pairs(kernel, &grid, image, weight, bias, out, scratch)
+                        }
+                    }
+                });
+            });
+    }
+}
+
 /// Hyper-parameters of a [`Conv2d`] (square kernels, equal stride and padding on both axes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dConfig {
@@ -151,6 +198,8 @@ pub struct Conv2d {
     grad_weight_blocks: Vec<f32>,
     /// The kernel as the direct passes multiply it (forward, or turned for the input gradient).
     packed_weight: PackedWeight,
+    /// The same in bf16 pairs, for direct passes in bf16.
+    packed_pairs: PackedPairs,
     /// Whether the direct passes may be taken where they pay (always, except to compare the
     /// two ways in tests).
     direct_allowed: bool,
@@ -186,6 +235,7 @@ impl Conv2d {
             grad_weight_t: Vec::new(),
             grad_weight_blocks: Vec::new(),
             packed_weight: PackedWeight::default(),
+            packed_pairs: PackedPairs::default(),
             direct_allowed: true,
             precision: Precision::Fp32,
             output: Tensor::default(),
@@ -261,21 +311,17 @@ impl Conv2d {
     /// `Y = conv(X, W) + b` read straight from each padded image (see [`direct_conv`]), one
     /// image per task.
     fn forward_direct(&mut self, input: &Tensor, win: &Window, kernel: direct_conv::Kernel) {
-        let out_c = self.config.out_channels;
-        self.packed_weight.for_output(&self.weight.value, out_c);
-        let grid = Grid::new(*win);
-        let (weight, bias) = (&self.packed_weight, self.bias.as_ref());
-        let bias = bias.map(|b| b.value.as_slice());
-        self.output
-            .data_mut()
-            .par_chunks_mut(win.out_h() * win.out_w() * out_c)
-            .zip(input.data().par_chunks(win.image_len()))
-            .for_each(|(out, image)| {
-                with_scratch(|scratch| {
-                    let scratch = &mut scratch.direct;
-                    convolve_image(kernel, &grid, image, weight, bias, out, scratch);
-                });
-            });
+        let (out_c, size) = (self.config.out_channels, self.config.kernel_size);
+        match self.precision {
+            Precision::Fp32 => self.packed_weight.for_output(&self.weight.value, out_c),
+            Precision::Bf16 => self
+                .packed_pairs
+                .for_output(&self.weight.value, out_c, size),
+        }
+        let bias = self.bias.as_ref().map(|b| b.value.as_slice());
+        let direct = DirectWeight::of(self.precision, &self.packed_weight, &self.packed_pairs);
+        let out = self.output.data_mut();
+        direct.convolve_images(kernel, win, input.data(), bias, out);
     }
 
     /// `dW^T = P^T dY` read straight from each padded image: shares of
@@ -293,6 +339,7 @@ impl Conv2d {
         let grads_per_image = win.out_h() * win.out_w() * self.config.out_channels;
         self.grad_weight_blocks.resize(shares * share_len, 0.0);
         let grid = Grid::new(*win);
+        let precision = self.precision;
         self.grad_weight_blocks
             .par_chunks_mut(share_len)
             .zip(
@@ -308,7 +355,7 @@ impl Conv2d {
             .for_each(|((share, images), dy)| {
                 with_scratch(|scratch| {
                     let scratch = &mut scratch.direct;
-                    kernel_gradient(kernel, &grid, images, dy, share, true, scratch);
+                    kernel_gradient(kernel, precision, &grid, images, dy, share, true, scratch);
                 });
             });
         self.grad_weight_t.resize(share_len, 0.0);
@@ -325,8 +372,11 @@ impl Conv2d {
         kernel: direct_conv::Kernel,
     ) {
         let (out_c, size) = (self.config.out_channels, self.config.kernel_size);
-        self.packed_weight
-            .for_input_gradient(&self.weight.value, out_c, size);
+        let weight = &self.weight.value;
+        match self.precision {
+            Precision::Fp32 => self.packed_weight.for_input_gradient(weight, out_c, size),
+            Precision::Bf16 => self.packed_pairs.for_input_gradient(weight, out_c, size),
+        }
         let back = Window {
             height: win.out_h(),
             width: win.out_w(),
@@ -336,19 +386,10 @@ impl Conv2d {
             stride: 1,
             padding: size - 1 - win.padding,
         };
-        let grid = Grid::new(back);
-        let weight = &self.packed_weight;
+        let direct = DirectWeight::of(self.precision, &self.packed_weight, &self.packed_pairs);
         self.grad_input.reshape_for(input.shape());
-        self.grad_input
-            .data_mut()
-            .par_chunks_mut(win.image_len())
-            .zip(grad_output.data().par_chunks(back.image_len()))
-            .for_each(|(dx, dy)| {
-                with_scratch(|scratch| {
-                    let scratch = &mut scratch.direct;
-                    convolve_image(kernel, &grid, dy, weight, None, dx, scratch);
-                });
-            });
+        let dx = self.grad_input.data_mut();
+        direct.convolve_images(kernel, &back, grad_output.data(), None, dx);
     }
 
     /// The whole batch's patch matrix: the input itself for a pointwise convolution, else
@@ -496,14 +537,17 @@ impl Conv2d {
         runs_in_blocks(pixels, win.patches_per_image(), kernel_len, batch)
     }
 
-    /// The direct kernel, when this convolution takes the direct passes: fp32, stride 1, not
-    /// pointwise, few rows dropped, on a CPU with the kernel (see [`direct_conv`]).
+    /// The direct kernel, when this convolution takes the direct passes: stride 1, not
+    /// pointwise, few rows dropped, on a CPU with the kernels of its precision (AVX-512 for
+    /// fp32, AVX512-BF16 for bf16; see [`direct_conv`]).
     fn direct_kernel(&self, win: &Window) -> Option<direct_conv::Kernel> {
-        let fp32 = self.precision.is_fp32() && self.direct_allowed;
-        if fp32 && direct_conv::supports(win) && direct_conv::pays(win) && !self.is_pointwise() {
-            direct_conv::Kernel::detect()
-        } else {
-            None
+        let shape = direct_conv::supports(win) && direct_conv::pays(win) && !self.is_pointwise();
+        if !(shape && self.direct_allowed) {
+            return None;
+        }
+        match self.precision {
+            Precision::Fp32 => direct_conv::Kernel::detect(),
+            Precision::Bf16 => direct_conv::Kernel::detect_bf16(),
         }
     }
 
@@ -697,5 +741,33 @@ mod tests {
         assert_eq!(bits_on(1, blocked()), bits_on(2, blocked()));
         assert_eq!(bits_on(1, whole()), bits_on(2, whole()));
         assert_eq!(bits_on(1, direct()), bits_on(2, direct()));
+        assert_eq!(bits_on(1, direct_bf16()), bits_on(2, direct_bf16()));
+    }
+
+    /// [`direct`] in bf16: the direct passes in pairs of channels where the CPU has
+    /// AVX512-BF16.
+    fn direct_bf16() -> (Conv2d, Tensor, Tensor) {
+        let (mut layer, x, dy) = case(11, 16, 16, 40);
+        layer.set_precision(Precision::Bf16);
+        let expected = direct_conv::Kernel::detect_bf16().is_some();
+        assert_eq!(layer.takes_direct_passes(16, 16), expected);
+        (layer, x, dy)
+    }
+
+    #[test]
+    fn bf16_direct_passes_give_the_bf16_products_of_the_patch_matrix() {
+        // Both ways multiply the same bf16-rounded operands with f32 sums; only the order of
+        // the sums differs.
+        let (mut direct, x, dy) = direct_bf16();
+        let mut patches = case(11, 16, 16, 40).0.with_direct_passes(false);
+        patches.set_precision(Precision::Bf16);
+        assert!(!patches.takes_direct_passes(16, 16));
+        for layer in [&mut direct, &mut patches] {
+            layer.forward(&x, &mut Context::eval());
+            layer.backward(&x, &dy, true);
+        }
+        close(direct.output().data(), patches.output().data());
+        close(&direct.weight.grad, &patches.weight.grad);
+        close(direct.grad_input().data(), patches.grad_input().data());
     }
 }

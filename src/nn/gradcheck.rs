@@ -330,6 +330,25 @@ fn bf16_conv2d_gradients_match_fp32_finite_differences() {
 }
 
 #[test]
+fn bf16_direct_conv2d_gradients_match_fp32_finite_differences() {
+    // The shapes of `direct_conv2d_gradients_match_finite_differences`, in bf16: pairs of
+    // channels for the output and the input gradient, rounded operands for the kernel's.
+    let expected = crate::engine::direct_conv::Kernel::detect_bf16().is_some();
+    for (layer, shape) in [
+        (conv(16, 5, 3, 1, 1, true), [2, 6, 14, 16]),
+        (conv(16, 3, 2, 1, 0, false), [2, 9, 12, 16]),
+        (conv(17, 3, 3, 1, 1, true), [2, 6, 14, 17]),
+    ] {
+        let mut layer = layer;
+        layer.set_precision(Precision::Bf16);
+        assert_eq!(layer.takes_direct_passes(shape[1], shape[2]), expected);
+        // `check_in` starts from the layer in fp32, its reference.
+        layer.set_precision(Precision::Fp32);
+        check_in(Precision::Bf16, layer, &shape, false, BF16);
+    }
+}
+
+#[test]
 fn bf16_conv2d_gradients_over_blocks_of_images_match_fp32_finite_differences() {
     // 9 x 9 outputs per image, so the layer runs block by block of images.
     check_in(

@@ -113,6 +113,35 @@ pub(super) fn tile(tile: &Tile, a: &[u32], b: &[u32], c: &mut [f32]) {
     unsafe { kernel(tile, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
+/// Converts adjacent elements `2p, 2p + 1` of `src` to pair `p` of `dst`; a zero pads an odd
+/// length.
+pub(super) fn to_pairs(src: &[f32], dst: &mut [u32]) {
+    assert_cpu_has_avx512_bf16();
+    assert!(dst.len() >= src.len().div_ceil(2));
+    // SAFETY: the CPU has the features, and `dst` holds ceil(src.len() / 2) pairs.
+    unsafe { convert_run(src, dst) }
+}
+
+/// Pairs `(lo[i], hi[i])` of bf16 into `dst[i]`, for the `dst.len()` elements all three hold.
+pub(super) fn pairs_of(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+    assert_cpu_has_avx512_bf16();
+    let len = dst.len();
+    assert!(lo.len() >= len && hi.len() >= len);
+    // SAFETY: the CPU has the features; every access is masked to the first `len` elements.
+    unsafe {
+        let index = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
+        let mut i = 0;
+        while i < len {
+            let mask = lanes(len - i);
+            let even = _mm512_maskz_loadu_ps(mask, lo.as_ptr().add(i));
+            let odd = _mm512_maskz_loadu_ps(mask, hi.as_ptr().add(i));
+            let pairs = interleave(even, odd, index);
+            _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(i).cast(), mask, pairs);
+            i += 16;
+        }
+    }
+}
+
 /// Converts adjacent elements `2p, 2p + 1` of `src` to pair `p` of `dst` (a zero pads an odd
 /// length): 32 floats per VCVTNE2PS2BF16, which already leaves them in pair order.
 ///

@@ -93,6 +93,30 @@ pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
+/// Converts adjacent elements `2p, 2p + 1` of `src` to the pair `p` of `dst`, as the kernels
+/// read them (a zero pads an odd length); `dst` holds at least `ceil(src.len() / 2)` pairs.
+pub(crate) fn to_pairs(src: &[f32], dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_bf16() {
+        return avx512::to_pairs(src, dst);
+    }
+    for (pair_of, values) in dst.iter_mut().zip(src.chunks(2)) {
+        *pair_of = pair(values[0], values.get(1).copied().unwrap_or(0.0));
+    }
+}
+
+/// `dst[i] = (bf16(lo[i]), bf16(hi[i]))` for each `i < dst.len()`: pairs of two runs (two
+/// neighbouring pixels' values of one channel, say), as the kernels read them.
+pub(crate) fn pairs_of(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512_bf16() {
+        return avx512::pairs_of(lo, hi, dst);
+    }
+    for ((pair_of, &lo), &hi) in dst.iter_mut().zip(lo).zip(hi) {
+        *pair_of = pair(lo, hi);
+    }
+}
+
 /// A pair of inner-dimension neighbours, `lo` first, as the kernel reads them.
 fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | (to_bf16(hi) as u32) << 16
@@ -524,6 +548,33 @@ mod tests {
                 let got = pack_b(b, vector, &mut vectors, true);
                 assert_eq!(want.data, got.data, "b of {shape:?}");
             }
+        }
+    }
+
+    #[test]
+    fn vector_pairing_follows_the_scalar_rule_on_every_length() {
+        let mut rng = Rng::new(4);
+        for len in [0, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
+            let values = awkward_values(len, &mut rng);
+            let mut pairs = vec![u32::MAX; len.div_ceil(2) + 1];
+            to_pairs(&values, &mut pairs);
+            for (p, &got) in pairs[..len.div_ceil(2)].iter().enumerate() {
+                let hi = values.get(2 * p + 1).copied().unwrap_or(0.0);
+                assert_eq!(got, pair(values[2 * p], hi), "pair {p} of {len}");
+            }
+            assert_eq!(pairs[len.div_ceil(2)], u32::MAX, "past the pairs of {len}");
+            let (lo, hi) = values.split_at(len / 2);
+            let mut pairs = vec![u32::MAX; len / 2 + 1];
+            pairs_of(lo, hi, &mut pairs[..len / 2]);
+            for (i, &got) in pairs[..len / 2].iter().enumerate() {
+                assert_eq!(
+                    got,
+                    pair(lo[i], hi[i]),
+                    "pair {i} of two runs of {}",
+                    len / 2
+                );
+            }
+            assert_eq!(pairs[len / 2], u32::MAX, "past the pairs of two runs");
         }
     }
 

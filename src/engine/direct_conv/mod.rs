@@ -25,11 +25,19 @@
 //! Only AVX-512 CPUs take this path ([`Kernel::detect`]); elsewhere convolutions keep their
 //! patch matrix. The portable kernel computes the same bits (it fuses the same multiply-adds
 //! in the same order) and is the reference in tests.
+//!
+//! In bf16 ([`pairs`]), the padded image holds bf16 pairs of neighbouring channels, and the
+//! kernels multiply them with VDPBF16PS; the kernel gradient pairs neighbouring pixels.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod pairs;
 
+pub(crate) use pairs::{convolve_image_pairs, PackedPairs};
+
+use super::bf16;
 use super::im2col::Window;
+use super::Precision;
 
 /// Output rows (grid rows) per tile.
 pub(crate) const MR: usize = 12;
@@ -60,6 +68,15 @@ impl Kernel {
         }
         None
     }
+
+    /// The vector kernels for bf16 convolutions, or `None` on a CPU without AVX512-BF16.
+    pub(crate) fn detect_bf16() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if bf16::has_avx512_bf16() {
+            return Some(Kernel::Avx512);
+        }
+        None
+    }
 }
 
 /// Whether a convolution over `win` can run here: stride 1, a square kernel, and a padding
@@ -70,7 +87,9 @@ pub(crate) fn supports(win: &Window) -> bool {
 
 /// Share of the tiles' rows that are output pixels, from which the direct passes are used.
 /// Measured on 2 threads (`examples/layer_timing.rs`): at 32x32 and 16x16 outputs (94% and
-/// 89% of rows used by a 3x3 kernel) they beat the patch matrix; at 8x8 (76%) they lose.
+/// 89% of rows used by a 3x3 kernel) they beat the patch matrix; at 8x8 (76%) they lose in
+/// fp32, and in bf16 (`tools/compare_builds.py --precision bf16` with 8x8 layers taken
+/// directly) they do no better.
 const MIN_ROWS_USED: f64 = 0.85;
 
 /// Whether the direct passes are expected to beat the patch matrix on `win` (which they
@@ -92,6 +111,8 @@ pub(crate) struct Grid {
     destinations: Vec<usize>,
     /// Offsets of each tap `(ky, kx)` from a grid row's first input value, in floats.
     taps: Vec<usize>,
+    /// The same offsets in the bf16 padded image, in pairs.
+    pair_taps: Vec<usize>,
 }
 
 impl Grid {
@@ -111,14 +132,19 @@ impl Grid {
                 }
             })
             .collect();
-        let (k, c) = (win.kernel_h, win.channels);
-        let taps = (0..k * k).map(|t| ((t / k) * wp + t % k) * c).collect();
+        let k = win.kernel_h;
+        let offsets = |per_pixel: usize| {
+            (0..k * k)
+                .map(|t| ((t / k) * wp + t % k) * per_pixel)
+                .collect()
+        };
         Self {
             win,
             wp,
             hp: win.height + 2 * p,
             destinations,
-            taps,
+            taps: offsets(win.channels),
+            pair_taps: offsets(pairs::per_pixel(&win)),
         }
     }
 
@@ -127,17 +153,17 @@ impl Grid {
         self.win.out_h() * self.wp
     }
 
-    /// Length of a padded image, with room for the last tile's rows past the grid (their
-    /// results are dropped, but they are read).
-    fn padded_len(&self) -> usize {
-        (self.hp * self.wp + MR + self.win.kernel_w) * self.win.channels
+    /// Length of a padded image of `per_pixel` values a pixel, with room for the last tile's
+    /// rows past the grid (their results are dropped, but they are read).
+    fn padded_len(&self, per_pixel: usize) -> usize {
+        (self.hp * self.wp + MR + self.win.kernel_w) * per_pixel
     }
 
     /// Writes `image` (`H x W x C`) into `padded`, zero around it.
     fn pad(&self, image: &[f32], padded: &mut Vec<f32>) {
         let (c, p, w) = (self.win.channels, self.win.padding, self.win.width);
         padded.clear();
-        padded.resize(self.padded_len(), 0.0);
+        padded.resize(self.padded_len(c), 0.0);
         for (y, row) in image.chunks_exact(w * c).enumerate() {
             let at = ((y + p) * self.wp + p) * c;
             padded[at..at + w * c].copy_from_slice(row);
@@ -196,10 +222,14 @@ impl PackedWeight {
     }
 }
 
-/// Reusable buffers for [`convolve_image`].
+/// Reusable buffers for [`convolve_image`], [`convolve_image_pairs`] and [`kernel_gradient`].
 #[derive(Default)]
 pub(crate) struct Scratch {
     padded: Vec<f32>,
+    /// The padded image as bf16 pairs: of channels, or of neighbouring pixels.
+    padded_pairs: Vec<u32>,
+    /// An image's output gradient as bf16 pairs of neighbouring pixels.
+    gradient_pairs: Vec<u32>,
 }
 
 /// One tile's work: the kernel reads `a` at `a_at + i * channels + tap + c` for row `i`, tap
@@ -219,8 +249,9 @@ pub(crate) struct Tile<'t> {
 }
 
 impl Tile<'_> {
-    /// Panics unless every element the kernel touches lies inside the slices.
-    pub(crate) fn check(&self, a: &[f32], b: &[f32], c: &[f32], bias: &[f32]) {
+    /// Panics unless every element the kernel touches lies inside the slices (of floats, or
+    /// of bf16 pairs).
+    pub(crate) fn check<T>(&self, a: &[T], b: &[T], c: &[f32], bias: &[f32]) {
         let last_tap = self.taps.iter().copied().max().unwrap_or(0);
         assert!(self.cols <= NR && self.cols > 0);
         assert!(self.a_at + (MR - 1) * self.channels + last_tap + self.channels <= a.len());
@@ -285,26 +316,48 @@ pub(crate) fn convolve_image(
     assert_eq!(out.len(), win.out_h() * win.out_w() * n);
     assert!(bias.is_none_or(|b| b.len() == n));
     grid.pad(image, &mut scratch.padded);
-    let taps = &grid.taps;
     let bias_values = bias.unwrap_or(&[]);
-    for q in 0..n.div_ceil(NR) {
-        for first in (0..grid.rows()).step_by(MR) {
-            let tile = Tile {
-                a_at: first * win.channels,
-                taps,
-                channels: win.channels,
-                b_at: q * weight.k * NR,
-                rows: grid.destinations(first),
-                c_at: q * NR,
-                ldc: n,
-                cols: (n - q * NR).min(NR),
-                bias_at: bias.map(|_| q * NR),
-            };
-            let a = &scratch.padded;
-            match kernel {
-                Kernel::Portable => portable_tile(&tile, a, &weight.values, out, bias_values),
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512 => avx512::tile(&tile, a, &weight.values, out, bias_values),
+    let a = &scratch.padded;
+    let shape = (weight.k, n);
+    grid.for_each_tile(
+        &grid.taps,
+        win.channels,
+        shape,
+        bias.is_some(),
+        |tile| match kernel {
+            Kernel::Portable => portable_tile(tile, a, &weight.values, out, bias_values),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => avx512::tile(tile, a, &weight.values, out, bias_values),
+        },
+    );
+}
+
+impl Grid {
+    /// Runs `work` on every tile of a convolution over this grid into `n` columns, panel by
+    /// panel: the image has `per_pixel` values a pixel at tap offsets `taps`, and a panel of
+    /// the packed weight `k_rows` rows of [`NR`]. (Plain loops: tiles are short, and an
+    /// iterator of tiles measured slower on a 3-channel input.)
+    fn for_each_tile(
+        &self,
+        taps: &[usize],
+        per_pixel: usize,
+        (k_rows, n): (usize, usize),
+        with_bias: bool,
+        mut work: impl FnMut(&Tile),
+    ) {
+        for q in 0..n.div_ceil(NR) {
+            for first in (0..self.rows()).step_by(MR) {
+                work(&Tile {
+                    a_at: first * per_pixel,
+                    taps,
+                    channels: per_pixel,
+                    b_at: q * k_rows * NR,
+                    rows: self.destinations(first),
+                    c_at: q * NR,
+                    ldc: n,
+                    cols: (n - q * NR).min(NR),
+                    bias_at: with_bias.then_some(q * NR),
+                });
             }
         }
     }
@@ -381,10 +434,15 @@ fn portable_grad_tile(tile: &GradTile, x: &[f32], dy: &[f32], out: &mut [f32]) {
 /// `dW^T[(ky, kx, c), o] = sum over images and output pixels (oy, ox) of
 /// xpad[oy + ky, ox + kx, c] * dy[oy, ox, o]`, summed pixel by pixel in row-major order.
 ///
+/// In [`Precision::Bf16`], the sums run over pairs of neighbouring pixels of bf16 operands
+/// ([`pairs::pair_kernel_gradient`]).
+///
 /// # Panics
 /// If the lengths do not match the geometry (programming errors).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn kernel_gradient(
     kernel: Kernel,
+    precision: Precision,
     grid: &Grid,
     images: &[f32],
     dy: &[f32],
@@ -399,39 +457,51 @@ pub(crate) fn kernel_gradient(
     assert_eq!(out.len(), win.patch_len() * n);
     assert_eq!(images.len() % win.image_len(), 0);
     assert_eq!(dy.len(), images.len() / win.image_len() * pixels * n);
-    let segment = k * c;
+    if precision == Precision::Bf16 {
+        return pairs::pair_kernel_gradient(kernel, grid, images, dy, out, fresh, scratch);
+    }
     for (index, (image, dy)) in images
         .chunks_exact(win.image_len())
         .zip(dy.chunks_exact(pixels * n))
         .enumerate()
     {
         grid.pad(image, &mut scratch.padded);
-        for ky in 0..k {
-            for j0 in (0..segment).step_by(MR) {
-                for q in 0..n.div_ceil(NR) {
-                    let tile = GradTile {
-                        x_at: ky * grid.wp * c + j0,
-                        rows: (segment - j0).min(MR),
-                        channels: c,
-                        wp: grid.wp,
-                        out_h: win.out_h(),
-                        out_w: win.out_w(),
-                        ldd: n,
-                        c_at: q * NR,
-                        cols: (n - q * NR).min(NR),
-                        out_at: (ky * segment + j0) * n + q * NR,
-                        ldc: n,
-                        fresh: fresh && index == 0,
-                    };
-                    let x = &scratch.padded;
-                    match kernel {
-                        Kernel::Portable => portable_grad_tile(&tile, x, dy, out),
-                        #[cfg(target_arch = "x86_64")]
-                        Kernel::Avx512 => avx512::grad_tile(&tile, x, dy, out),
-                    }
-                }
+        let x = &scratch.padded;
+        for tile in grid.grad_tiles(k * c, n, fresh && index == 0) {
+            match kernel {
+                Kernel::Portable => portable_grad_tile(&tile, x, dy, out),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 => avx512::grad_tile(&tile, x, dy, out),
             }
         }
+    }
+}
+
+impl Grid {
+    /// Every tile of a kernel gradient into `n` columns: for each kernel row `ky`, its
+    /// `segment = kw * C` values in runs of [`MR`], against each panel of [`NR`] columns.
+    fn grad_tiles(&self, segment: usize, n: usize, fresh: bool) -> impl Iterator<Item = GradTile> {
+        let win = self.win;
+        let (c, wp) = (win.channels, self.wp);
+        let panels = n.div_ceil(NR);
+        (0..win.kernel_h).flat_map(move |ky| {
+            (0..segment).step_by(MR).flat_map(move |j0| {
+                (0..panels).map(move |q| GradTile {
+                    x_at: ky * wp * c + j0,
+                    rows: (segment - j0).min(MR),
+                    channels: c,
+                    wp,
+                    out_h: win.out_h(),
+                    out_w: win.out_w(),
+                    ldd: n,
+                    c_at: q * NR,
+                    cols: (n - q * NR).min(NR),
+                    out_at: (ky * segment + j0) * n + q * NR,
+                    ldc: n,
+                    fresh,
+                })
+            })
+        })
     }
 }
 
@@ -441,11 +511,11 @@ mod tests {
     use crate::engine::im2col::im2col_image;
     use crate::engine::Rng;
 
-    fn window(h: usize, w: usize, c: usize, k: usize, p: usize) -> Window {
+    pub(super) fn window(h: usize, w: usize, c: usize, k: usize, p: usize) -> Window {
         crate::engine::im2col::tests::window(h, w, c, k, 1, p)
     }
 
-    fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
+    pub(super) fn random(len: usize, rng: &mut Rng) -> Vec<f32> {
         (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
     }
 
@@ -502,7 +572,7 @@ mod tests {
 
     /// Shapes with partial tiles and panels, one channel, a kernel wider than the padding, no
     /// padding, and an output of a single pixel.
-    const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    pub(super) const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
         (32, 32, 3, 3, 1, 32),
         (16, 16, 32, 3, 1, 64),
         (8, 8, 20, 3, 1, 10),
@@ -581,6 +651,7 @@ mod tests {
             let mut portable = vec![f32::NAN; win.patch_len() * n];
             kernel_gradient(
                 Kernel::Portable,
+                Precision::Fp32,
                 &grid,
                 &x,
                 &dy,
@@ -593,6 +664,7 @@ mod tests {
             let mut twice = portable.clone();
             kernel_gradient(
                 Kernel::Portable,
+                Precision::Fp32,
                 &grid,
                 &x,
                 &dy,
@@ -604,10 +676,11 @@ mod tests {
             assert_close(&twice, &doubled, 2 * images * win.out_h() * win.out_w());
             if let Some(vector) = Kernel::detect() {
                 let mut fast = vec![f32::NAN; win.patch_len() * n];
-                kernel_gradient(vector, &grid, &x, &dy, &mut fast, true, &mut scratch);
+                let fp32 = Precision::Fp32;
+                kernel_gradient(vector, fp32, &grid, &x, &dy, &mut fast, true, &mut scratch);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&fast), bits(&portable), "{h}x{w}x{c} k{k} p{p} n{n}");
-                kernel_gradient(vector, &grid, &x, &dy, &mut fast, false, &mut scratch);
+                kernel_gradient(vector, fp32, &grid, &x, &dy, &mut fast, false, &mut scratch);
                 assert_eq!(bits(&fast), bits(&twice));
             }
         }
