@@ -176,10 +176,11 @@ pub struct Conv2dConfig {
 /// batch * output pixels, `K = kh * kw * C`) and `W` the kernel as `O x K`.
 /// Backward: `dW = (P^T * dY)^T`, `db = column sums of dY`, `dP = dY * W`, then `dX = col2im(dP)`.
 ///
-/// A stride-1 fp32 convolution whose output rows fill the kernel's tiles well
-/// ([`direct_conv::pays`]) takes the direct passes on a CPU with AVX-512: the forward pass, `dW`
-/// and (with at least [`DIRECT_MIN_GRAD_INPUT_CHANNELS`] input channels) `dX` read each padded
-/// image in place, with no patch matrix ([`direct_conv`]).
+/// A stride-1 convolution whose output rows fill the kernel's tiles well
+/// ([`direct_conv::pays`]) takes the direct passes on a CPU with AVX-512 (in fp32) or
+/// AVX512-BF16 (in bf16): the forward pass, `dW` and (with at least
+/// [`DIRECT_MIN_GRAD_INPUT_CHANNELS`] input channels) `dX` read each padded image in place,
+/// with no patch matrix ([`direct_conv`]; in bf16, pairs of channels or pixels).
 ///
 /// Elsewhere, where [`runs_in_blocks`] says it pays, both passes run over blocks of images
 /// ([`BLOCK_PATCH_VALUES`]), one block per task: the block's patches are built, multiplied
