@@ -117,9 +117,14 @@ pub(crate) fn pairs_of(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
     }
 }
 
-/// A pair of inner-dimension neighbours, `lo` first, as the kernel reads them.
-fn pair(lo: f32, hi: f32) -> u32 {
+/// A pair of inner-dimension neighbours, `lo` first, as the kernels read them.
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     to_bf16(lo) as u32 | (to_bf16(hi) as u32) << 16
+}
+
+/// The two values of a pair, `lo` first.
+pub(crate) fn halves(pair: u32) -> (f32, f32) {
+    (from_bf16(pair as u16), from_bf16((pair >> 16) as u16))
 }
 
 /// How the rows of `a` lie in its packing buffer.
@@ -305,7 +310,6 @@ fn portable_tile(tile: &Tile, a: &[u32], b: &[u32], c: &mut [f32]) {
             row[..tile.cols].copy_from_slice(&c[at..at + tile.cols]);
         }
     }
-    let halves = |x: u32| (from_bf16(x as u16), from_bf16((x >> 16) as u16));
     for p in 0..tile.pairs {
         let b_row = &b[tile.b_at + p * NR..][..NR];
         for (r, row) in acc.iter_mut().enumerate() {

@@ -19,7 +19,7 @@
 //! in an order that depends only on the shapes.
 
 use super::{GradTile, Grid, Kernel, Scratch, Tile, MR, NR, SKIP};
-use crate::engine::bf16::{self, from_bf16};
+use crate::engine::bf16::{self, halves, pair};
 use crate::engine::im2col::Window;
 
 /// Pairs per pixel of a padded bf16 image over `win`: its channels, rounded up to even, halved.
@@ -62,8 +62,7 @@ impl PackedPairs {
                     } else {
                         0.0
                     };
-                    let lo = bf16::to_bf16(at(tap, c, q * NR + j)) as u32;
-                    *value = lo | (bf16::to_bf16(hi) as u32) << 16;
+                    *value = pair(at(tap, c, q * NR + j), hi);
                 }
             }
         }
@@ -106,9 +105,8 @@ impl Grid {
             } else {
                 // Few channels (an RGB input): a scalar loop beats a vector call per pixel.
                 for (pixel, out) in row.chunks_exact(c).zip(out.chunks_exact_mut(pairs)) {
-                    for (pair, values) in out.iter_mut().zip(pixel.chunks(2)) {
-                        let hi = values.get(1).map_or(0, |&v| bf16::to_bf16(v) as u32);
-                        *pair = bf16::to_bf16(values[0]) as u32 | hi << 16;
+                    for (word, values) in out.iter_mut().zip(pixel.chunks(2)) {
+                        *word = pair(values[0], values.get(1).copied().unwrap_or(0.0));
                     }
                 }
             }
@@ -120,7 +118,6 @@ impl Grid {
 /// order VDPBF16PS is specified in).
 fn portable_pair_tile(tile: &Tile, a: &[u32], b: &[u32], c: &mut [f32], bias: &[f32]) {
     tile.check(a, b, c, bias);
-    let halves = |x: u32| (from_bf16(x as u16), from_bf16((x >> 16) as u16));
     let mut acc = [[0.0f32; NR]; MR];
     if let Some(at) = tile.bias_at {
         for sums in &mut acc {
@@ -208,7 +205,6 @@ impl GradTile {
 /// first's, each added in f32 (the order VDPBF16PS is specified in).
 fn portable_pair_grad_tile(tile: &GradTile, x: &[u32], dy: &[u32], out: &mut [f32]) {
     tile.check_pairs(x, dy, out);
-    let halves = |x: u32| (from_bf16(x as u16), from_bf16((x >> 16) as u16));
     let mut acc = [[0.0f32; NR]; MR];
     if !tile.fresh {
         for (i, sums) in acc.iter_mut().enumerate().take(tile.rows) {
@@ -218,9 +214,9 @@ fn portable_pair_grad_tile(tile: &GradTile, x: &[u32], dy: &[u32], out: &mut [f3
     }
     let pairs_per_row = tile.out_w.div_ceil(2);
     for oy in 0..tile.out_h {
-        for pair in 0..pairs_per_row {
-            let pixel = tile.x_at + (oy * tile.wp + 2 * pair) * tile.channels;
-            let d = (oy * pairs_per_row + pair) * tile.ldd + tile.c_at;
+        for index in 0..pairs_per_row {
+            let pixel = tile.x_at + (oy * tile.wp + 2 * index) * tile.channels;
+            let d = (oy * pairs_per_row + index) * tile.ldd + tile.c_at;
             let grads = &dy[d..d + tile.cols];
             for (i, sums) in acc.iter_mut().enumerate() {
                 let (x_lo, x_hi) = halves(x[pixel + i]);
@@ -245,8 +241,8 @@ fn pixel_pairs_of_image(padded: &[f32], channels: usize, out: &mut Vec<u32>) {
     out.resize(padded.len(), 0);
     let paired = padded.len().saturating_sub(channels);
     bf16::pairs_of(&padded[..paired], &padded[channels..], &mut out[..paired]);
-    for (pair, &last) in out[paired..].iter_mut().zip(&padded[paired..]) {
-        *pair = bf16::to_bf16(last) as u32;
+    for (word, &last) in out[paired..].iter_mut().zip(&padded[paired..]) {
+        *word = pair(last, 0.0);
     }
 }
 
@@ -260,13 +256,13 @@ fn pixel_pairs_of_gradient(dy: &[f32], out_w: usize, n: usize, out: &mut Vec<u32
         .chunks_exact(out_w * n)
         .zip(out.chunks_exact_mut(pairs_per_row * n));
     for (row, out) in rows {
-        for (pair, out) in out.chunks_exact_mut(n).enumerate() {
-            let first = &row[2 * pair * n..][..n];
-            match row.get((2 * pair + 1) * n..(2 * pair + 2) * n) {
+        for (index, out) in out.chunks_exact_mut(n).enumerate() {
+            let first = &row[2 * index * n..][..n];
+            match row.get((2 * index + 1) * n..(2 * index + 2) * n) {
                 Some(second) => bf16::pairs_of(first, second, out),
                 None => {
-                    for (pair, &value) in out.iter_mut().zip(first) {
-                        *pair = bf16::to_bf16(value) as u32;
+                    for (word, &value) in out.iter_mut().zip(first) {
+                        *word = pair(value, 0.0);
                     }
                 }
             }
@@ -314,7 +310,7 @@ pub(super) fn pair_kernel_gradient(
 mod tests {
     use super::super::tests::{random, window, SHAPES};
     use super::*;
-    use crate::engine::bf16::to_bf16;
+    use crate::engine::bf16::{from_bf16, to_bf16};
     use crate::engine::im2col::im2col_image;
     use crate::engine::Rng;
 
