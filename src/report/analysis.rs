@@ -61,6 +61,9 @@ pub struct Pruning {
     pub saved_epochs: usize,
     /// Epochs of every trial of the study trained to its last epoch.
     pub budget_epochs: usize,
+    /// Whether some trial stops early (its config has a patience): then a pruned trial might
+    /// have stopped before its last epoch, and `saved_epochs` is an upper bound.
+    pub early_stopping: bool,
 }
 
 impl Pruning {
@@ -95,6 +98,7 @@ impl Pruning {
             prunable,
             saved_epochs,
             budget_epochs: trials.iter().map(epochs_of).sum(),
+            early_stopping: trials.iter().any(|t| t.trial.config.patience.is_some()),
         })
     }
 }

@@ -176,12 +176,21 @@ fn pruning_paragraph(p: &Pruning) -> String {
     } else {
         0.0
     };
+    let (at_most, bound) = if p.early_stopping {
+        (
+            "at most ",
+            " Both counts take every trial to its last epoch; early stopping would have ended \
+             some trials sooner, so this is an upper bound on what pruning saved.",
+        )
+    } else {
+        ("", "")
+    };
     format!(
         "Search trials were pruned by {}. It stopped {} of the {} search trials of methods \
-         with a grid, which left {} of the study's {} trial-epochs untrained ({share:.1}%). A \
-         pruned trial is never a result: a point with one cannot be chosen, so every chosen \
-         point was trained to the full budget on every search seed, and confirmation runs \
-         are never pruned.",
+         with a grid, which left {at_most}{} of the study's {} trial-epochs untrained \
+         ({share:.1}%).{bound} A pruned trial is never a result: a point with one cannot be \
+         chosen, so every chosen point was trained to the full budget on every search seed, \
+         and confirmation runs are never pruned.",
         p.rule, p.pruned, p.prunable, p.saved_epochs, p.budget_epochs
     )
 }

@@ -29,6 +29,9 @@ pub struct Cost {
     /// mean core-seconds per epoch of its method in its group (of its group when the method
     /// has no epoch on record); `None` when the study prunes nothing.
     pub saved_core_seconds: Option<f64>,
+    /// Whether some trial stops early (has a patience), so that a pruned trial might have
+    /// ended before its last epoch: `saved_core_seconds` is then an upper bound.
+    pub saved_is_upper_bound: bool,
 }
 
 impl Cost {
@@ -54,6 +57,10 @@ impl Cost {
             thread_counts,
             busy_seconds: busy_seconds(&results.trials),
             saved_core_seconds: results.spec.prune.map(|_| saved_core_seconds(results)),
+            saved_is_upper_bound: results
+                .trials
+                .iter()
+                .any(|t| t.trial.config.patience.is_some()),
         }
     }
 
@@ -149,7 +156,8 @@ fn add(entry: &mut (f64, usize), core_seconds: f64, epochs: usize) {
     entry.1 += epochs;
 }
 
-/// Each pruned trial's untrained epochs at its method's mean core-seconds per epoch.
+/// Each pruned trial's untrained epochs (up to its last) at its method's mean core-seconds
+/// per epoch; 0 (not -0, the identity of `Sum`) when nothing was pruned.
 fn saved_core_seconds(results: &StudyResults) -> f64 {
     let rates = Rates::of(results);
     results
@@ -161,7 +169,7 @@ fn saved_core_seconds(results: &StudyResults) -> f64 {
             let left = t.trial.config.epochs.saturating_sub(ran);
             Some(left as f64 * rates.per_epoch(&t.trial.group, &t.trial.method)?)
         })
-        .sum()
+        .fold(0.0, |sum, seconds| sum + seconds)
 }
 
 /// A duration in words: seconds under two minutes, minutes under two hours, else hours.
@@ -197,10 +205,19 @@ pub fn cost_sentence(cost: &Cost) -> String {
         )),
     }
     if let (Some(saved), Some(share)) = (cost.saved_core_seconds, cost.saved_share()) {
+        let (about, bound) = if cost.saved_is_upper_bound {
+            (
+                "at most about",
+                " Each pruned trial is counted to its last epoch, which early stopping might \
+                 not have let it reach.",
+            )
+        } else {
+            ("about", "")
+        };
         text.push_str(&format!(
-            " The epochs that pruning left untrained would have cost about {:.2} core-hours \
-             more (each at its method's mean per epoch): {:.1}% of the study's cost without \
-             pruning.",
+            " The epochs that pruning left untrained would have cost {about} {:.2} \
+             core-hours more (each at its method's mean per epoch): {:.1}% of the study's \
+             cost without pruning.{bound}",
             saved / 3600.0,
             100.0 * share
         ));

@@ -684,3 +684,45 @@ fn pruning_saves_each_untrained_epoch_at_its_method_s_mean_cost_per_epoch() {
         "{text}"
     );
 }
+
+#[test]
+fn pruning_with_early_stopping_reports_its_savings_as_upper_bounds() {
+    let mut r = fixture();
+    r.spec.prune = Some("asha".parse().unwrap());
+    for t in r.trials.iter_mut() {
+        t.trial.config.epochs = 10;
+        t.trial.config.patience = Some(3);
+    }
+    let t = r.trials.iter_mut().find(|t| t.id == 7).unwrap();
+    t.state = TrialState::Pruned;
+    t.summary = None;
+    r.epochs.get_mut(&7).unwrap().truncate(1);
+    let analysis = analyze(&r);
+    assert!(analysis.cost.saved_is_upper_bound);
+    assert_eq!(analysis.pruning.as_ref().unwrap().saved_epochs, 9);
+    let text = format!("{:?}", content::blocks(&r, &analysis));
+    assert!(text.contains("left at most 9 of the study's"), "{text}");
+    assert!(
+        text.contains("an upper bound on what pruning saved"),
+        "{text}"
+    );
+    assert!(text.contains("would have cost at most about"), "{text}");
+}
+
+#[test]
+fn a_pruning_study_that_pruned_nothing_saved_zero_not_minus_zero() {
+    let mut r = fixture();
+    r.spec.prune = Some("asha".parse().unwrap());
+    let cost = cost::Cost::of(&r);
+    let saved = cost.saved_core_seconds.unwrap();
+    assert!(saved == 0.0 && saved.is_sign_positive(), "{saved}");
+    let sentence = cost::cost_sentence(&cost);
+    assert!(
+        sentence.contains("about 0.00 core-hours more"),
+        "{sentence}"
+    );
+    assert!(
+        sentence.contains(": 0.0% of the study's cost"),
+        "{sentence}"
+    );
+}
