@@ -84,13 +84,7 @@ impl Pruning {
             .iter()
             .filter(|t| t.state == TrialState::Pruned)
             .collect();
-        let saved_epochs = pruned
-            .iter()
-            .map(|t| {
-                let ran = results.epochs.get(&t.id).map_or(0, Vec::len);
-                epochs_of(t).saturating_sub(ran)
-            })
-            .sum();
+        let saved_epochs = pruned.iter().map(|t| results.untrained_epochs(t)).sum();
         let epochs = trials.iter().map(epochs_of).max().unwrap_or(0);
         Some(Pruning {
             rule: rule.describe(epochs),
@@ -98,7 +92,7 @@ impl Pruning {
             prunable,
             saved_epochs,
             budget_epochs: trials.iter().map(epochs_of).sum(),
-            early_stopping: trials.iter().any(|t| t.trial.config.patience.is_some()),
+            early_stopping: results.trials_may_stop_early(),
         })
     }
 }

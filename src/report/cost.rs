@@ -57,10 +57,7 @@ impl Cost {
             thread_counts,
             busy_seconds: busy_seconds(&results.trials),
             saved_core_seconds: results.spec.prune.map(|_| saved_core_seconds(results)),
-            saved_is_upper_bound: results
-                .trials
-                .iter()
-                .any(|t| t.trial.config.patience.is_some()),
+            saved_is_upper_bound: results.trials_may_stop_early(),
         }
     }
 
@@ -165,8 +162,7 @@ fn saved_core_seconds(results: &StudyResults) -> f64 {
         .iter()
         .filter(|t| t.state == TrialState::Pruned)
         .filter_map(|t| {
-            let ran = results.epochs.get(&t.id).map_or(0, Vec::len);
-            let left = t.trial.config.epochs.saturating_sub(ran);
+            let left = results.untrained_epochs(t);
             Some(left as f64 * rates.per_epoch(&t.trial.group, &t.trial.method)?)
         })
         .fold(0.0, |sum, seconds| sum + seconds)

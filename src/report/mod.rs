@@ -55,6 +55,21 @@ impl StudyResults {
     pub fn with_claims(self, claims: Vec<PaperClaim>) -> Self {
         Self { claims, ..self }
     }
+
+    /// The epochs `trial` did not train: its last epoch less those on record. For a pruned
+    /// trial, what pruning saved (at most, when trials stop early).
+    pub fn untrained_epochs(&self, trial: &TrialRecord) -> usize {
+        let ran = self.epochs.get(&trial.id).map_or(0, Vec::len);
+        trial.trial.config.epochs.saturating_sub(ran)
+    }
+
+    /// Whether some trial stops early (its config has a patience), so that a pruned trial
+    /// might have ended before its last epoch and what pruning saved is an upper bound.
+    pub fn trials_may_stop_early(&self) -> bool {
+        self.trials
+            .iter()
+            .any(|t| t.trial.config.patience.is_some())
+    }
 }
 
 /// Reads the study called `study` from `store`, with its trials and their epochs. The
